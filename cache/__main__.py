@@ -1,0 +1,3 @@
+from cache.cli import app
+
+app(prog_name="python -m cache")

@@ -1,0 +1,92 @@
+"""``python -m cache info|verify|export|labels``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from cache.errors import CacheError, LabelError
+from cache.labels import load_label_file, merge_tables, write_labels
+from cache.report import describe, export_csv
+from cache.verify import repair, verify
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache.")
+
+EXIT_DAMAGED = 1  # verify found problems
+EXIT_USAGE = 2  # not a cache, bad label file
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Videos per split, dimensions, face-found rate, config and failures."""
+    try:
+        summary = describe(cache_dir)
+    except CacheError as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    typer.echo(f"cache       {cache_dir}")
+    typer.echo(f"videos      {summary['videos']} ({', '.join(f'{name} {count}' for name, count in summary['splits'].items()) or 'none'}) in {summary['shards']} shards, {summary['labelled']} labelled")
+    typer.echo(f"frames      T={summary['frames']} x k={summary['frames_per_segment']}, embeddings {summary['embedding_dim']}-d, audio {summary['audio_dim']}-d")
+    rate = summary["face_found_rate"]
+    typer.echo(f"faces       found in {rate:.1%} of frames" if rate is not None else "faces       -")
+    typer.echo(f"config      {summary['config_hash']}  weights={summary['config']['weights']}")
+    if summary["config"].get("weights") == "none":
+        typer.echo("warning     embeddings come from random ResNet50 weights (--weights none): fine for tests, meaningless for research")
+    typer.echo("            " + json.dumps(summary["config"], sort_keys=True))
+    typer.echo(f"failures    {len(summary['failures'])}")
+    for failure in summary["failures"]:
+        typer.echo(f"  {failure['path']}: {failure['reason']}")
+
+
+@app.command("verify")
+def verify_command(cache_dir: Path = typer.Argument(..., help="Cache folder."), fix: bool = typer.Option(False, "--repair", help="Remove damaged shards so the next `make features` redoes their videos.")) -> None:
+    """Check every shard against the index (digest, size, HDF5 checksums); exit 1 if anything is wrong."""
+    if not (cache_dir / "index.json").exists() and not (cache_dir / "config.json").exists():
+        _fail(CacheError(f"{cache_dir}: not a cache (no index.json or config.json)"))
+    try:
+        problems = verify(cache_dir)
+    except CacheError as error:
+        _fail(error)
+    for problem in problems:
+        typer.echo(f"{problem.path}: {problem.reason}", err=True)
+    if not problems:
+        typer.echo(f"{cache_dir}: ok")
+        return
+    if fix:
+        dropped = repair(cache_dir, problems)
+        typer.echo(f"{cache_dir}: removed {len(problems)} damaged or stray file(s), {dropped} videos to re-extract: run the same `make features` again")
+        return
+    typer.echo(f"{cache_dir}: {len(problems)} problem(s); run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract them", err=True)
+    raise typer.Exit(EXIT_DAMAGED)
+
+
+@app.command()
+def export(cache_dir: Path = typer.Argument(..., help="Cache folder."), out: Path = typer.Option(..., "--out", help="CSV file to write.")) -> None:
+    """One CSV row per video: video_id, split, labels, fraction of frames with a face."""
+    try:
+        rows = export_csv(cache_dir, out)
+    except CacheError as error:
+        _fail(error)
+    typer.echo(f"wrote {rows} rows to {out}")
+
+
+@app.command()
+def labels(cache_dir: Path = typer.Argument(..., help="Cache folder."), files: list[Path] = typer.Argument(..., help="ChaLearn .pkl or CSV label files."), replace: bool = typer.Option(False, "--replace", help="Drop the labels already attached instead of merging.")) -> None:
+    """Attach or replace labels without decoding any video."""
+    try:
+        if not (cache_dir / "config.json").exists():
+            raise CacheError(f"{cache_dir}: not a cache (no config.json)")
+        table = merge_tables([load_label_file(path) for path in files])
+        path = write_labels(cache_dir, table, replace=replace)
+    except (CacheError, LabelError) as error:
+        _fail(error)
+    typer.echo(f"{path}: labels for {len(table)} videos {'replaced' if replace else 'merged'}")

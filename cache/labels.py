@@ -1,0 +1,176 @@
+"""Label files: ChaLearn annotation pickles (read safely) and CSV tables.
+
+Labels live in ``labels.csv`` beside the shards and are joined by ``video_id`` at
+read time, so they can be attached or replaced without decoding any video.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from cache.errors import LabelError
+from cache.manifest import write_atomically
+from cache.schema import LABEL_NAMES, LABELS_FILE
+
+LabelTable = dict[str, dict[str, float]]  # video_id -> {label name -> score in [0, 1]}
+
+
+def _float_dtype(*args):
+    dtype = np.dtype(*args)
+    if dtype.kind != "f":
+        raise pickle.UnpicklingError(f"dtype {dtype} is not a float dtype")
+    return dtype
+
+
+def _float_scalar(dtype, *args):
+    if not isinstance(dtype, np.dtype) or dtype.kind != "f":
+        raise pickle.UnpicklingError(f"scalar of dtype {dtype!r} is not a float")
+    return _NUMPY_SCALAR(dtype, *args)
+
+
+_NUMPY_SCALAR = np.array(0.0)[()].__reduce__()[0]  # numpy's own scalar reconstructor
+
+# The only globals the official ChaLearn pickles name; numpy 2 renamed numpy.core.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "scalar"): _float_scalar,
+    ("numpy._core.multiarray", "scalar"): _float_scalar,
+    ("numpy", "dtype"): _float_dtype,
+}
+
+
+class _AnnotationUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild float numpy scalars and nothing else."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
+
+
+def load_annotation_pickle(path: Path) -> LabelTable:
+    """Read a ChaLearn ``annotation_*.pkl`` (trait -> {video file name -> score}).
+
+    Raises
+    ------
+    LabelError
+        When the file asks for any global beyond float numpy scalars (nothing in it
+        is executed), or does not have the ChaLearn layout.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = _AnnotationUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise LabelError(f"{path}: not a safe ChaLearn annotation pickle ({error}); expected trait -> {{video: score}} with float scores only") from error
+    if not isinstance(raw, dict) or not all(isinstance(scores, dict) for scores in raw.values()):
+        raise LabelError(f"{path}: expected a dict of trait -> {{video file name -> score}}")
+    table: LabelTable = {}
+    for trait, scores in raw.items():
+        if trait not in LABEL_NAMES:
+            raise LabelError(f"{path}: unknown label {trait!r}; expected some of {', '.join(LABEL_NAMES)}")
+        for video_id, score in scores.items():
+            table.setdefault(str(video_id), {})[trait] = _checked_score(float(score), path, video_id, trait)
+    return table
+
+
+def _checked_score(value: float, path: Path, video_id: str, label: str) -> float:
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise LabelError(f"{path}: {label} of {video_id} is {value}, outside [0, 1]")
+    return value
+
+
+def load_label_csv(path: Path) -> LabelTable:
+    """Read a CSV with a ``video_id`` column and one column per label in [0, 1].
+
+    Empty cells mean unknown. Columns other than ``video_id`` and the label names
+    are refused so that a misspelt trait is not silently dropped.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if "video_id" not in columns:
+            raise LabelError(f"{path}: no video_id column; expected a header like video_id,{','.join(LABEL_NAMES[:5])}")
+        unknown = [column for column in columns if column not in LABEL_NAMES and column != "video_id"]
+        if unknown:
+            raise LabelError(f"{path}: unknown column(s) {', '.join(unknown)}; label columns must be among {', '.join(LABEL_NAMES)}")
+        if len(columns) == 1:
+            raise LabelError(f"{path}: no label columns; expected some of {', '.join(LABEL_NAMES)}")
+        table: LabelTable = {}
+        for line_number, row in enumerate(reader, start=2):
+            video_id = row["video_id"]
+            if not video_id:
+                raise LabelError(f"{path}:{line_number}: empty video_id")
+            if video_id in table:
+                raise LabelError(f"{path}:{line_number}: duplicate video_id {video_id}")
+            scores = {}
+            for label in (column for column in columns if column != "video_id"):
+                cell = (row[label] or "").strip()
+                if not cell:
+                    continue
+                try:
+                    value = float(cell)
+                except ValueError:
+                    raise LabelError(f"{path}:{line_number}: {label} = {cell!r} is not a number") from None
+                scores[label] = _checked_score(value, Path(f"{path}:{line_number}"), video_id, label)
+            table[video_id] = scores
+    return table
+
+
+def load_label_file(path: Path) -> LabelTable:
+    """Read labels from a ``.pkl`` (ChaLearn) or ``.csv`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: label file not found")
+    if path.suffix == ".pkl":
+        return load_annotation_pickle(path)
+    if path.suffix == ".csv":
+        return load_label_csv(path)
+    raise LabelError(f"{path}: unsupported label file; expected a ChaLearn .pkl or a .csv with a video_id column")
+
+
+def merge_tables(tables: list[LabelTable]) -> LabelTable:
+    """Merge label tables; later tables win where they give the same label."""
+    merged: LabelTable = {}
+    for table in tables:
+        for video_id, scores in table.items():
+            merged.setdefault(video_id, {}).update(scores)
+    return merged
+
+
+def read_label_table(cache_dir: Path) -> LabelTable:
+    """The labels attached to a cache (empty when none)."""
+    path = Path(cache_dir) / LABELS_FILE
+    return load_label_csv(path) if path.exists() else {}
+
+
+def write_labels(cache_dir: Path, table: LabelTable, replace: bool = False) -> Path:
+    """Attach labels to a cache, merging with those already there unless ``replace``."""
+    merged = table if replace else merge_tables([read_label_table(cache_dir), table])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("video_id", *LABEL_NAMES))
+    for video_id in sorted(merged):
+        scores = merged[video_id]
+        writer.writerow((video_id, *(repr(scores[label]) if label in scores else "" for label in LABEL_NAMES)))
+    path = Path(cache_dir) / LABELS_FILE
+    write_atomically(path, buffer.getvalue())
+    return path
+
+
+def label_matrix(table: LabelTable, video_ids: list[str]) -> np.ndarray:
+    """Labels of the given videos as a (N, 6) float32 array, NaN where unknown."""
+    matrix = np.full((len(video_ids), len(LABEL_NAMES)), np.nan, dtype=np.float32)
+    for row, video_id in enumerate(video_ids):
+        for column, label in enumerate(LABEL_NAMES):
+            value = table.get(video_id, {}).get(label)
+            if value is not None:
+                matrix[row, column] = value
+    return matrix

@@ -1,0 +1,126 @@
+"""Read a cache folder: one split's arrays across all shards, labels joined."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from cache.errors import CacheError
+from cache.labels import label_matrix, read_label_table
+from cache.manifest import Index, config_hash, read_config
+from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
+
+DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
+
+
+class CacheReader:
+    """Read-only view of a cache folder.
+
+    Checks on opening that the index and every shard it names are present with
+    their recorded sizes; Fletcher-32 checksums catch damaged bytes as they are read.
+    """
+
+    def __init__(self, cache_dir: Path):
+        self.cache_dir = Path(cache_dir)
+        if not self.cache_dir.is_dir():
+            raise CacheError(f"{self.cache_dir}: no such cache folder; build one with `make features`")
+        config = read_config(self.cache_dir)
+        if config is None:
+            raise CacheError(f"{self.cache_dir}: not a cache (no config.json); build one with `make features`")
+        self.config: dict = config
+        self.config_hash = config_hash(config)
+        self.index = Index.load(self.cache_dir)
+        for entry in self.index.shards:
+            path = self.cache_dir / entry.name
+            if not path.exists():
+                raise CacheError(f"{path}: shard is missing; run `python -m cache verify {self.cache_dir} --repair` then `make features` to re-extract its videos")
+            if path.stat().st_size != entry.size:
+                raise CacheError(f"{path}: shard size {path.stat().st_size} differs from the index ({entry.size}); run `python -m cache verify {self.cache_dir} --repair`")
+
+    @property
+    def frames(self) -> int:
+        """T, the number of segments per video."""
+        return int(self.config["frames"])
+
+    @property
+    def frames_per_segment(self) -> int:
+        """k, the frames stored per segment."""
+        return int(self.config.get("frames_per_segment", 1))
+
+    def splits(self) -> dict[str, int]:
+        """Number of cached videos per split."""
+        return self.index.split_counts()
+
+    def read(self, split: str, datasets: tuple[str, ...] = DEFAULT_DATASETS) -> dict[str, np.ndarray]:
+        """Arrays of one split, concatenated across shards and sorted by video_id.
+
+        Parameters
+        ----------
+        split : str
+            Split name, e.g. ``train``.
+        datasets : tuple of str
+            Dataset names from the schema; ``face_crops`` is read only when named.
+
+        Returns
+        -------
+        dict of str to np.ndarray
+            Each array has the split's N videos as its first axis, e.g.
+            ``face_embeddings`` (N, T*k, 2048) float16.
+        """
+        known = set(STRING_DATASETS) | set(NUMERIC_DATASETS) | {CROPS_DATASET}
+        unknown = [name for name in datasets if name not in known]
+        if unknown:
+            raise KeyError(f"unknown dataset(s) {unknown}; known: {sorted(known)}")
+        if split not in self.splits():
+            raise CacheError(f"{self.cache_dir}: no split {split!r}; splits are {', '.join(self.splits()) or 'none'}")
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in datasets}
+        ids: list[str] = []
+        for entry, mask in zip(self.index.shards, self.index.live_masks()):
+            rows = np.flatnonzero((np.array(entry.splits) == split) & np.array(mask, dtype=bool))
+            if rows.size:
+                self._read_rows(entry, rows, datasets, parts)
+                ids.extend(entry.video_ids[row] for row in rows)
+        order = np.argsort(np.array(ids, dtype=object), kind="stable")
+        return {name: np.concatenate(values)[order] for name, values in parts.items()}
+
+    def record(self, content_hash: str, crops: bool = True) -> VideoRecord:
+        """The cached record of the video with this content hash."""
+        entry, row = self.index.content_hashes()[content_hash]
+        datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *((CROPS_DATASET,) if crops and self.config.get("keep_crops", True) else ()))
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in datasets}
+        self._read_rows(entry, np.array([row]), datasets, parts)
+        values = {name: value[0][0] for name, value in parts.items()}
+        return VideoRecord(**{**values, "has_audio": bool(values["has_audio"])})
+
+    def _read_rows(self, entry, rows: np.ndarray, datasets: tuple[str, ...], parts: dict) -> None:
+        path = self.cache_dir / entry.name
+        try:
+            with h5py.File(path, "r") as shard:
+                stored_ids = [value.decode() for value in shard["video_id"][()]]
+                if stored_ids != entry.video_ids:
+                    raise CacheError(f"{path}: videos differ from the index; run `python -m cache verify {self.cache_dir} --repair`")
+                for name in datasets:
+                    if name not in shard:
+                        raise CacheError(f"{path}: no dataset {name!r} (was the cache built with crops switched off?)")
+                    values = shard[name][()]
+                    if name in STRING_DATASETS:
+                        values = np.array([value.decode() for value in values], dtype=object)
+                    parts[name].append(values[rows])
+        except OSError as error:
+            raise CacheError(f"{path}: shard is damaged ({error}); run `python -m cache verify {self.cache_dir} --repair` then `make features`") from error
+
+    def labels(self, video_ids) -> np.ndarray:
+        """(N, 6) float32 labels in LABEL_NAMES order, NaN where unknown."""
+        return label_matrix(read_label_table(self.cache_dir), list(video_ids))
+
+    def shard_attributes(self) -> dict:
+        """Attributes of the first shard (schema version, config, library versions)."""
+        if not self.index.shards:
+            return {}
+        with h5py.File(self.cache_dir / self.index.shards[0].name, "r") as shard:
+            attributes = dict(shard.attrs)
+        attributes["library_versions"] = json.loads(attributes.get("library_versions", "{}"))
+        return attributes

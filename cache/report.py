@@ -1,0 +1,66 @@
+"""Summaries of a cache: what ``python -m cache info`` and ``export`` print."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from cache.labels import read_label_table
+from cache.manifest import read_failures
+from cache.reader import CacheReader
+from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES
+
+
+def describe(cache_dir: Path) -> dict:
+    """Everything ``info`` reports, as one JSON-able dict.
+
+    Keys include ``videos`` (int), ``splits`` ({name: count}), ``frames`` (T),
+    ``frames_per_segment``, ``embedding_dim``, ``audio_dim``, ``face_found_rate``,
+    ``labelled``, ``config``, ``config_hash``, ``library_versions`` and ``failures``
+    (list of {path, reason}).
+    """
+    reader = CacheReader(cache_dir)
+    splits = reader.splits()
+    found = [reader.read(split, ("face_found",))["face_found"] for split in splits]
+    frames_found = np.concatenate([array.reshape(-1) for array in found]) if found else np.zeros(0, bool)
+    labels = read_label_table(cache_dir)
+    ids = [video_id for entry, row in reader.index.live() for video_id in [entry.video_ids[row]]]
+    return {
+        "videos": sum(splits.values()),
+        "splits": splits,
+        "frames": reader.frames,
+        "frames_per_segment": reader.frames_per_segment,
+        "embedding_dim": EMBEDDING_DIM,
+        "audio_dim": AUDIO_DIM,
+        "face_found_rate": float(frames_found.mean()) if frames_found.size else None,
+        "labelled": sum(1 for video_id in ids if labels.get(video_id)),
+        "shards": len(reader.index.shards),
+        "config": reader.config,
+        "config_hash": reader.config_hash,
+        "library_versions": reader.shard_attributes().get("library_versions", {}),
+        "failures": read_failures(cache_dir),
+    }
+
+
+def export_csv(cache_dir: Path, out: Path) -> int:
+    """Write one row per cached video: video_id, split, labels, face_found_rate.
+
+    Returns the number of rows written. Label columns are the five traits, plus
+    ``interview`` when any video has it; empty where unknown.
+    """
+    reader = CacheReader(cache_dir)
+    table = read_label_table(cache_dir)
+    columns = [name for name in LABEL_NAMES if name != "interview" or any("interview" in scores for scores in table.values())]
+    rows = 0
+    with open(out, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("video_id", "split", *columns, "face_found_rate"))
+        for split in reader.splits():
+            arrays = reader.read(split, ("video_id", "face_found"))
+            for video_id, found in zip(arrays["video_id"], arrays["face_found"]):
+                scores = table.get(video_id, {})
+                writer.writerow((video_id, split, *(scores.get(name, "") for name in columns), f"{found.mean():.4f}"))
+                rows += 1
+    return rows

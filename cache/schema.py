@@ -1,0 +1,74 @@
+"""Names, shapes and the per-video record of the feature cache (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SCHEMA_VERSION = 1  # bump when a dataset's meaning or layout changes
+EMBEDDING_DIM = 2048  # ResNet50 global-average-pooled output
+AUDIO_DIM = 68  # 34 pyAudioAnalysis short-term features + their deltas
+TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+LABEL_NAMES = TRAITS + ("interview",)  # ChaLearn also rates "invite to interview"
+SHARD_PATTERN = "shard-*.h5"
+INDEX_FILE = "index.json"
+LABELS_FILE = "labels.csv"
+FAILURES_FILE = "failures.csv"
+CONFIG_FILE = "config.json"
+
+# Datasets every shard holds, with their per-video shape suffix and dtype.
+# "frames" is T*k (k frames per segment); "segments" is T.
+NUMERIC_DATASETS = {
+    "face_embeddings": (("frames", EMBEDDING_DIM), np.float16),
+    "audio_features": (("segments", AUDIO_DIM), np.float32),
+    "frame_times": (("frames",), np.float32),
+    "face_boxes": (("frames", 4), np.int32),
+    "face_found": (("frames",), np.bool_),
+    "has_audio": ((), np.bool_),
+}
+STRING_DATASETS = ("video_id", "split", "content_hash", "source")
+CROPS_DATASET = "face_crops"
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """Everything the cache keeps about one video.
+
+    Attributes
+    ----------
+    video_id : str
+        File name, the ChaLearn label key (e.g. ``_01AyUz9J9I.002.mp4``).
+    split : str
+        Split name (train, validation, ...).
+    content_hash : str
+        SHA-256 of the file's bytes: identifies the video across renames.
+    source : str
+        Path the video was read from.
+    face_embeddings : np.ndarray
+        (T*k, 2048) float16, segment-major: segment t holds frames t*k .. t*k+k-1.
+    audio_features : np.ndarray
+        (T, 68) float32.
+    frame_times : np.ndarray
+        (T*k,) float32 seconds from the start of the video.
+    face_boxes : np.ndarray
+        (T*k, 4) int32 x, y, w, h in source pixels; -1 where no face was detected.
+    face_found : np.ndarray
+        (T*k,) bool.
+    has_audio : bool
+        False when the file had no audio track (its features are zeros).
+    face_crops : np.ndarray or None
+        (T*k, S, S, 3) uint8 RGB crops that were embedded, or None when not kept.
+    """
+
+    video_id: str
+    split: str
+    content_hash: str
+    source: str
+    face_embeddings: np.ndarray
+    audio_features: np.ndarray
+    frame_times: np.ndarray
+    face_boxes: np.ndarray
+    face_found: np.ndarray
+    has_audio: bool
+    face_crops: np.ndarray | None = None

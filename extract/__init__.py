@@ -1,0 +1,1 @@
+"""Extraction stage: decode each video once into cached face, embedding and audio features."""

@@ -1,0 +1,67 @@
+"""``python -m extract INPUT... --cache DIR``: decode and featurise videos once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cache.errors import CacheError, LabelError
+from extract.config import ExtractOptions
+from extract.embed import WeightsError
+from extract.faces import FaceError
+from extract.run import extract_to_cache
+
+EXIT_PARTIAL = 1  # some videos failed; the others are cached
+EXIT_USAGE = 2  # nothing was extracted: bad option, label file, weights, locked or mismatched cache
+EXIT_INTERRUPTED = 130  # Ctrl-C: finished shards kept, re-run to resume
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command(help="Extract videos (files or folders; SPLIT=PATH names the split) into an HDF5 feature cache.")
+def main(
+    inputs: list[str] = typer.Argument(..., help="Video files or folders; SPLIT=PATH sets the split, else the folder's name."),
+    cache: Path = typer.Option(Path("cache"), "--cache", help="Cache folder (created if missing)."),
+    labels: list[Path] = typer.Option([], "--labels", help="ChaLearn annotation .pkl or CSV (video_id + trait columns); repeatable."),
+    frames: int = typer.Option(10, "--frames", help="T, equal segments per video."),
+    frames_per_segment: int = typer.Option(1, "--frames-per-segment", help="k frames stored per segment (training picks one per epoch)."),
+    sampling: str = typer.Option("centre", "--sampling", help="centre | random (seeded position in each segment)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random sampling and of --weights none."),
+    crop_size: int = typer.Option(224, "--crop-size", help="Side of the square face crop in pixels (32 or more)."),
+    face_margin: float = typer.Option(0.2, "--face-margin", help="Border around the face box, fraction of its side."),
+    detect_height: int = typer.Option(360, "--detect-height", help="Frame height (pixels) for face detection."),
+    scale_factor: float = typer.Option(1.2, "--scale-factor", help="Haar cascade scaleFactor."),
+    min_neighbors: int = typer.Option(10, "--min-neighbors", help="Haar cascade minNeighbors, first try."),
+    min_neighbors_floor: int = typer.Option(4, "--min-neighbors-floor", help="Lowest minNeighbors tried on a faceless frame."),
+    weights: str = typer.Option("imagenet", "--weights", help="imagenet | none (random, for tests) | PATH to ResNet50 include_top=False weights."),
+    audio_rate: int = typer.Option(16000, "--audio-rate", help="Hz every sound track is resampled to."),
+    audio_window: float = typer.Option(0.050, "--audio-window", help="Seconds per short-term audio window."),
+    audio_step: float = typer.Option(0.025, "--audio-step", help="Seconds between audio windows."),
+    audio_mode: str = typer.Option("mean", "--audio-mode", help="mean (of windows per segment) | window (one window per segment, as the original project)."),
+    keep_crops: bool = typer.Option(True, "--keep-crops/--no-crops", help="Store the face crops in the cache."),
+    jobs: int = typer.Option(0, "--jobs", help="Parallel decoding workers; 0 = all cores."),
+    backend: str = typer.Option("loky", "--backend", help="loky | dask."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address; without it a local cluster is started."),
+    videos_per_shard: int = typer.Option(64, "--videos-per-shard", help="Videos per HDF5 shard."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Face crops per ResNet50 batch (gathered across videos)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    try:
+        options = ExtractOptions(
+            frames=frames, frames_per_segment=frames_per_segment, sampling=sampling, seed=seed, crop_size=crop_size,
+            face_margin=face_margin, detect_height=detect_height, scale_factor=scale_factor, min_neighbors=min_neighbors,
+            min_neighbors_floor=min_neighbors_floor, weights=weights, audio_rate=audio_rate, audio_window=audio_window,
+            audio_step=audio_step, audio_mode=audio_mode, keep_crops=keep_crops, jobs=jobs, backend=backend,
+            scheduler=scheduler, videos_per_shard=videos_per_shard, batch_size=batch_size,
+        )
+        summary = extract_to_cache(inputs, cache, labels, options, show_progress=not quiet)
+    except (ValueError, CacheError, LabelError, WeightsError, FaceError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_USAGE) from error
+    typer.echo(summary.line())
+    if summary.interrupted:
+        typer.echo(f"interrupted: finished videos are kept in {cache}; run the same command again to resume", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failures:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -1,0 +1,75 @@
+"""Score a trained head on cached splits, against the training-mean baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cache.reader import CacheReader
+from train.data import Normalization, SplitData, evaluation_inputs, load_cache
+from train.metrics import score
+from train.run import Run, RunError, open_run
+
+PREDICT_CHUNK = 512  # videos per model call: bounds memory at ~40 MB of float32 inputs (T = 10)
+
+
+def predict_split(model, split: SplitData, normalization: Normalization, frames: int, per_segment: int) -> np.ndarray:
+    """Trait predictions for every video of a split, from its centre frames.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A head from ``train.model.build_head``.
+    split : SplitData
+        N videos.
+    normalization : Normalization
+    frames, per_segment : int
+        T and k of the cache.
+
+    Returns
+    -------
+    np.ndarray
+        (N, 5) float32 scores in [0, 1].
+    """
+    names = tuple(tensor.name for tensor in model.inputs)
+    parts = [np.asarray(model.predict_on_batch(inputs), dtype=np.float32) for inputs in evaluation_inputs(split, normalization, frames, per_segment, names, PREDICT_CHUNK)]
+    return np.concatenate(parts)
+
+
+def score_splits(model, splits: dict[str, SplitData], normalization: Normalization, frames: int, per_segment: int) -> dict[str, dict]:
+    """``train.metrics.score`` of every split, the training mean as baseline."""
+    return {name: score(split.labels, predict_split(model, split, normalization, frames, per_segment), normalization.label_mean) for name, split in splits.items()}
+
+
+def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = None) -> tuple[Run, dict[str, dict]]:
+    """Score a run on splits of a cache built with the run's extraction config.
+
+    Parameters
+    ----------
+    run_path : Path
+        Run folder written by ``train fit``.
+    cache_path : Path
+        Cache folder.
+    splits : tuple of str, optional
+        Splits to score; default every split with labelled videos.
+
+    Returns
+    -------
+    (Run, dict)
+        The opened run, and split -> scores as ``train.metrics.score`` gives them.
+
+    Raises
+    ------
+    RunError
+        The cache was built with another extraction config (the differing keys are
+        named), or none of the splits has labelled videos.
+    """
+    run = open_run(run_path)
+    reader = CacheReader(cache_path)
+    run.check_cache(reader.config, reader.config_hash, Path(cache_path))
+    data = load_cache(reader, splits)
+    if not data.splits:
+        raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
+    model = run.load_model()
+    return run, score_splits(model, data.splits, run.normalization, data.frames, data.frames_per_segment)

@@ -1,0 +1,203 @@
+"""Fit a head from the cache into a run folder, and report its scores."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import shutil
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cache.reader import CacheReader
+from train.config import FitOptions
+from train.data import CacheData, Normalization, Partition, centre_frames, fit_normalization, load_cache, model_inputs, partition, training_batches
+from train.metrics import aggregate_seeds, format_table
+from train.report import plot_curves, read_history, write_combined_history
+from train.run import (
+    CURVES_FILE,
+    HISTORY_FILE,
+    HOLDOUT_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    NORMALIZATION_FILE,
+    OPTIONS_FILE,
+    RUN_FILE,
+    SEED_FOLDER,
+    RunError,
+    weights_warning,
+    write_json,
+)
+
+MONITOR = "val_mean_accuracy"  # the ChaLearn metric selects, stops and lowers the rate
+VALIDATION_BATCH = 256  # videos per validation step: larger than training batches, same result
+
+
+def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, dict]:
+    """Train ``options.head`` on the cache, once per seed, into ``options.out``.
+
+    Parameters
+    ----------
+    options : FitOptions
+    echo : callable
+        Receives each line of the report (the metrics tables, warnings).
+
+    Returns
+    -------
+    dict
+        split -> scores (``train.metrics.score``; averaged with ``_std`` fields
+        when several seeds ran), as written to ``metrics.json``.
+
+    Raises
+    ------
+    RunError
+        ``out`` already holds a run and ``overwrite`` is off.
+    cache.errors.CacheError
+        The cache is missing or damaged.
+    ValueError
+        The cache has no usable training data.
+    """
+    out = Path(options.out)
+    _prepare_folder(out, options.overwrite)
+    started = time.perf_counter()
+    data = load_cache(CacheReader(Path(options.cache)))
+    parts = partition(data.splits, options.train_split, options.validation_split, options.validation_fraction, options.holdout_seed)
+    echo(f"read {sum(len(split) for split in data.splits.values())} labelled videos from {options.cache} in {time.perf_counter() - started:.1f} s")
+    normalization = fit_normalization(parts.train)
+    info = _run_info(options, data, parts)
+    seeds = options.run_seeds
+    if len(seeds) == 1:
+        metrics = _fit_seed(options, seeds[0], data, parts, normalization, info, echo)
+    else:
+        per_seed, histories = {}, {}
+        for seed in seeds:
+            folder = out / SEED_FOLDER.format(seed=seed)
+            seed_options = dataclasses.replace(options, seed=seed, seeds=(), out=str(folder))
+            per_seed[seed] = _fit_seed(seed_options, seed, data, parts, normalization, {**info, "seeds": [seed]}, echo)
+            histories[seed] = read_history(folder / HISTORY_FILE)
+        metrics = aggregate_seeds(per_seed)
+        selected = max(seeds, key=lambda seed: per_seed[seed]["validation"]["mean_accuracy"])
+        _write_run_files(out, options, {**info, "selected_seed": selected}, normalization, parts)
+        shutil.copy2(out / SEED_FOLDER.format(seed=selected) / MODEL_FILE, out / MODEL_FILE)
+        write_combined_history(histories, out / HISTORY_FILE)
+        plot_curves(histories, out / CURVES_FILE, f"{options.head} head, seeds {', '.join(map(str, seeds))}")
+        write_json(out / METRICS_FILE, metrics)
+        echo(f"\nmean ± std over seeds {', '.join(map(str, seeds))}; {MODEL_FILE} is seed {selected} (best validation mean accuracy)")
+    echo(format_table(metrics))
+    if info["warning"]:
+        echo(info["warning"])
+    echo(f"run saved to {out}")
+    return metrics
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not (out / OPTIONS_FILE).exists():
+            raise RunError(f"{out}: folder is not empty and holds no run; choose another --out")
+        if not overwrite:
+            raise RunError(f"{out}: already holds a run; pass --overwrite to replace it or choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
+    import keras
+
+    if parts.held_out:
+        validation = f"{options.validation_fraction} of the training videos held out (holdout seed {options.holdout_seed}; ids in {HOLDOUT_FILE})"
+    else:
+        validation = f"split {options.validation_split!r}"
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cache": str(Path(options.cache).resolve()),
+        "config_hash": data.config_hash,
+        "extraction_config": data.config,
+        "frames": data.frames,
+        "frames_per_segment": data.frames_per_segment,
+        "videos": {name: len(split) for name, split in parts.named().items()},
+        "unlabelled_left_out": data.unlabelled,
+        "validation": validation,
+        "warning": weights_warning(data.config),
+        "seeds": list(options.run_seeds),
+        "versions": {"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__},
+    }
+
+
+def _write_run_files(folder: Path, options: FitOptions, info: dict, normalization: Normalization, parts: Partition) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / OPTIONS_FILE, options.to_dict())
+    write_json(folder / RUN_FILE, info)
+    normalization.save(folder / NORMALIZATION_FILE)
+    if parts.held_out:
+        write_json(folder / HOLDOUT_FILE, {"video_ids": [str(video_id) for video_id in parts.validation.video_ids]})
+
+
+@contextlib.contextmanager
+def _precision(mixed: bool):
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition, normalization: Normalization, info: dict, echo: Callable[[str], None]) -> dict[str, dict]:
+    """Train one seed into ``options.out``; score the best checkpoint on every split."""
+    import keras
+
+    from train.evaluate import score_splits
+    from train.layers import mean_accuracy
+    from train.model import build_head, input_names
+
+    folder = Path(options.out)
+    _write_run_files(folder, options, info, normalization, parts)
+    keras.backend.clear_session()  # fresh graph state and seed generator: same seed, same run
+    keras.utils.set_random_seed(seed)
+    with _precision(options.mixed_precision):
+        model = build_head(options.head, data.frames, options)
+        names = tuple(input_names(model))
+        model.compile(
+            optimizer=keras.optimizers.Adam(options.lr),
+            loss="mse",
+            metrics=[
+                keras.metrics.MeanSquaredError(name="mse"),
+                keras.metrics.MeanAbsoluteError(name="mae"),
+                keras.metrics.CosineSimilarity(name="cosine_similarity"),
+                keras.metrics.MeanMetricWrapper(mean_accuracy, name="mean_accuracy"),
+            ],
+        )
+        validation = parts.validation
+        rows = np.arange(len(validation))
+        validation_inputs = model_inputs(validation, rows, centre_frames(len(validation), data.frames, data.frames_per_segment), normalization, names)
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=options.patience, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", patience=options.lr_patience, factor=options.lr_factor, min_lr=options.min_lr),
+            keras.callbacks.ModelCheckpoint(str(folder / MODEL_FILE), monitor=MONITOR, mode="max", save_best_only=True),
+            keras.callbacks.CSVLogger(str(folder / HISTORY_FILE)),
+        ]
+        if options.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "logs")))
+        echo(f"fitting {options.head} head, seed {seed}: {len(parts.train)} training and {len(validation)} validation videos, T = {data.frames}")
+        model.fit(
+            training_batches(parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, seed, names),
+            steps_per_epoch=math.ceil(len(parts.train) / options.batch_size),
+            epochs=options.epochs,
+            validation_data=(validation_inputs, validation.labels),
+            validation_batch_size=VALIDATION_BATCH,
+            callbacks=callbacks,
+            verbose=options.verbose,
+        )
+    best = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+    metrics = score_splits(best, parts.named(), normalization, data.frames, data.frames_per_segment)
+    write_json(folder / METRICS_FILE, metrics)
+    history = read_history(folder / HISTORY_FILE)
+    plot_curves({seed: history}, folder / CURVES_FILE, f"{options.head} head, seed {seed}")
+    return metrics

@@ -1,0 +1,65 @@
+"""Keras objects of our own, registered so that saved models load in safe mode.
+
+Importing this module imports Keras; the rest of ``train`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PACKAGE = "traitcache"  # registration namespace: names saved in model.keras
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AttentionPooling(keras.layers.Layer):
+    """Learned attention pooling over time (additive scoring, softmax weights).
+
+    Input (batch, T, features) -> output (batch, features): the sum over t of
+    softmax_t(v . tanh(W h_t + b)) h_t.
+
+    Parameters
+    ----------
+    units : int
+        Width of the scoring layer W.
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.kernel = self.add_weight(name="kernel", shape=(features, self.units), initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+        self.score = self.add_weight(name="score", shape=(self.units, 1), initializer="glorot_uniform")
+
+    def call(self, inputs):
+        energies = ops.matmul(ops.tanh(ops.matmul(inputs, self.kernel) + self.bias), self.score)
+        weights = ops.softmax(energies, axis=1)
+        return ops.sum(weights * inputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+def mean_accuracy(y_true, y_pred):
+    """ChaLearn mean accuracy per video: 1 - mean absolute error over the traits.
+
+    Parameters
+    ----------
+    y_true, y_pred : tensor
+        (batch, 5) scores in [0, 1].
+
+    Returns
+    -------
+    tensor
+        (batch,) accuracies; Keras averages them over videos, giving 1 - MAE.
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.cast(y_true, y_pred.dtype)
+    return 1.0 - ops.mean(ops.abs(y_true - y_pred), axis=-1)

@@ -1,0 +1,179 @@
+"""Scores of trait predictions, always beside the predict-the-training-mean baseline.
+
+The ChaLearn metric is mean accuracy = 1 - mean absolute error, averaged over the
+five traits. Pure numpy: importing this module does not import Keras.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cache.schema import TRAITS
+
+
+def _per_trait_r2(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    residual = ((labels - predictions) ** 2).sum(axis=0)
+    total = ((labels - labels.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.nan)
+
+
+def _per_trait_pearson(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    label_centred = labels - labels.mean(axis=0)
+    prediction_centred = predictions - predictions.mean(axis=0)
+    covariance = (label_centred * prediction_centred).sum(axis=0)
+    scale = np.sqrt((label_centred**2).sum(axis=0) * (prediction_centred**2).sum(axis=0))
+    # A constant prediction (or constant labels) has no correlation at all.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(scale > 0, covariance / np.where(scale > 0, scale, 1.0), np.nan)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def score(labels: np.ndarray, predictions: np.ndarray, baseline: np.ndarray) -> dict:
+    """Score one split's predictions.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        (N, 5) true trait scores in TRAITS order.
+    predictions : np.ndarray
+        (N, 5) predicted scores.
+    baseline : np.ndarray
+        (5,) the training split's mean label: the prediction to beat.
+
+    Returns
+    -------
+    dict
+        ``mean_accuracy`` (1 - MAE over all videos and traits),
+        ``baseline_mean_accuracy``, ``mae``, ``baseline_mae``, ``r2`` and
+        ``baseline_r2`` (per-trait coefficient of determination, averaged),
+        ``pearson_r`` (per-trait correlation, averaged; None when undefined),
+        ``n`` (videos), ``traits`` and ``baseline_traits`` ({trait: accuracy}).
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    predictions = np.asarray(predictions, dtype=np.float64)
+    baseline_predictions = np.broadcast_to(np.asarray(baseline, dtype=np.float64), labels.shape)
+    if labels.shape != predictions.shape or labels.ndim != 2 or labels.shape[1] != len(TRAITS):
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} must both be (N, {len(TRAITS)})")
+    if labels.shape[0] == 0:
+        raise ValueError("cannot score zero videos")
+    trait_errors = np.abs(labels - predictions).mean(axis=0)
+    baseline_trait_errors = np.abs(labels - baseline_predictions).mean(axis=0)
+    return {
+        "mean_accuracy": float(1.0 - trait_errors.mean()),
+        "baseline_mean_accuracy": float(1.0 - baseline_trait_errors.mean()),
+        "mae": float(trait_errors.mean()),
+        "baseline_mae": float(baseline_trait_errors.mean()),
+        "r2": _finite_or_none(_nan_mean(_per_trait_r2(labels, predictions))),
+        "baseline_r2": _finite_or_none(_nan_mean(_per_trait_r2(labels, baseline_predictions))),
+        "pearson_r": _finite_or_none(_nan_mean(_per_trait_pearson(labels, predictions))),
+        "n": int(labels.shape[0]),
+        "traits": {trait: float(1.0 - error) for trait, error in zip(TRAITS, trait_errors)},
+        "baseline_traits": {trait: float(1.0 - error) for trait, error in zip(TRAITS, baseline_trait_errors)},
+    }
+
+
+# Fields averaged over seeds; the rest (n, baselines) are equal for every seed.
+SEED_VARYING_FIELDS = ("mean_accuracy", "mae", "r2", "pearson_r")
+
+
+def _mean_and_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    finite = [value for value in values if value is not None]
+    if not finite:
+        return None, None
+    return float(np.mean(finite)), float(np.std(finite))
+
+
+def aggregate_seeds(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
+    """Combine the per-split scores of repeated runs.
+
+    Parameters
+    ----------
+    per_seed : dict
+        seed -> split -> the dict ``score`` returns.
+
+    Returns
+    -------
+    dict
+        split -> the same fields, seed-varying ones averaged, plus ``<field>_std``
+        (population standard deviation over seeds) and ``seeds``
+        ({seed: mean_accuracy}).
+    """
+    seeds = list(per_seed)
+    combined: dict[str, dict] = {}
+    for split in per_seed[seeds[0]]:
+        runs = [per_seed[seed][split] for seed in seeds]
+        entry = dict(runs[0])
+        for field in SEED_VARYING_FIELDS:
+            entry[field], entry[f"{field}_std"] = _mean_and_std([run[field] for run in runs])
+        entry["traits"] = {trait: float(np.mean([run["traits"][trait] for run in runs])) for trait in TRAITS}
+        entry["seeds"] = {str(seed): run["mean_accuracy"] for seed, run in zip(seeds, runs)}
+        combined[split] = entry
+    return combined
+
+
+def _number(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if std is None else f"{value:.4f}±{std:.4f}"
+
+
+def format_table(metrics: dict[str, dict]) -> str:
+    """Terminal tables of per-split and per-trait scores, baseline beside each figure.
+
+    Parameters
+    ----------
+    metrics : dict
+        split -> the dict ``score`` (or ``aggregate_seeds``) returns.
+
+    Returns
+    -------
+    str
+        Two aligned tables. The baseline of Pearson's r is "n/a": a constant
+        prediction has no correlation.
+    """
+    header = ("split", "n", "mean acc", "baseline", "mae", "baseline", "r2", "baseline", "pearson r", "baseline")
+    rows = [header]
+    for split, entry in metrics.items():
+        rows.append(
+            (
+                split,
+                str(entry["n"]),
+                _number(entry["mean_accuracy"], entry.get("mean_accuracy_std")),
+                _number(entry["baseline_mean_accuracy"]),
+                _number(entry["mae"], entry.get("mae_std")),
+                _number(entry["baseline_mae"]),
+                _number(entry["r2"], entry.get("r2_std")),
+                _number(entry["baseline_r2"]),
+                _number(entry["pearson_r"], entry.get("pearson_r_std")),
+                "n/a",
+            )
+        )
+    trait_header = ("trait", *(f"{split} {column}" for split in metrics for column in ("acc", "baseline")))
+    trait_rows = [trait_header]
+    for trait in TRAITS:
+        cells = [trait]
+        for entry in metrics.values():
+            cells += [_number(entry["traits"][trait]), _number(entry["baseline_traits"][trait])]
+        trait_rows.append(tuple(cells))
+    return aligned(rows) + "\n\n" + aligned(trait_rows)
+
+
+def aligned(rows: list[tuple[str, ...]]) -> str:
+    """Rows of cells as text columns: the first left-aligned, the others right."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

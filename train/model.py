@@ -1,0 +1,83 @@
+"""Prediction heads: Keras 3 functional models over cached per-frame features.
+
+Backend-agnostic (only ``keras`` and ``keras.ops``), so ``KERAS_BACKEND=jax`` or
+``torch`` runs them too. Every head maps inputs named ``visual`` (T, 2048),
+``audio`` (T, 68) and, for some, ``face`` (T, 1) to five trait scores in [0, 1].
+"""
+
+from __future__ import annotations
+
+from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS
+from train.config import HEADS, FitOptions
+
+# Heads that see the per-frame "a face was found" flag. ``seed`` stays the original
+# layer for layer, and the audio ablation has no visual stream for it to qualify.
+HEADS_WITH_FACE_FLAG = ("bilstm", "attention", "visual")
+
+
+def build_head(head: str, frames: int, options: FitOptions):
+    """Build one head.
+
+    Parameters
+    ----------
+    head : str
+        One of ``train.config.HEADS``.
+    frames : int
+        T, time steps per video.
+    options : FitOptions
+        Widths, dropout, LSTM and attention units.
+
+    Returns
+    -------
+    keras.Model
+        Inputs: a subset of ``visual`` (batch, T, 2048), ``audio`` (batch, T, 68),
+        ``face`` (batch, T, 1); output (batch, 5) sigmoid scores, float32 even under
+        a mixed-precision policy.
+    """
+    import keras
+
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
+    layers = keras.layers
+    visual = keras.Input((frames, EMBEDDING_DIM), name="visual")
+    audio = keras.Input((frames, AUDIO_DIM), name="audio")
+    face = keras.Input((frames, 1), name="face")
+
+    uses_visual = head != "audio"
+    uses_audio = head != "visual"
+    uses_face = head in HEADS_WITH_FACE_FLAG
+    head_inputs, streams = [], []
+    if uses_visual:
+        stream = layers.TimeDistributed(layers.Dense(options.visual_units, activation="relu"), name="visual_dense")(visual)
+        stream = layers.TimeDistributed(layers.Dense(options.visual_projection), name="visual_projection")(stream)
+        stream = layers.TimeDistributed(layers.Dropout(options.dropout), name="visual_dropout")(stream)
+        head_inputs.append(visual)
+        streams.append(stream)
+    if uses_audio:
+        head_inputs.append(audio)
+        streams.append(layers.TimeDistributed(layers.Dense(options.audio_units), name="audio_dense")(audio))
+    if uses_face:
+        head_inputs.append(face)
+        streams.append(face)
+    sequence = streams[0] if len(streams) == 1 else layers.Concatenate(name="fuse")(streams)
+
+    scores_layer = layers.Dense(len(TRAITS), activation="sigmoid", dtype="float32", name="scores")
+    average = layers.GlobalAveragePooling1D(dtype="float32", name="average_over_time")
+    if head == "bilstm":
+        sequence = layers.Bidirectional(layers.LSTM(options.lstm_units, return_sequences=True), name="bilstm")(sequence)
+        outputs = average(scores_layer(sequence))
+    elif head == "attention":
+        from train.layers import AttentionPooling
+
+        sequence = layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")(sequence)
+        pooled = AttentionPooling(options.attention_units, name="attention_pooling")(sequence)
+        outputs = scores_layer(pooled)
+    else:
+        sequence = layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")(sequence)
+        outputs = average(scores_layer(sequence))
+    return keras.Model(head_inputs, outputs, name=f"{head}_head")
+
+
+def input_names(model) -> list[str]:
+    """Names of a head's inputs, in the order the model takes them."""
+    return [tensor.name for tensor in model.inputs]

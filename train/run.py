@@ -1,0 +1,119 @@
+"""The run folder: what ``fit`` writes and ``evaluate``, ``predict``, ``compare`` read.
+
+A run folder (``runs/<name>``) holds ``options.json`` (the resolved FitOptions),
+``run.json`` (the cache's extraction config and hash, data sizes, seeds, versions),
+``normalization.npz``, ``model.keras``, ``history.csv``, ``metrics.json`` and
+``curves.png``; a run of several seeds also holds one such folder per seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cache.manifest import config_differences
+from train.config import FitOptions
+from train.data import Normalization
+
+OPTIONS_FILE = "options.json"
+RUN_FILE = "run.json"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.png"
+NORMALIZATION_FILE = "normalization.npz"
+HOLDOUT_FILE = "holdout.json"
+SEED_FOLDER = "seed-{seed}"
+RANDOM_WEIGHTS = "none"  # extraction --weights value meaning an untrained ResNet50
+
+
+class RunError(Exception):
+    """A run folder is missing, incomplete, or does not fit the cache it is used with."""
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path.parent}: not a finished run (no {path.name}); train one with `python -m train fit`") from None
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path}: not valid JSON ({error})") from error
+
+
+def weights_warning(extraction_config: dict) -> str | None:
+    """The warning every report carries when embeddings came from random weights."""
+    if extraction_config.get("weights") == RANDOM_WEIGHTS:
+        return "warning: this cache's face embeddings came from --weights none (a random ResNet50); its scores say nothing about real faces"
+    return None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run, opened for evaluation or prediction.
+
+    Attributes
+    ----------
+    path : Path
+    options : FitOptions
+    info : dict
+        Contents of run.json.
+    normalization : Normalization
+    """
+
+    path: Path
+    options: FitOptions
+    info: dict
+    normalization: Normalization
+
+    @property
+    def extraction_config(self) -> dict:
+        return self.info["extraction_config"]
+
+    @property
+    def frames(self) -> int:
+        return int(self.info["frames"])
+
+    @property
+    def frames_per_segment(self) -> int:
+        return int(self.info["frames_per_segment"])
+
+    def load_model(self):
+        """The trained head, loaded in Keras safe mode (no arbitrary code)."""
+        import keras
+
+        import train.layers  # noqa: F401  registers the custom objects a head may hold
+
+        path = self.path / MODEL_FILE
+        if not path.exists():
+            raise RunError(f"{self.path}: no {MODEL_FILE}; the run did not finish")
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+    def check_cache(self, config: dict, config_hash: str, cache: Path) -> None:
+        """Refuse a cache built with another extraction config, naming the differences."""
+        if config_hash != self.info["config_hash"]:
+            differences = "; ".join(config_differences(self.extraction_config, config))
+            raise RunError(f"{cache} was built with a different extraction config than run {self.path} was trained on ({differences}); use a cache built with the run's options")
+
+
+def open_run(path: Path) -> Run:
+    """Open a finished run folder.
+
+    Raises
+    ------
+    RunError
+        The folder lacks options, run info or normalisation statistics.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder")
+    options = FitOptions.from_dict(read_json(path / OPTIONS_FILE))
+    info = read_json(path / RUN_FILE)
+    normalization_path = path / NORMALIZATION_FILE
+    if not normalization_path.exists():
+        raise RunError(f"{path}: no {NORMALIZATION_FILE}; the run did not finish")
+    return Run(path, options, info, Normalization.load(normalization_path))
