@@ -1,0 +1,47 @@
+# traitcache: `make demo` runs the whole pipeline on generated data, `make test` the tests.
+# Both create .venv (Python 3.11+) with everything they need on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+DATA ?= train=../shared/fixtures/chalearn/train validation=../shared/fixtures/chalearn/validation
+LABELS ?=
+CACHE ?= cache
+WEIGHTS ?= imagenet
+JOBS ?= 0
+EXTRACT_FLAGS ?=
+NAME ?= seed-head
+HEAD ?= seed
+TRAIN_FLAGS ?=
+PYTEST_FLAGS ?=
+
+.PHONY: install features train test bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+features: $(STAMP)
+	$(BIN)/python -m extract $(DATA) --cache $(CACHE) $(foreach file,$(LABELS),--labels $(file)) --weights $(WEIGHTS) --jobs $(JOBS) $(EXTRACT_FLAGS)
+
+train: $(STAMP)
+	$(BIN)/python -m train fit --cache $(CACHE) --out runs/$(NAME) --head $(HEAD) $(TRAIN_FLAGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.extract_bench --out bench-out/extract.json
+	$(BIN)/python -m bench.train_bench --out bench-out/train.json
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+clean:
+	rm -rf demo-data demo-cache runs/demo bench-out .pytest_cache

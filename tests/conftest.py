@@ -1,0 +1,46 @@
+"""Fixtures shared by the tests: generated clips with a real face and a sound track."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from extract.config import ExtractOptions  # noqa: E402
+from extract.synthetic import talking_head_clip  # noqa: E402
+
+CHALEARN = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chalearn"
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory) -> Path:
+    """A 3 s 320x240 h264 + AAC clip of the astronaut's face with a 220 Hz tone."""
+    return talking_head_clip(tmp_path_factory.mktemp("clips") / "astronaut.mp4", seconds=3.0)
+
+
+@pytest.fixture(scope="session")
+def clip_folder(tmp_path_factory) -> Path:
+    """train/ with three clips and validation/ with one, each of different brightness and pitch."""
+    root = tmp_path_factory.mktemp("dataset")
+    for split, count in (("train", 3), ("validation", 1)):
+        (root / split).mkdir()
+        for index in range(count):
+            talking_head_clip(root / split / f"{split}{index}.mp4", seconds=2.0, brightness=0.7 + 0.15 * index, frequency=180.0 + 90 * index)
+    return root
+
+
+@pytest.fixture
+def tiny_options() -> ExtractOptions:
+    """Real pipeline, small enough for a 2-core test run: 4 frames, 32 px crops, random weights."""
+    return ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1)
+
+
+@pytest.fixture(scope="session")
+def chalearn() -> Path:
+    """The real ChaLearn sample clips and annotation pickles (skip when absent)."""
+    if not CHALEARN.is_dir():
+        pytest.skip(f"{CHALEARN} not present (it ships only with the project's shared folder)")
+    return CHALEARN
