@@ -8,9 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-# TensorFlow's start-up chatter (oneDNN, CUDA probing) would bury the progress bar.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 # Keras' own origin and checksum for the ImageNet ResNet50 without its top layer.
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
@@ -19,6 +16,11 @@ IMAGENET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 class WeightsError(Exception):
     """The requested ResNet50 weights cannot be found or loaded."""
+
+
+def keras_home() -> Path:
+    """Keras' cache folder: ``$KERAS_HOME`` or ``~/.keras``."""
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
 
 
 def imagenet_weights_path() -> Path:
@@ -32,13 +34,12 @@ def imagenet_weights_path() -> Path:
     import keras
 
     try:
-        return Path(keras.utils.get_file(IMAGENET_FILE, IMAGENET_ORIGIN, cache_subdir="models", file_hash=IMAGENET_MD5))
+        return Path(keras.utils.get_file(IMAGENET_FILE, IMAGENET_ORIGIN, cache_dir=str(keras_home()), cache_subdir="models", file_hash=IMAGENET_MD5))
     # keras.utils.get_file re-raises every download failure as a bare Exception.
     except Exception as error:  # noqa: BLE001
-        target = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models" / IMAGENET_FILE
         raise WeightsError(
             f"ImageNet weights are not cached and cannot be downloaded ({error}). "
-            f"Download {IMAGENET_ORIGIN} on a machine with internet and either put it at {target} "
+            f"Download {IMAGENET_ORIGIN} on a machine with internet and either put it at {keras_home() / 'models' / IMAGENET_FILE} "
             f"or pass --weights /path/to/{IMAGENET_FILE}; --weights none runs with random weights"
         ) from error
 

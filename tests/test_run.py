@@ -1,0 +1,221 @@
+"""extract/run.py: the whole extraction into a real cache, resume, failures, backends."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from cache.errors import CacheError
+from cache.labels import load_label_file
+from cache.reader import CacheReader
+from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS
+from extract.audio import short_term_features
+from extract.run import extract_to_cache
+from extract.synthetic import talking_head_clip
+from extract.video import decode
+
+ALL = ("video_id", "face_embeddings", "audio_features", "frame_times", "face_boxes", "face_found", "has_audio", "face_crops", "source", "content_hash")
+
+
+def _run(inputs, cache_dir, options, labels=()):
+    return extract_to_cache([str(path) for path in inputs], cache_dir, list(labels), options, show_progress=False)
+
+
+def _shard_digests(cache_dir: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(cache_dir.glob("shard-*.h5"))}
+
+
+@pytest.fixture(scope="module")
+def built(clip_folder, tmp_path_factory):
+    """A cache of the four generated clips (4 frames, 32 px crops, random weights)."""
+    from extract.config import ExtractOptions
+
+    options = ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1, videos_per_shard=3)
+    cache_dir = tmp_path_factory.mktemp("cache")
+    summary = _run([clip_folder / "train", clip_folder / "validation"], cache_dir, options)
+    return cache_dir, options, summary
+
+
+def test_every_video_is_cached_with_the_schema_shapes(built):
+    cache_dir, options, summary = built
+    assert (summary.extracted, summary.skipped, summary.failures) == (4, 0, [])
+    reader = CacheReader(cache_dir)
+    assert reader.splits() == {"train": 3, "validation": 1}
+    arrays = reader.read("train", ALL)
+    assert list(arrays["video_id"]) == ["train0.mp4", "train1.mp4", "train2.mp4"]
+    assert arrays["face_embeddings"].shape == (3, 4, EMBEDDING_DIM) and arrays["face_embeddings"].dtype == np.float16
+    assert arrays["audio_features"].shape == (3, 4, AUDIO_DIM) and arrays["audio_features"].dtype == np.float32
+    assert arrays["frame_times"].shape == (3, 4) and arrays["face_boxes"].dtype == np.int32
+    assert arrays["face_crops"].shape == (3, 4, 32, 32, 3) and arrays["face_crops"].dtype == np.uint8
+    assert arrays["face_found"].mean() > 0.9 and arrays["has_audio"].all()
+    assert np.all(arrays["face_boxes"][arrays["face_found"]][:, 2] > 0)
+
+
+def test_shards_carry_schema_config_and_library_versions(built):
+    cache_dir, options, _ = built
+    reader = CacheReader(cache_dir)
+    attributes = reader.shard_attributes()
+    assert attributes["schema_version"] == 1
+    assert attributes["config_hash"] == reader.config_hash
+    assert {"tensorflow", "keras", "av", "h5py"} <= set(attributes["library_versions"])
+    assert reader.config == options.feature_config()
+    assert len(list(cache_dir.glob("shard-*.h5"))) == 2  # 4 videos, 3 per shard
+
+
+def test_cached_embeddings_equal_resnet50_run_directly_on_the_cached_crops(clip_folder, tmp_path):
+    from extract.config import ExtractOptions
+
+    keras.utils.set_random_seed(3)
+    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    weights = tmp_path / "resnet.weights.h5"
+    model.save_weights(weights)
+    options = ExtractOptions(frames=4, crop_size=32, weights=str(weights), jobs=1)
+    _run([clip_folder / "validation"], tmp_path / "cache", options)
+    arrays = CacheReader(tmp_path / "cache").read("validation", ("face_crops", "face_embeddings"))
+    crops = arrays["face_crops"].reshape(-1, 32, 32, 3)
+    expected = model.predict(keras.applications.resnet50.preprocess_input(crops.astype(np.float32)), verbose=0)
+    np.testing.assert_allclose(arrays["face_embeddings"].reshape(-1, EMBEDDING_DIM).astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_cached_audio_equals_pyaudioanalysis_on_the_same_signal_and_segment(built, clip_folder):
+    cache_dir, options, _ = built
+    arrays = CacheReader(cache_dir).read("validation", ("source", "audio_features"))
+    decoded = decode(Path(arrays["source"][0]), options.frames, 1, "centre", options.audio_rate)
+    windows = short_term_features(decoded.audio, options.audio_rate, options.audio_window, options.audio_step)
+    centres = np.arange(len(windows)) * options.audio_step + options.audio_window / 2
+    length = decoded.duration / options.frames
+    for segment in range(options.frames):
+        members = (centres >= segment * length) & (centres < (segment + 1) * length)
+        np.testing.assert_allclose(arrays["audio_features"][0, segment], windows[members].mean(axis=0), rtol=1e-5)
+
+
+def test_a_second_run_extracts_nothing_and_leaves_shards_byte_identical(built, clip_folder):
+    cache_dir, options, _ = built
+    before = _shard_digests(cache_dir)
+    summary = _run([clip_folder / "train", clip_folder / "validation"], cache_dir, options)
+    assert (summary.extracted, summary.skipped) == (0, 4)
+    assert _shard_digests(cache_dir) == before
+
+
+def test_a_different_config_is_refused_naming_the_difference(built, clip_folder):
+    cache_dir, options, _ = built
+    with pytest.raises(CacheError, match="frames: 4 -> 5"):
+        _run([clip_folder / "train"], cache_dir, dataclasses.replace(options, frames=5))
+
+
+def test_renamed_copies_are_reused_and_changed_files_redone(clip_folder, tiny_options, tmp_path):
+    data = tmp_path / "train"
+    data.mkdir()
+    shutil.copyfile(clip_folder / "train" / "train0.mp4", data / "a.mp4")
+    shutil.copyfile(clip_folder / "train" / "train1.mp4", data / "b.mp4")
+    cache_dir = tmp_path / "cache"
+    _run([data], cache_dir, tiny_options)
+    original = CacheReader(cache_dir).read("train", ("video_id", "face_embeddings"))
+    (data / "a.mp4").rename(data / "renamed.mp4")
+    talking_head_clip(data / "b.mp4", seconds=2.0, brightness=0.4, frequency=500.0)
+    summary = _run([data], cache_dir, tiny_options)
+    assert (summary.extracted, summary.reused, summary.skipped) == (1, 1, 0)
+    after = CacheReader(cache_dir).read("train", ("video_id", "face_embeddings"))
+    assert list(after["video_id"]) == ["a.mp4", "b.mp4", "renamed.mp4"]
+    assert np.array_equal(after["face_embeddings"][2], original["face_embeddings"][0])
+    assert not np.array_equal(after["face_embeddings"][1], original["face_embeddings"][1])
+
+
+def test_broken_files_are_reported_and_good_videos_cached(clip_folder, tiny_options, tmp_path):
+    data = tmp_path / "mixed"
+    shutil.copytree(clip_folder / "train", data)
+    (data / "empty.mp4").write_bytes(b"")
+    (data / "text.mp4").write_text("hello\n")
+    good = (clip_folder / "train" / "train0.mp4").read_bytes()
+    (data / "truncated.mp4").write_bytes(good[: len(good) // 2])
+    summary = _run([data], tmp_path / "cache", tiny_options)
+    assert summary.extracted == 3
+    assert sorted(Path(failure.path).name for failure in summary.failures) == ["empty.mp4", "text.mp4", "truncated.mp4"]
+    assert all(failure.reason and "\n" not in failure.reason for failure in summary.failures)
+    rows = (tmp_path / "cache" / "failures.csv").read_text().splitlines()
+    assert rows[0] == "path,reason" and len(rows) == 4
+
+
+def test_labels_are_attached_and_unlabelled_videos_kept(clip_folder, tiny_options, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video_id,openness,neuroticism\ntrain0.mp4,0.25,0.75\n")
+    _run([clip_folder / "train"], tmp_path / "cache", tiny_options, [labels])
+    reader = CacheReader(tmp_path / "cache")
+    matrix = reader.labels(["train0.mp4", "train1.mp4"])
+    assert matrix[0, LABEL_NAMES.index("openness")] == 0.25 and matrix[0, LABEL_NAMES.index("neuroticism")] == 0.75
+    assert np.isnan(matrix[0, LABEL_NAMES.index("extraversion")]) and np.isnan(matrix[1]).all()
+    assert reader.splits() == {"train": 3}
+
+
+def test_k_frames_per_segment_and_random_sampling_are_reproducible(clip_folder, tiny_options, tmp_path):
+    options = dataclasses.replace(tiny_options, frames_per_segment=2, sampling="random", seed=4)
+    _run([clip_folder / "validation"], tmp_path / "first", options)
+    _run([clip_folder / "validation"], tmp_path / "second", options)
+    first = CacheReader(tmp_path / "first").read("validation", ("frame_times", "face_embeddings", "audio_features"))
+    second = CacheReader(tmp_path / "second").read("validation", ("frame_times", "face_embeddings", "audio_features"))
+    assert first["face_embeddings"].shape == (1, 8, EMBEDDING_DIM) and first["audio_features"].shape == (1, 4, AUDIO_DIM)
+    assert all(np.array_equal(first[name], second[name]) for name in first)
+    segment = np.floor(first["frame_times"][0] / (2.0 / 4))
+    assert np.array_equal(segment, np.repeat(np.arange(4), 2))
+
+
+def test_dask_backend_on_a_local_cluster_gives_the_same_cache_as_loky(clip_folder, tiny_options, tmp_path):
+    inputs = [clip_folder / "train", clip_folder / "validation"]
+    _run(inputs, tmp_path / "loky", dataclasses.replace(tiny_options, jobs=2))
+    _run(inputs, tmp_path / "dask", dataclasses.replace(tiny_options, jobs=2, backend="dask"))
+    loky, dask = CacheReader(tmp_path / "loky"), CacheReader(tmp_path / "dask")
+    assert loky.splits() == dask.splits() and loky.config_hash == dask.config_hash
+    for split in loky.splits():
+        expected, actual = loky.read(split, ALL[:-2]), dask.read(split, ALL[:-2])
+        assert all(np.array_equal(expected[name], actual[name]) for name in expected)
+
+
+def test_a_run_killed_part_way_resumes_with_every_video_exactly_once(clip_folder, tmp_path):
+    data = tmp_path / "train"
+    shutil.copytree(clip_folder / "train", data)
+    for index in range(3):
+        talking_head_clip(data / f"extra{index}.mp4", seconds=1.0, brightness=0.5 + 0.1 * index)
+    cache_dir = tmp_path / "cache"
+    command = [sys.executable, "-m", "extract", str(data), "--cache", str(cache_dir), "--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--videos-per-shard", "1", "--batch-size", "4", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(cache_dir.glob("shard-00001.h5")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = CacheReader(cache_dir).splits().get("train", 0)
+    assert 0 < partial < 6
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ids = list(CacheReader(cache_dir).read("train", ("video_id",))["video_id"])
+    assert sorted(ids) == sorted(path.name for path in data.glob("*.mp4"))
+    with h5py.File(next(cache_dir.glob("shard-*.h5"))) as shard:
+        assert shard["face_embeddings"].shape[1:] == (4, EMBEDDING_DIM)
+
+
+def test_real_chalearn_clips_end_to_end(chalearn, tiny_options, tmp_path):
+    pickles = [chalearn / "annotations" / "annotation_training.pkl", chalearn / "annotations" / "annotation_validation.pkl"]
+    summary = _run([f"train={chalearn / 'train'}", f"validation={chalearn / 'validation'}"], tmp_path / "cache", tiny_options, pickles)
+    assert summary.extracted == 2 and not summary.failures
+    reader = CacheReader(tmp_path / "cache")
+    expected = {}
+    for path in pickles:
+        expected.update(load_label_file(path))
+    for split in ("train", "validation"):
+        arrays = reader.read(split, ("video_id", "face_found", "frame_times"))
+        assert arrays["face_found"].mean() >= 0.75
+        assert arrays["frame_times"].max() < 15.4
+        labels = reader.labels(arrays["video_id"])
+        for column, trait in enumerate(TRAITS):
+            assert labels[0, column] == pytest.approx(expected[arrays["video_id"][0]][trait], abs=1e-6)
