@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import functools
 import json
+import signal
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -78,6 +80,31 @@ def _configure_worker() -> None:
     # Each worker handles one video at a time; OpenCV's own thread pool would only
     # compete with the other workers for the same cores.
     cv2.setNumThreads(1)
+    # Ctrl-C in a terminal reaches every process of the group: the parent decides
+    # when to stop, so a worker must not die half way through a video.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[threading.Event]:
+    """Turn the first Ctrl-C into a request to stop after the video in hand, so
+    that shards and the index are never cut mid-write; a second Ctrl-C stops at once."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def request_stop(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def prepare_video(job: VideoJob, options: ExtractOptions) -> PreparedVideo | Failure:
@@ -204,7 +231,6 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
     failures += unreadable
     config = options.feature_config()
     extracted = reused = 0
-    interrupted = False
     with CacheWriter(cache_dir, config, options.videos_per_shard, library_versions()) as writer:
         known = writer.known_hashes()
         to_extract = [job for job in jobs if job.content_hash not in known]
@@ -216,17 +242,19 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
                 cached = reader.record(job.content_hash)
                 writer.add(dataclasses.replace(cached, video_id=job.video_id, split=job.split, source=job.path))
             reused = len(moved)
-        try:
-            with tqdm(total=len(to_extract), desc="extracting", unit="video", disable=not show_progress) as progress:
-                for result in featurize_jobs(to_extract, options):
-                    if isinstance(result, Failure):
-                        failures.append(result)
-                    else:
-                        writer.add(result)
-                        extracted += 1
-                    progress.update(1)
-        except KeyboardInterrupt:
-            interrupted = True
+        with deferred_interrupt() as stop, tqdm(total=len(to_extract), desc="extracting", unit="video", disable=not show_progress) as progress:
+            results = featurize_jobs(to_extract, options)
+            for result in results:
+                if isinstance(result, Failure):
+                    failures.append(result)
+                else:
+                    writer.add(result)
+                    extracted += 1
+                progress.update(1)
+                if stop.is_set():
+                    results.close()
+                    break
+            interrupted = stop.is_set()
         writer.flush()
         cached = writer.index.num_videos()
     if labels:
