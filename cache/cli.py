@@ -9,7 +9,9 @@ import typer
 
 from cache.errors import CacheError, LabelError
 from cache.labels import load_label_file, merge_tables, write_labels
+from cache.manifest import Index
 from cache.report import describe, export_csv
+from cache.schema import CONFIG_FILE, INDEX_FILE
 from cache.verify import repair, verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache.")
@@ -38,7 +40,7 @@ def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: b
     typer.echo(f"frames      T={summary['frames']} x k={summary['frames_per_segment']}, embeddings {summary['embedding_dim']}-d, audio {summary['audio_dim']}-d")
     rate = summary["face_found_rate"]
     typer.echo(f"faces       found in {rate:.1%} of frames" if rate is not None else "faces       -")
-    typer.echo(f"config      {summary['config_hash']}  weights={summary['config']['weights']}")
+    typer.echo(f"config      {summary['config_hash']}  weights={summary['config'].get('weights', '?')}")
     if summary["config"].get("weights") == "none":
         typer.echo("warning     embeddings come from random ResNet50 weights (--weights none): fine for tests, meaningless for research")
     typer.echo("            " + json.dumps(summary["config"], sort_keys=True))
@@ -50,20 +52,20 @@ def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: b
 @app.command("verify")
 def verify_command(cache_dir: Path = typer.Argument(..., help="Cache folder."), fix: bool = typer.Option(False, "--repair", help="Remove damaged shards so the next `make features` redoes their videos.")) -> None:
     """Check every shard against the index (digest, size, HDF5 checksums); exit 1 if anything is wrong."""
-    if not (cache_dir / "index.json").exists() and not (cache_dir / "config.json").exists():
-        _fail(CacheError(f"{cache_dir}: not a cache (no index.json or config.json)"))
-    try:
-        problems = verify(cache_dir)
-    except CacheError as error:
-        _fail(error)
+    if not (cache_dir / INDEX_FILE).exists() and not (cache_dir / CONFIG_FILE).exists():
+        _fail(CacheError(f"{cache_dir}: not a cache (no {INDEX_FILE} or {CONFIG_FILE})"))
+    problems = verify(cache_dir)
     for problem in problems:
         typer.echo(f"{problem.path}: {problem.reason}", err=True)
     if not problems:
         typer.echo(f"{cache_dir}: ok")
         return
     if fix:
-        dropped = repair(cache_dir, problems)
-        typer.echo(f"{cache_dir}: removed {len(problems)} damaged or stray file(s), {dropped} videos to re-extract: run the same `make features` again")
+        try:
+            dropped = repair(cache_dir, problems)
+        except CacheError as error:
+            _fail(error)
+        typer.echo(f"{cache_dir}: repaired {len(problems)} problem(s), {dropped} videos to re-extract: run the same `make features` again")
         return
     typer.echo(f"{cache_dir}: {len(problems)} problem(s); run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract them", err=True)
     raise typer.Exit(EXIT_DAMAGED)
@@ -76,6 +78,8 @@ def export(cache_dir: Path = typer.Argument(..., help="Cache folder."), out: Pat
         rows = export_csv(cache_dir, out)
     except CacheError as error:
         _fail(error)
+    except OSError as error:
+        _fail(CacheError(f"{out}: cannot write ({error.strerror})"))
     typer.echo(f"wrote {rows} rows to {out}")
 
 
@@ -83,10 +87,16 @@ def export(cache_dir: Path = typer.Argument(..., help="Cache folder."), out: Pat
 def labels(cache_dir: Path = typer.Argument(..., help="Cache folder."), files: list[Path] = typer.Argument(..., help="ChaLearn .pkl or CSV label files."), replace: bool = typer.Option(False, "--replace", help="Drop the labels already attached instead of merging.")) -> None:
     """Attach or replace labels without decoding any video."""
     try:
-        if not (cache_dir / "config.json").exists():
-            raise CacheError(f"{cache_dir}: not a cache (no config.json)")
+        if not (cache_dir / CONFIG_FILE).exists():
+            raise CacheError(f"{cache_dir}: not a cache (no {CONFIG_FILE})")
         table = merge_tables([load_label_file(path) for path in files])
         path = write_labels(cache_dir, table, replace=replace)
+        cached = {entry.video_ids[row] for entry, row in Index.load(cache_dir).live()}
     except (CacheError, LabelError) as error:
         _fail(error)
-    typer.echo(f"{path}: labels for {len(table)} videos {'replaced' if replace else 'merged'}")
+    except OSError as error:
+        _fail(CacheError(f"{cache_dir}: cannot write labels ({error.strerror})"))
+    # Labels of videos not (yet) cached are kept for a later extraction, but say so:
+    # a count far from the cache's size usually means the wrong label file.
+    matched = len(cached.intersection(table))
+    typer.echo(f"{path}: labels for {len(table)} videos {'replaced' if replace else 'merged'}; {matched} of the {len(cached)} cached videos are among them, {len(table) - matched} labelled ids are not in the cache")

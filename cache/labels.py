@@ -76,14 +76,19 @@ def load_annotation_pickle(path: Path) -> LabelTable:
         if trait not in LABEL_NAMES:
             raise LabelError(f"{path}: unknown label {trait!r}; expected some of {', '.join(LABEL_NAMES)}")
         for video_id, score in scores.items():
-            table.setdefault(str(video_id), {})[trait] = _checked_score(float(score), path, video_id, trait)
+            table.setdefault(str(video_id), {})[trait] = _checked_score(score, str(path), video_id, trait)
     return table
 
 
-def _checked_score(value: float, path: Path, video_id: str, label: str) -> float:
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise LabelError(f"{path}: {label} of {video_id} is {value}, outside [0, 1]")
-    return value
+def _checked_score(value, where: str, video_id: str, label: str) -> float:
+    """``value`` as a float in [0, 1], or a LabelError that starts with ``where`` (file, line)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise LabelError(f"{where}: {label} of {video_id} is {value!r}, not a number") from None
+    if math.isnan(number) or not 0.0 <= number <= 1.0:
+        raise LabelError(f"{where}: {label} of {video_id} is {number}, outside [0, 1]")
+    return number
 
 
 def load_label_csv(path: Path) -> LabelTable:
@@ -93,34 +98,35 @@ def load_label_csv(path: Path) -> LabelTable:
     are refused so that a misspelt trait is not silently dropped.
     """
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if "video_id" not in columns:
-            raise LabelError(f"{path}: no video_id column; expected a header like video_id,{','.join(LABEL_NAMES[:5])}")
-        unknown = [column for column in columns if column not in LABEL_NAMES and column != "video_id"]
-        if unknown:
-            raise LabelError(f"{path}: unknown column(s) {', '.join(unknown)}; label columns must be among {', '.join(LABEL_NAMES)}")
-        if len(columns) == 1:
-            raise LabelError(f"{path}: no label columns; expected some of {', '.join(LABEL_NAMES)}")
-        table: LabelTable = {}
-        for line_number, row in enumerate(reader, start=2):
-            video_id = row["video_id"]
-            if not video_id:
-                raise LabelError(f"{path}:{line_number}: empty video_id")
-            if video_id in table:
-                raise LabelError(f"{path}:{line_number}: duplicate video_id {video_id}")
-            scores = {}
-            for label in (column for column in columns if column != "video_id"):
-                cell = (row[label] or "").strip()
-                if not cell:
-                    continue
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise LabelError(f"{path}:{line_number}: {label} = {cell!r} is not a number") from None
-                scores[label] = _checked_score(value, Path(f"{path}:{line_number}"), video_id, label)
-            table[video_id] = scores
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return _parse_label_csv(csv.DictReader(handle), path)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise LabelError(f"{path}: not a UTF-8 CSV file ({error})") from error
+
+
+def _parse_label_csv(reader: csv.DictReader, path: Path) -> LabelTable:
+    columns = reader.fieldnames or []
+    if "video_id" not in columns:
+        raise LabelError(f"{path}: no video_id column; expected a header like video_id,{','.join(LABEL_NAMES[:5])}")
+    unknown = [column for column in columns if column not in LABEL_NAMES and column != "video_id"]
+    if unknown:
+        raise LabelError(f"{path}: unknown column(s) {', '.join(unknown)}; label columns must be among {', '.join(LABEL_NAMES)}")
+    if len(columns) == 1:
+        raise LabelError(f"{path}: no label columns; expected some of {', '.join(LABEL_NAMES)}")
+    labels = [column for column in columns if column != "video_id"]
+    table: LabelTable = {}
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        video_id = row["video_id"]
+        if not video_id:
+            raise LabelError(f"{where}: empty video_id")
+        if video_id in table:
+            raise LabelError(f"{where}: duplicate video_id {video_id}")
+        if None in row:  # DictReader files cells beyond the header under None
+            raise LabelError(f"{where}: more cells than the header has columns")
+        cells = {label: (row[label] or "").strip() for label in labels}
+        table[video_id] = {label: _checked_score(cell, where, video_id, label) for label, cell in cells.items() if cell}
     return table
 
 
@@ -152,15 +158,28 @@ def read_label_table(cache_dir: Path) -> LabelTable:
 
 
 def write_labels(cache_dir: Path, table: LabelTable, replace: bool = False) -> Path:
-    """Attach labels to a cache, merging with those already there unless ``replace``."""
-    merged = table if replace else merge_tables([read_label_table(cache_dir), table])
+    """Attach labels to a cache, merging with those already there unless ``replace``.
+
+    Raises
+    ------
+    LabelError
+        When a label is not among LABEL_NAMES or a score is not a number in [0, 1]:
+        ``labels.csv`` must always read back, or every reader of the cache fails.
+    """
+    path = Path(cache_dir) / LABELS_FILE
+    for video_id, scores in table.items():
+        unknown = [label for label in scores if label not in LABEL_NAMES]
+        if unknown:
+            raise LabelError(f"{video_id}: unknown label(s) {', '.join(map(str, unknown))}; expected some of {', '.join(LABEL_NAMES)}")
+    # float() first: repr() of a numpy scalar reads "np.float64(0.5)", which no CSV reader parses.
+    checked = {video_id: {label: _checked_score(value, str(path), video_id, label) for label, value in scores.items()} for video_id, scores in table.items()}
+    merged = checked if replace else merge_tables([read_label_table(cache_dir), checked])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(("video_id", *LABEL_NAMES))
     for video_id in sorted(merged):
         scores = merged[video_id]
         writer.writerow((video_id, *(repr(scores[label]) if label in scores else "" for label in LABEL_NAMES)))
-    path = Path(cache_dir) / LABELS_FILE
     write_atomically(path, buffer.getvalue())
     return path
 

@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cache.errors import CacheError
-from cache.schema import CONFIG_FILE, FAILURES_FILE, INDEX_FILE
+import h5py
 
-DIGEST_BLOCK = 1 << 20  # bytes read at a time when hashing files
+from cache.errors import CacheError
+from cache.schema import CONFIG_FILE, FAILURES_FILE, INDEX_FILE, TEMPORARY_SUFFIX
 
 
 def file_digest(path: Path) -> str:
@@ -33,13 +33,20 @@ def config_hash(config: dict) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write text to a temporary sibling, fsync, then rename over ``path``."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Write text to a temporary sibling, fsync, then rename over ``path``.
+
+    On any failure (a full disk, a read-only folder) ``path`` keeps its old content
+    and the temporary file is removed.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # already renamed when all went well
 
 
 @dataclass
@@ -54,6 +61,37 @@ class ShardEntry:
     content_hashes: list[str]
 
 
+def shard_entry(path: Path) -> ShardEntry:
+    """Index entry of a complete shard file, read from the file itself.
+
+    Raises
+    ------
+    OSError
+        When HDF5 cannot open the file.
+    KeyError
+        When it lacks the video_id, split or content_hash dataset.
+    """
+    with h5py.File(path, "r") as shard:
+        columns = {name: [value.decode() for value in shard[name][()]] for name in ("video_id", "split", "content_hash")}
+    return ShardEntry(path.name, file_digest(path), path.stat().st_size, columns["video_id"], columns["split"], columns["content_hash"])
+
+
+def shard_file_problem(path: Path, entry: ShardEntry) -> str | None:
+    """What is wrong with a shard file judged by its presence and size alone (cheap:
+    nothing is read), or None. Readers and ``verify`` use the same words."""
+    if not path.exists():
+        return "missing"
+    size = path.stat().st_size
+    if size != entry.size:
+        return f"size {size} bytes, index says {entry.size} (truncated or replaced)"
+    return None
+
+
+def repair_advice(cache_dir: Path) -> str:
+    """What a user does about a damaged cache."""
+    return f"run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract the videos it drops"
+
+
 @dataclass
 class Index:
     """All shards of one cache folder, in the order they were written."""
@@ -62,16 +100,18 @@ class Index:
 
     @classmethod
     def load(cls, cache_dir: Path) -> Index:
+        """The folder's index (empty when it has none); CacheError when unreadable."""
         path = Path(cache_dir) / INDEX_FILE
         if not path.exists():
             return cls()
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return cls([ShardEntry(**entry) for entry in raw["shards"]])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise CacheError(f"{path}: index is unreadable ({error}); run `python -m cache verify {cache_dir} --repair`") from error
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise CacheError(f"{path}: index is unreadable ({error}); {repair_advice(cache_dir)}") from error
 
     def save(self, cache_dir: Path) -> None:
+        """Replace ``index.json`` atomically."""
         payload = {"shards": [entry.__dict__ for entry in self.shards]}
         write_atomically(Path(cache_dir) / INDEX_FILE, json.dumps(payload, indent=1))
 
@@ -94,12 +134,14 @@ class Index:
         return {entry.content_hashes[row]: (entry, row) for entry, row in self.live()}
 
     def split_counts(self) -> dict[str, int]:
+        """Current videos per split, by split name."""
         counts: dict[str, int] = {}
         for entry, row in self.live():
             counts[entry.splits[row]] = counts.get(entry.splits[row], 0) + 1
         return dict(sorted(counts.items()))
 
     def num_videos(self) -> int:
+        """Current videos (superseded rows not counted)."""
         return sum(1 for _ in self.live())
 
 
@@ -110,7 +152,7 @@ def read_config(cache_dir: Path) -> dict | None:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CacheError(f"{path}: not valid JSON ({error})") from error
 
 

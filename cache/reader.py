@@ -10,7 +10,7 @@ import numpy as np
 
 from cache.errors import CacheError
 from cache.labels import label_matrix, read_label_table
-from cache.manifest import Index, config_hash, read_config
+from cache.manifest import Index, config_hash, read_config, repair_advice, shard_file_problem
 from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
 
 DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
@@ -20,7 +20,9 @@ class CacheReader:
     """Read-only view of a cache folder.
 
     Checks on opening that the index and every shard it names are present with
-    their recorded sizes; Fletcher-32 checksums catch damaged bytes as they are read.
+    their recorded sizes; Fletcher-32 checksums catch damaged bytes as they are read,
+    and each shard's ids, splits and content hashes are compared with the index.
+    Every refusal is a CacheError in the words of ``python -m cache verify``.
     """
 
     def __init__(self, cache_dir: Path):
@@ -34,11 +36,9 @@ class CacheReader:
         self.config_hash = config_hash(config)
         self.index = Index.load(self.cache_dir)
         for entry in self.index.shards:
-            path = self.cache_dir / entry.name
-            if not path.exists():
-                raise CacheError(f"{path}: shard is missing; run `python -m cache verify {self.cache_dir} --repair` then `make features` to re-extract its videos")
-            if path.stat().st_size != entry.size:
-                raise CacheError(f"{path}: shard size {path.stat().st_size} differs from the index ({entry.size}); run `python -m cache verify {self.cache_dir} --repair`")
+            problem = shard_file_problem(self.cache_dir / entry.name, entry)
+            if problem:
+                raise self._damaged(entry.name, problem)
 
     @property
     def frames(self) -> int:
@@ -87,30 +87,47 @@ class CacheReader:
         return {name: np.concatenate(values)[order] for name, values in parts.items()}
 
     def record(self, content_hash: str, crops: bool = True) -> VideoRecord:
-        """The cached record of the video with this content hash."""
-        entry, row = self.index.content_hashes()[content_hash]
-        datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *((CROPS_DATASET,) if crops and self.config.get("keep_crops", True) else ()))
+        """The cached record of the video with this content hash.
+
+        ``face_crops`` is None when ``crops`` is False or the shard has none.
+
+        Raises
+        ------
+        KeyError
+            When no current video has this content hash.
+        """
+        try:
+            entry, row = self.index.content_hashes()[content_hash]
+        except KeyError:
+            raise KeyError(f"no cached video has content hash {content_hash}") from None
+        datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *((CROPS_DATASET,) if crops else ()))
         parts: dict[str, list[np.ndarray]] = {name: [] for name in datasets}
-        self._read_rows(entry, np.array([row]), datasets, parts)
-        values = {name: value[0][0] for name, value in parts.items()}
+        self._read_rows(entry, np.array([row]), datasets, parts, optional=(CROPS_DATASET,))
+        values = {name: value[0][0] for name, value in parts.items() if value}
         return VideoRecord(**{**values, "has_audio": bool(values["has_audio"])})
 
-    def _read_rows(self, entry, rows: np.ndarray, datasets: tuple[str, ...], parts: dict) -> None:
-        path = self.cache_dir / entry.name
+    def _damaged(self, shard: str, problem: str) -> CacheError:
+        return CacheError(f"{self.cache_dir / shard}: {problem}; {repair_advice(self.cache_dir)}")
+
+    def _read_rows(self, entry, rows: np.ndarray, datasets: tuple[str, ...], parts: dict, optional: tuple[str, ...] = ()) -> None:
+        """Append the given rows of each dataset to ``parts``; datasets named in
+        ``optional`` that the shard lacks are skipped instead of refused."""
         try:
-            with h5py.File(path, "r") as shard:
-                stored_ids = [value.decode() for value in shard["video_id"][()]]
-                if stored_ids != entry.video_ids:
-                    raise CacheError(f"{path}: videos differ from the index; run `python -m cache verify {self.cache_dir} --repair`")
+            with h5py.File(self.cache_dir / entry.name, "r") as shard:
+                for name, indexed in (("video_id", entry.video_ids), ("split", entry.splits), ("content_hash", entry.content_hashes)):
+                    if [value.decode() for value in shard[name][()]] != indexed:
+                        raise self._damaged(entry.name, f"its {name} values differ from the index")
                 for name in datasets:
                     if name not in shard:
-                        raise CacheError(f"{path}: no dataset {name!r} (was the cache built with crops switched off?)")
+                        if name in optional:
+                            continue
+                        raise CacheError(f"{self.cache_dir / entry.name}: no dataset {name!r} (was the cache built with crops switched off?)")
                     values = shard[name][()]
                     if name in STRING_DATASETS:
                         values = np.array([value.decode() for value in values], dtype=object)
                     parts[name].append(values[rows])
-        except OSError as error:
-            raise CacheError(f"{path}: shard is damaged ({error}); run `python -m cache verify {self.cache_dir} --repair` then `make features`") from error
+        except (OSError, KeyError) as error:
+            raise self._damaged(entry.name, f"damaged ({error})") from error
 
     def labels(self, video_ids) -> np.ndarray:
         """(N, 6) float32 labels in LABEL_NAMES order, NaN where unknown."""

@@ -26,7 +26,7 @@ def describe(cache_dir: Path) -> dict:
     found = [reader.read(split, ("face_found",))["face_found"] for split in splits]
     frames_found = np.concatenate([array.reshape(-1) for array in found]) if found else np.zeros(0, bool)
     labels = read_label_table(cache_dir)
-    ids = [video_id for entry, row in reader.index.live() for video_id in [entry.video_ids[row]]]
+    ids = [entry.video_ids[row] for entry, row in reader.index.live()]
     return {
         "videos": sum(splits.values()),
         "splits": splits,

@@ -1,0 +1,136 @@
+"""cache.cli: `python -m cache info|verify|export|labels`, their output and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from test_writer import CONFIG, make_record, write_cache
+from typer.testing import CliRunner
+
+from cache.cli import EXIT_DAMAGED, EXIT_USAGE, app
+from cache.labels import read_label_table
+from cache.manifest import write_failures
+from cache.writer import CacheWriter, shard_name
+
+VIDEOS = 6
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    cache_dir = write_cache(tmp_path / "cache", range(VIDEOS), videos_per_shard=4)
+    write_failures(cache_dir, [("/data/broken, really.mp4", "cannot decode: invalid data")])
+    return cache_dir
+
+
+def run(*arguments):
+    return CliRunner().invoke(app, [str(argument) for argument in arguments])
+
+
+def assert_usage_error(result, *words):
+    assert result.exit_code == EXIT_USAGE, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_info(cache_dir):
+    result = run("info", cache_dir)
+    assert result.exit_code == 0, result.output
+    assert f"videos      {VIDEOS} (train {VIDEOS}) in 2 shards, 0 labelled" in result.stdout
+    assert "random ResNet50 weights" in result.stdout  # CONFIG says weights=none
+    assert "failures    1" in result.stdout and "/data/broken, really.mp4: cannot decode" in result.stdout
+
+
+def test_info_of_a_cache_whose_config_does_not_name_weights(tmp_path):
+    config = {key: value for key, value in CONFIG.items() if key != "weights"}
+    with CacheWriter(tmp_path, config) as writer:
+        writer.add(make_record(0))
+    result = run("info", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "weights=?" in result.stdout
+
+
+def test_info_json(cache_dir):
+    result = run("info", cache_dir, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["videos"] == VIDEOS and isinstance(summary["videos"], int)
+    assert summary["splits"] == {"train": VIDEOS}
+    assert summary["frames"] == CONFIG["frames"]
+    assert summary["failures"] == [{"path": "/data/broken, really.mp4", "reason": "cannot decode: invalid data"}]
+
+
+def test_python_dash_m_cache(cache_dir):
+    result = subprocess.run([sys.executable, "-m", "cache", "info", str(cache_dir), "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["videos"] == VIDEOS
+
+
+def test_verify_exit_codes_and_repair(cache_dir):
+    ok = run("verify", cache_dir)
+    assert ok.exit_code == 0 and "ok" in ok.stdout
+    damaged = cache_dir / shard_name(1)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    found = run("verify", cache_dir)
+    assert found.exit_code == EXIT_DAMAGED
+    assert f"{damaged}: size 100 bytes" in found.stderr and "--repair" in found.stderr
+    assert_usage_error(run("info", cache_dir), str(damaged), "--repair")
+
+    repaired = run("verify", cache_dir, "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert "2 videos to re-extract" in repaired.stdout
+    assert run("verify", cache_dir).exit_code == 0
+    assert json.loads(run("info", cache_dir, "--json").stdout)["videos"] == VIDEOS - 2
+
+
+def test_export(cache_dir, tmp_path):
+    out = tmp_path / "videos.csv"
+    result = run("export", cache_dir, "--out", out)
+    assert result.exit_code == 0 and f"wrote {VIDEOS} rows" in result.stdout
+    with open(out, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["video_id"] for row in rows) == [make_record(number).video_id for number in range(VIDEOS)]
+    assert_usage_error(run("export", cache_dir, "--out", tmp_path / "no such folder" / "videos.csv"), "no such folder")
+
+
+def test_labels_merge_and_replace(cache_dir, tmp_path):
+    first = tmp_path / "first.csv"
+    first.write_text(f"video_id,openness,neuroticism\n{make_record(0).video_id},0.5,0.25\nnot-cached.mp4,0.1,\n")
+    second = tmp_path / "second.csv"
+    second.write_text(f"video_id,openness\n{make_record(0).video_id},0.75\n{make_record(1).video_id},0.125\n")
+    merged = run("labels", cache_dir, first)
+    assert merged.exit_code == 0, merged.output
+    assert "labels for 2 videos merged; 1 of the 6 cached videos are among them, 1 labelled ids are not in the cache" in merged.stdout
+    assert run("labels", cache_dir, second).exit_code == 0
+    assert read_label_table(cache_dir) == {
+        make_record(0).video_id: {"openness": 0.75, "neuroticism": 0.25},
+        make_record(1).video_id: {"openness": 0.125},
+        "not-cached.mp4": {"openness": 0.1},
+    }
+    replaced = run("labels", cache_dir, second, "--replace")
+    assert replaced.exit_code == 0 and "replaced" in replaced.stdout
+    assert read_label_table(cache_dir) == {make_record(0).video_id: {"openness": 0.75}, make_record(1).video_id: {"openness": 0.125}}
+    assert json.loads(run("info", cache_dir, "--json").stdout)["labelled"] == 2
+
+
+def test_a_bad_label_file_changes_nothing(cache_dir, tmp_path):
+    assert run("labels", cache_dir, tmp_path / "missing.csv").exit_code == EXIT_USAGE
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video_id,openness\na.mp4,1.5\n")
+    assert_usage_error(run("labels", cache_dir, bad), f"{bad}:2", "outside [0, 1]")
+    assert read_label_table(cache_dir) == {}
+
+
+@pytest.mark.parametrize("command", [["info"], ["info", "--json"], ["verify"], ["verify", "--repair"], ["export", "--out", "x.csv"], ["labels", "labels.csv"]])
+def test_a_folder_that_is_not_a_cache(tmp_path, command):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "labels.csv").write_text("video_id,openness\na.mp4,0.5\n")
+    arguments = [command[0], folder, *[folder / argument if argument.endswith(".csv") else argument for argument in command[1:]]]
+    assert_usage_error(run(*arguments), str(folder), "not a cache")
+    assert sorted(path.name for path in folder.iterdir()) == ["labels.csv"]

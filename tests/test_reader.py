@@ -1,0 +1,227 @@
+"""cache.reader: what CacheWriter wrote comes back, by split, sorted, labelled; damage is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+
+import h5py
+import numpy as np
+import pytest
+from test_writer import CONFIG, FRAMES, make_record, write_cache
+
+from cache.errors import CacheError
+from cache.labels import write_labels
+from cache.manifest import Index, config_hash
+from cache.reader import DEFAULT_DATASETS, CacheReader
+from cache.schema import CROPS_DATASET, LABEL_NAMES, NUMERIC_DATASETS, STRING_DATASETS
+from cache.writer import CacheWriter, shard_name
+
+EVERY_DATASET = (*STRING_DATASETS, *NUMERIC_DATASETS, CROPS_DATASET)
+SPLITS = ("train", "validation", "test")
+
+
+def split_of(number: int) -> str:
+    return SPLITS[number % len(SPLITS)]
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    """11 videos over three splits in shards of 3, added in shuffled order."""
+    numbers = list(range(11))
+    random.Random(0).shuffle(numbers)
+    with CacheWriter(tmp_path, CONFIG, videos_per_shard=3) as writer:
+        for number in numbers:
+            writer.add(make_record(number, split=split_of(number)))
+    return tmp_path
+
+
+def assert_same_record(actual, expected):
+    for field in dataclasses.fields(expected):
+        actual_value, expected_value = getattr(actual, field.name), getattr(expected, field.name)
+        if isinstance(expected_value, np.ndarray):
+            assert actual_value.dtype == expected_value.dtype and actual_value.shape == expected_value.shape, field.name
+            np.testing.assert_array_equal(actual_value, expected_value, err_msg=field.name)
+        else:
+            assert actual_value == expected_value and type(actual_value) is type(expected_value), field.name
+
+
+def test_round_trip_by_split_sorted_by_video_id(cache_dir):
+    reader = CacheReader(cache_dir)
+    assert len(reader.index.shards) == 4
+    assert reader.splits() == {split: sum(split_of(number) == split for number in range(11)) for split in sorted(SPLITS)}
+    for split in SPLITS:
+        arrays = reader.read(split, EVERY_DATASET)
+        expected = [make_record(number, split=split) for number in range(11) if split_of(number) == split]
+        assert list(arrays["video_id"]) == sorted(record.video_id for record in expected)
+        for name in EVERY_DATASET:
+            stacked = np.array([getattr(record, name) for record in expected]) if name not in STRING_DATASETS else None
+            if stacked is None:
+                assert list(arrays[name]) == [getattr(record, name) for record in expected], name
+            else:
+                assert arrays[name].dtype == (NUMERIC_DATASETS[name][1] if name in NUMERIC_DATASETS else np.uint8), name
+                assert arrays[name].shape == stacked.shape, name
+                np.testing.assert_array_equal(arrays[name], stacked, err_msg=name)
+
+
+def test_crops_are_read_only_when_asked(cache_dir):
+    reader = CacheReader(cache_dir)
+    arrays = reader.read("train")
+    assert set(arrays) == set(DEFAULT_DATASETS) and CROPS_DATASET not in arrays
+    assert arrays["face_embeddings"].shape == (4, FRAMES, 2048)
+    assert reader.read("train", (CROPS_DATASET,))[CROPS_DATASET].shape == (4, FRAMES, CONFIG["crop_size"], CONFIG["crop_size"], 3)
+
+
+def test_a_cache_without_crops_reads_and_says_so_when_crops_are_asked(tmp_path):
+    write_cache(tmp_path, range(3), crops=False)
+    reader = CacheReader(tmp_path)
+    assert reader.read("train")["video_id"].tolist() == [make_record(number).video_id for number in range(3)]
+    with pytest.raises(CacheError, match=CROPS_DATASET):
+        reader.read("train", (CROPS_DATASET,))
+    assert reader.record(make_record(1).content_hash).face_crops is None
+
+
+def test_record_by_content_hash(cache_dir):
+    reader = CacheReader(cache_dir)
+    for number in (0, 5, 10):
+        expected = make_record(number, split=split_of(number))
+        assert_same_record(reader.record(expected.content_hash), expected)
+        assert reader.record(expected.content_hash, crops=False).face_crops is None
+    with pytest.raises(KeyError, match="no cached video"):
+        reader.record("f" * 64)
+
+
+def test_labels_join_by_video_id_with_nan_where_unknown(cache_dir):
+    reader = CacheReader(cache_dir)
+    ids = reader.read("train")["video_id"]
+    assert np.isnan(reader.labels(ids)).all()
+    write_labels(cache_dir, {ids[1]: {"openness": 0.25, "interview": 0.75}, ids[3]: {"neuroticism": 1.0}, "elsewhere.mp4": {"openness": 0.5}})
+    labels = reader.labels(ids)
+    assert labels.shape == (len(ids), len(LABEL_NAMES)) and labels.dtype == np.float32
+    assert labels[1, LABEL_NAMES.index("openness")] == 0.25 and labels[1, LABEL_NAMES.index("interview")] == 0.75
+    assert labels[3, LABEL_NAMES.index("neuroticism")] == 1.0
+    assert np.isfinite(labels).sum() == 3 and np.isnan(labels[[0, 2]]).all()
+    np.testing.assert_array_equal(reader.labels(ids[::-1]), labels[::-1])
+
+
+def test_a_video_added_again_supersedes_its_older_row(cache_dir):
+    with CacheWriter(cache_dir, CONFIG, videos_per_shard=3) as writer:
+        writer.add(make_record(0, split="validation", version=1))  # changed content, moved split
+        writer.add(make_record(4, split="validation", version=1))  # changed content, same split
+    reader = CacheReader(cache_dir)
+    assert reader.splits() == {"test": 3, "train": 3, "validation": 5}
+    validation = reader.read("validation", EVERY_DATASET)
+    assert len(set(validation["video_id"])) == len(validation["video_id"]) == 5
+    for number in (0, 4):
+        row = list(validation["video_id"]).index(make_record(number).video_id)
+        newer = make_record(number, split="validation", version=1)
+        np.testing.assert_array_equal(validation["face_embeddings"][row], newer.face_embeddings)
+        assert validation["content_hash"][row] == newer.content_hash
+        assert_same_record(reader.record(newer.content_hash), newer)
+    assert make_record(0).video_id not in reader.read("train")["video_id"]
+    with pytest.raises(KeyError):
+        reader.record(make_record(0).content_hash)
+
+
+def test_config_and_dimensions(cache_dir):
+    reader = CacheReader(cache_dir)
+    assert reader.config == CONFIG and reader.config_hash == config_hash(CONFIG)
+    assert (reader.frames, reader.frames_per_segment) == (FRAMES, 1)
+    attributes = reader.shard_attributes()
+    assert json.loads(attributes["config"]) == CONFIG and "h5py" in attributes["library_versions"]
+
+
+def test_an_empty_cache_has_no_splits(tmp_path):
+    with CacheWriter(tmp_path, CONFIG):
+        pass
+    reader = CacheReader(tmp_path)
+    assert reader.splits() == {} and reader.shard_attributes() == {}
+    with pytest.raises(CacheError, match="no split 'train'; splits are none"):
+        reader.read("train")
+
+
+def test_unknown_split_or_dataset(cache_dir):
+    reader = CacheReader(cache_dir)
+    with pytest.raises(CacheError, match="no split 'dev'; splits are test, train, validation"):
+        reader.read("dev")
+    with pytest.raises(KeyError, match="face_embedding"):
+        reader.read("train", ("face_embedding",))
+
+
+def test_a_folder_that_is_not_a_cache(tmp_path):
+    with pytest.raises(CacheError, match="no such cache folder"):
+        CacheReader(tmp_path / "missing")
+    with pytest.raises(CacheError, match="not a cache"):
+        CacheReader(tmp_path)
+
+
+# --- damage: the trainer relies on these refusals ------------------------------------------------
+
+
+def flip_byte_in_embeddings(path, video: int = 0) -> None:
+    with h5py.File(path, "r") as shard:
+        offset = shard["face_embeddings"].id.get_chunk_info(video).byte_offset
+    with open(path, "r+b") as handle:
+        handle.seek(offset + 100)
+        byte = handle.read(1)
+        handle.seek(offset + 100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def assert_refusal(error: CacheError, path) -> None:
+    message = str(error)
+    assert str(path) in message and "--repair" in message and "make features" in message and "\n" not in message
+
+
+def test_a_flipped_byte_is_refused_when_read(cache_dir):
+    path = cache_dir / shard_name(1)
+    flip_byte_in_embeddings(path)
+    reader = CacheReader(cache_dir)  # opening checks sizes only
+    damaged_splits = {split for split in Index.load(cache_dir).shards[1].splits}
+    for split in damaged_splits:
+        with pytest.raises(CacheError, match="damaged") as caught:
+            reader.read(split, ("face_embeddings",))
+        assert_refusal(caught.value, path)
+
+
+def test_a_missing_or_truncated_shard_is_refused_on_opening(cache_dir):
+    path = cache_dir / shard_name(2)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CacheError, match=f"size {len(data) // 2} bytes, index says {len(data)}") as caught:
+        CacheReader(cache_dir)
+    assert_refusal(caught.value, path)
+    path.unlink()
+    with pytest.raises(CacheError, match="missing") as caught:
+        CacheReader(cache_dir)
+    assert_refusal(caught.value, path)
+
+
+def test_a_shard_that_is_not_the_indexed_one_is_refused(cache_dir):
+    first, second = cache_dir / shard_name(0), cache_dir / shard_name(1)
+    first_bytes, second_bytes = first.read_bytes(), second.read_bytes()
+    assert len(first_bytes) == len(second_bytes)  # same sizes: only the content tells them apart
+    first.write_bytes(second_bytes)
+    second.write_bytes(first_bytes)
+    reader = CacheReader(cache_dir)
+    with pytest.raises(CacheError, match="video_id values differ from the index") as caught:
+        for split in reader.splits():
+            reader.read(split, ("face_found",))
+    assert_refusal(caught.value, caught.value.args[0].split(":")[0])
+
+
+def test_a_flipped_byte_in_a_string_is_refused_when_read(cache_dir):
+    # Variable-length strings live in a heap that Fletcher-32 does not cover:
+    # the reader compares them with the index instead.
+    entry = Index.load(cache_dir).shards[0]
+    path = cache_dir / entry.name
+    data = bytearray(path.read_bytes())
+    offset = data.find(entry.content_hashes[1].encode())
+    assert offset > 0
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    reader = CacheReader(cache_dir)
+    with pytest.raises(CacheError, match="content_hash values differ from the index") as caught:
+        reader.read(entry.splits[1], ("face_found",))
+    assert_refusal(caught.value, path)
