@@ -38,6 +38,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.extract_bench --out bench-out/extract.json
+	$(BIN)/python -m bench.memory_bench --out bench-out/memory.json
 	$(BIN)/python -m bench.train_bench --out bench-out/train.json
 
 demo: $(STAMP)

@@ -22,6 +22,10 @@ STD_FLOOR = 1e-6  # features varying less than this over the training split are 
 STATISTICS_CHUNK = 256  # videos per float64 block when summing embeddings (~40 MB at T*k = 10)
 
 
+class DataError(ValueError):
+    """The cache holds no data that fitting can use (no labels, no training split)."""
+
+
 @dataclass(frozen=True)
 class SplitData:
     """The labelled videos of one split, as read from the cache.
@@ -133,25 +137,25 @@ def partition(splits: dict[str, SplitData], train_split: str, validation_split: 
 
     Raises
     ------
-    ValueError
+    DataError
         No labelled videos, several labelled splits none of which is ``train_split``,
         or too few training videos to hold some out.
     """
     if not splits:
-        raise ValueError("the cache has no labelled videos; attach labels with `python -m cache labels` or `make features LABELS=...`")
+        raise DataError("the cache has no labelled videos; attach them with `python -m cache labels CACHE FILE` or `make features LABELS=...`")
     if train_split in splits:
         train_name = train_split
     elif len(splits) == 1:
         train_name = next(iter(splits))
     else:
-        raise ValueError(f"no labelled split named {train_split!r} among {', '.join(splits)}; name one with --train-split")
+        raise DataError(f"no labelled split named {train_split!r} among {', '.join(splits)}; name one with --train-split")
     train = splits[train_name]
     others = {name: split for name, split in splits.items() if name not in (train_name, validation_split)}
     if validation_split in splits and validation_split != train_name:
         return Partition(train, splits[validation_split], others, held_out=False)
     held = max(1, round(validation_fraction * len(train)))
     if len(train) - held < 1:
-        raise ValueError(f"split {train_name!r} has {len(train)} labelled videos: too few to hold out a validation fraction of {validation_fraction}")
+        raise DataError(f"split {train_name!r} has {len(train)} labelled videos: too few to hold out a validation fraction of {validation_fraction}")
     order = np.random.default_rng(holdout_seed).permutation(len(train))
     return Partition(train.subset(np.sort(order[held:])), train.subset(np.sort(order[:held])), others, held_out=True)
 

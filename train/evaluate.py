@@ -9,6 +9,7 @@ import numpy as np
 from cache.reader import CacheReader
 from train.data import Normalization, SplitData, evaluation_inputs, load_cache
 from train.metrics import score
+from train.model import input_names
 from train.run import Run, RunError, open_run
 
 PREDICT_CHUNK = 512  # videos per model call: bounds memory at ~40 MB of float32 inputs (T = 10)
@@ -32,7 +33,7 @@ def predict_split(model, split: SplitData, normalization: Normalization, frames:
     np.ndarray
         (N, 5) float32 scores in [0, 1].
     """
-    names = tuple(tensor.name for tensor in model.inputs)
+    names = tuple(input_names(model))
     parts = [np.asarray(model.predict_on_batch(inputs), dtype=np.float32) for inputs in evaluation_inputs(split, normalization, frames, per_segment, names, PREDICT_CHUNK)]
     return np.concatenate(parts)
 

@@ -58,7 +58,7 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         ``out`` already holds a run and ``overwrite`` is off.
     cache.errors.CacheError
         The cache is missing or damaged.
-    ValueError
+    train.data.DataError
         The cache has no usable training data.
     """
     out = Path(options.out)
@@ -67,12 +67,16 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
     data = load_cache(CacheReader(Path(options.cache)))
     parts = partition(data.splits, options.train_split, options.validation_split, options.validation_fraction, options.holdout_seed)
     echo(f"read {sum(len(split) for split in data.splits.values())} labelled videos from {options.cache} in {time.perf_counter() - started:.1f} s")
+    if sum(data.unlabelled.values()):
+        echo(f"left out {sum(data.unlabelled.values())} videos lacking some of the five trait labels")
     normalization = fit_normalization(parts.train)
     info = _run_info(options, data, parts)
     seeds = options.run_seeds
     if len(seeds) == 1:
         metrics = _fit_seed(options, seeds[0], data, parts, normalization, info, echo)
     else:
+        # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
+        _write_run_files(out, options, info, normalization, parts)
         per_seed, histories = {}, {}
         for seed in seeds:
             folder = out / SEED_FOLDER.format(seed=seed)
@@ -81,10 +85,10 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
             histories[seed] = read_history(folder / HISTORY_FILE)
         metrics = aggregate_seeds(per_seed)
         selected = max(seeds, key=lambda seed: per_seed[seed]["validation"]["mean_accuracy"])
-        _write_run_files(out, options, {**info, "selected_seed": selected}, normalization, parts)
+        write_json(out / RUN_FILE, {**info, "selected_seed": selected})
         shutil.copy2(out / SEED_FOLDER.format(seed=selected) / MODEL_FILE, out / MODEL_FILE)
         write_combined_history(histories, out / HISTORY_FILE)
-        plot_curves(histories, out / CURVES_FILE, f"{options.head} head, seeds {', '.join(map(str, seeds))}")
+        plot_curves(histories, out / CURVES_FILE, f"{options.head} head, seeds {', '.join(map(str, seeds))}", _validation_baselines(parts, normalization))
         write_json(out / METRICS_FILE, metrics)
         echo(f"\nmean ± std over seeds {', '.join(map(str, seeds))}; {MODEL_FILE} is seed {selected} (best validation mean accuracy)")
     echo(format_table(metrics))
@@ -149,12 +153,43 @@ def _precision(mixed: bool):
         keras.mixed_precision.set_global_policy(previous)
 
 
+def compile_head(model, lr: float) -> None:
+    """Adam, MSE loss, and the per-epoch metrics: MSE, MAE, cosine similarity, mean accuracy."""
+    import keras
+
+    from train.keras_objects import mean_accuracy
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="mse",
+        metrics=[
+            keras.metrics.MeanSquaredError(name="mse"),
+            keras.metrics.MeanAbsoluteError(name="mae"),
+            keras.metrics.CosineSimilarity(name="cosine_similarity"),
+            keras.metrics.MeanMetricWrapper(mean_accuracy, name="mean_accuracy"),
+        ],
+    )
+
+
+def _validation_baselines(parts: Partition, normalization: Normalization) -> dict[str, float]:
+    errors = parts.validation.labels - normalization.label_mean
+    return {"loss": float(np.mean(errors**2)), "mean_accuracy": float(1 - np.mean(np.abs(errors)))}
+
+
+def _baseline_line(parts: Partition, normalization: Normalization) -> str:
+    """The per-epoch metrics' baseline: what predicting the training mean scores."""
+    figures = []
+    for name, split in (("", parts.train), ("val_", parts.validation)):
+        errors = split.labels - normalization.label_mean
+        figures.append(f"{name}loss {np.mean(errors**2):.4f} - {name}mae {np.mean(np.abs(errors)):.4f} - {name}mean_accuracy {1 - np.mean(np.abs(errors)):.4f}")
+    return "baseline (predict the training mean): " + " - ".join(figures)
+
+
 def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition, normalization: Normalization, info: dict, echo: Callable[[str], None]) -> dict[str, dict]:
     """Train one seed into ``options.out``; score the best checkpoint on every split."""
     import keras
 
     from train.evaluate import score_splits
-    from train.layers import mean_accuracy
     from train.model import build_head, input_names
 
     folder = Path(options.out)
@@ -164,16 +199,7 @@ def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition,
     with _precision(options.mixed_precision):
         model = build_head(options.head, data.frames, options)
         names = tuple(input_names(model))
-        model.compile(
-            optimizer=keras.optimizers.Adam(options.lr),
-            loss="mse",
-            metrics=[
-                keras.metrics.MeanSquaredError(name="mse"),
-                keras.metrics.MeanAbsoluteError(name="mae"),
-                keras.metrics.CosineSimilarity(name="cosine_similarity"),
-                keras.metrics.MeanMetricWrapper(mean_accuracy, name="mean_accuracy"),
-            ],
-        )
+        compile_head(model, options.lr)
         validation = parts.validation
         rows = np.arange(len(validation))
         validation_inputs = model_inputs(validation, rows, centre_frames(len(validation), data.frames, data.frames_per_segment), normalization, names)
@@ -186,6 +212,7 @@ def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition,
         if options.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "logs")))
         echo(f"fitting {options.head} head, seed {seed}: {len(parts.train)} training and {len(validation)} validation videos, T = {data.frames}")
+        echo(_baseline_line(parts, normalization))
         model.fit(
             training_batches(parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, seed, names),
             steps_per_epoch=math.ceil(len(parts.train) / options.batch_size),
@@ -193,11 +220,12 @@ def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition,
             validation_data=(validation_inputs, validation.labels),
             validation_batch_size=VALIDATION_BATCH,
             callbacks=callbacks,
+            shuffle=False,  # training_batches shuffles, seeded
             verbose=options.verbose,
         )
     best = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     metrics = score_splits(best, parts.named(), normalization, data.frames, data.frames_per_segment)
     write_json(folder / METRICS_FILE, metrics)
     history = read_history(folder / HISTORY_FILE)
-    plot_curves({seed: history}, folder / CURVES_FILE, f"{options.head} head, seed {seed}")
+    plot_curves({seed: history}, folder / CURVES_FILE, f"{options.head} head, seed {seed}", _validation_baselines(parts, normalization))
     return metrics

@@ -16,8 +16,8 @@ from cache.schema import TRAITS
 def _per_trait_r2(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     residual = ((labels - predictions) ** 2).sum(axis=0)
     total = ((labels - labels.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.nan)
+    defined = np.ptp(labels, axis=0) > 0  # constant labels leave nothing to explain
+    return np.where(defined, 1.0 - residual / np.where(defined, total, 1.0), np.nan)
 
 
 def _per_trait_pearson(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
@@ -25,9 +25,10 @@ def _per_trait_pearson(labels: np.ndarray, predictions: np.ndarray) -> np.ndarra
     prediction_centred = predictions - predictions.mean(axis=0)
     covariance = (label_centred * prediction_centred).sum(axis=0)
     scale = np.sqrt((label_centred**2).sum(axis=0) * (prediction_centred**2).sum(axis=0))
-    # A constant prediction (or constant labels) has no correlation at all.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(scale > 0, covariance / np.where(scale > 0, scale, 1.0), np.nan)
+    # A constant prediction (or constant labels) has no correlation at all; test
+    # the values, not the centred sums, which keep rounding residue.
+    defined = (np.ptp(labels, axis=0) > 0) & (np.ptp(predictions, axis=0) > 0)
+    return np.where(defined, covariance / np.where(defined, scale, 1.0), np.nan)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -169,11 +170,11 @@ def format_table(metrics: dict[str, dict]) -> str:
     return aligned(rows) + "\n\n" + aligned(trait_rows)
 
 
-def aligned(rows: list[tuple[str, ...]]) -> str:
-    """Rows of cells as text columns: the first left-aligned, the others right."""
+def aligned(rows: list[tuple[str, ...]], left: tuple[int, ...] = (0,)) -> str:
+    """Rows of cells as text columns: columns in ``left`` left-aligned, numbers right."""
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = []
     for row in rows:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        cells = [cell.ljust(width) if column in left else cell.rjust(width) for column, (cell, width) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)

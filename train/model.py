@@ -39,42 +39,37 @@ def build_head(head: str, frames: int, options: FitOptions):
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
     layers = keras.layers
-    visual = keras.Input((frames, EMBEDDING_DIM), name="visual")
-    audio = keras.Input((frames, AUDIO_DIM), name="audio")
-    face = keras.Input((frames, 1), name="face")
-
-    uses_visual = head != "audio"
-    uses_audio = head != "visual"
-    uses_face = head in HEADS_WITH_FACE_FLAG
     head_inputs, streams = [], []
-    if uses_visual:
+    if head != "audio":
+        visual = keras.Input((frames, EMBEDDING_DIM), name="visual")
         stream = layers.TimeDistributed(layers.Dense(options.visual_units, activation="relu"), name="visual_dense")(visual)
         stream = layers.TimeDistributed(layers.Dense(options.visual_projection), name="visual_projection")(stream)
         stream = layers.TimeDistributed(layers.Dropout(options.dropout), name="visual_dropout")(stream)
         head_inputs.append(visual)
         streams.append(stream)
-    if uses_audio:
+    if head != "visual":
+        audio = keras.Input((frames, AUDIO_DIM), name="audio")
         head_inputs.append(audio)
         streams.append(layers.TimeDistributed(layers.Dense(options.audio_units), name="audio_dense")(audio))
-    if uses_face:
+    if head in HEADS_WITH_FACE_FLAG:
+        face = keras.Input((frames, 1), name="face")
         head_inputs.append(face)
         streams.append(face)
     sequence = streams[0] if len(streams) == 1 else layers.Concatenate(name="fuse")(streams)
 
+    # Scores (and what follows them) stay float32 under mixed precision.
     scores_layer = layers.Dense(len(TRAITS), activation="sigmoid", dtype="float32", name="scores")
-    average = layers.GlobalAveragePooling1D(dtype="float32", name="average_over_time")
-    if head == "bilstm":
-        sequence = layers.Bidirectional(layers.LSTM(options.lstm_units, return_sequences=True), name="bilstm")(sequence)
-        outputs = average(scores_layer(sequence))
-    elif head == "attention":
-        from train.layers import AttentionPooling
+    if head == "attention":
+        from train.keras_objects import AttentionPooling
 
         sequence = layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")(sequence)
-        pooled = AttentionPooling(options.attention_units, name="attention_pooling")(sequence)
-        outputs = scores_layer(pooled)
+        outputs = scores_layer(AttentionPooling(options.attention_units, name="attention_pooling")(sequence))
     else:
-        sequence = layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")(sequence)
-        outputs = average(scores_layer(sequence))
+        if head == "bilstm":
+            recurrent = layers.Bidirectional(layers.LSTM(options.lstm_units, return_sequences=True), name="bilstm")
+        else:
+            recurrent = layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")
+        outputs = layers.GlobalAveragePooling1D(dtype="float32", name="average_over_time")(scores_layer(recurrent(sequence)))
     return keras.Model(head_inputs, outputs, name=f"{head}_head")
 
 

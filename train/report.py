@@ -25,7 +25,7 @@ def write_combined_history(histories: dict[int, list[dict[str, str]]], path: Pat
                 writer.writerow({"seed": seed, **row})
 
 
-def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: str) -> None:
+def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: str, baselines: dict[str, float]) -> None:
     """Loss and mean accuracy per epoch, training and validation, one line per seed.
 
     Parameters
@@ -37,6 +37,9 @@ def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: s
         PNG to write.
     title : str
         Figure title.
+    baselines : dict
+        ``loss`` and ``mean_accuracy`` of predicting the training mean on the
+        validation videos, drawn as horizontal lines.
     """
     import matplotlib
 
@@ -50,6 +53,7 @@ def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: s
             epochs = [int(row["epoch"]) + 1 for row in rows]
             axis.plot(epochs, [float(row[metric]) for row in rows], label=f"train{suffix}")
             axis.plot(epochs, [float(row[f"val_{metric}"]) for row in rows], linestyle="--", label=f"validation{suffix}")
+        axis.axhline(baselines[metric], color="grey", linestyle=":", label="validation baseline (training mean)")
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)

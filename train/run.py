@@ -86,18 +86,22 @@ class Run:
         """The trained head, loaded in Keras safe mode (no arbitrary code)."""
         import keras
 
-        import train.layers  # noqa: F401  registers the custom objects a head may hold
+        import train.keras_objects  # noqa: F401  registers the custom objects a head may hold
 
         path = self.path / MODEL_FILE
         if not path.exists():
             raise RunError(f"{self.path}: no {MODEL_FILE}; the run did not finish")
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        try:
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        except ValueError as error:
+            # Safe mode refuses lambdas and unregistered code; Keras says so in a ValueError.
+            raise RunError(f"{path}: cannot load the model in Keras safe mode ({error})") from error
 
     def check_cache(self, config: dict, config_hash: str, cache: Path) -> None:
         """Refuse a cache built with another extraction config, naming the differences."""
         if config_hash != self.info["config_hash"]:
             differences = "; ".join(config_differences(self.extraction_config, config))
-            raise RunError(f"{cache} was built with a different extraction config than run {self.path} was trained on ({differences}); use a cache built with the run's options")
+            raise RunError(f"{cache} was built with a different extraction config than run {self.path} was trained on (run -> cache: {differences}); use a cache built with the run's options")
 
 
 def open_run(path: Path) -> Run:

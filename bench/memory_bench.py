@@ -1,0 +1,74 @@
+"""Memory benchmark (``make bench``): peak RSS of ``python -m extract``.
+
+Peak resident memory of the whole process tree (parent and workers, sampled
+every 50 ms) for one 15 s clip vs one 10 min clip, and for 10 vs 200 videos, so
+that growth with video length and with data-set size shows at a glance. Clips
+are 320x240 to keep the benchmark short; memory per decoded frame scales with
+resolution, not with length. Run: ``python -m bench.memory_bench --out FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.extract_bench import distinct_copies
+from extract.synthetic import talking_head_clip
+
+SAMPLE_SECONDS = 0.05  # RSS polling interval
+TINY = ["--weights", "none", "--crop-size", "32", "--frames", "10", "--jobs", "2", "--quiet"]
+
+
+def peak_rss_bytes(command: list[str]) -> int:
+    """Largest summed RSS of a command's process tree while it runs."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(member.memory_info().rss for member in tree if member.is_running()))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(SAMPLE_SECONDS)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}")
+    return peak
+
+
+def extraction_peak(folder: Path, cache_dir: Path) -> int:
+    return peak_rss_bytes([sys.executable, "-m", "extract", str(folder), "--cache", str(cache_dir), *TINY])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-out/memory.json"))
+    arguments = parser.parse_args()
+    mebibyte = 2**20
+    with tempfile.TemporaryDirectory(prefix="traitcache-memory-") as folder:
+        scratch = Path(folder)
+        report = {}
+        for name, seconds in (("15s", 15.0), ("10min", 600.0)):
+            clip_folder = scratch / f"clip-{name}"
+            clip_folder.mkdir()
+            talking_head_clip(clip_folder / f"{name}.mp4", seconds=seconds, width=320, height=240, fps=25)
+            report[f"peak_rss_mib_one_{name}_clip"] = extraction_peak(clip_folder, scratch / f"cache-{name}") / mebibyte
+        short = scratch / "clip-15s" / "15s.mp4"
+        for count in (10, 200):
+            report[f"peak_rss_mib_{count}_videos"] = extraction_peak(distinct_copies(short, count, scratch / f"set-{count}"), scratch / f"cache-set-{count}") / mebibyte
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(report, indent=1))
+    for key, value in report.items():
+        print(f"{key:<36}{value:10.0f}")
+    print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

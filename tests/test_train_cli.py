@@ -1,0 +1,124 @@
+"""``python -m train`` through typer's CliRunner: fit, compare, evaluate, and refusals."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from train.cli import app
+from train.synthetic import synthetic_config, write_synthetic_cache
+
+FRAMES = 4
+SMALL = ["--lr", "1e-3", "--visual-units", "16", "--visual-projection", "8", "--audio-units", "4", "--lstm-units", "4", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, runner):
+    """A cache and two finished runs: ``seed`` (one seed) and ``audio`` (seeds 1, 2)."""
+    root = tmp_path_factory.mktemp("cli")
+    cache = write_synthetic_cache(root / "cache", {"train": 60, "validation": 16, "test": 16}, frames=FRAMES)
+    results = {}
+    for name, extra in (("seed", ["--head", "seed", "--epochs", "3"]), ("audio", ["--head", "audio", "--epochs", "2", "--seeds", "1,2"])):
+        results[name] = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(root / "runs" / name), *extra, *SMALL])
+    return root, cache, results
+
+
+def test_fit_prints_scores_beside_the_baseline_and_the_weights_warning(workspace):
+    root, _, results = workspace
+    result = results["seed"]
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((root / "runs" / "seed" / "metrics.json").read_text())
+    test_row = next(line for line in result.stdout.splitlines() if line.startswith("test "))
+    assert f"{metrics['test']['mean_accuracy']:.4f}" in test_row and f"{metrics['test']['baseline_mean_accuracy']:.4f}" in test_row
+    assert "--weights none" in result.stdout
+    assert results["audio"].exit_code == 0, results["audio"].output
+    assert "mean ± std over seeds 1, 2" in results["audio"].stdout
+
+
+def test_options_are_saved_as_the_flags_gave_them(workspace):
+    root, cache, _ = workspace
+    options = json.loads((root / "runs" / "audio" / "options.json").read_text())
+    assert options["head"] == "audio" and options["seeds"] == [1, 2] and options["lr"] == 1e-3 and options["epochs"] == 2
+    assert options["cache"] == str(cache) and options["visual_units"] == 16 and options["batch_size"] == 8
+
+
+def test_compare_lists_runs_best_validation_first(workspace, runner):
+    root, _, _ = workspace
+    result = runner.invoke(app, ["compare", str(root / "runs"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert sorted(row["run"] for row in rows) == ["audio", "seed"]
+    assert rows[0]["validation"] >= rows[1]["validation"]
+    audio = next(row for row in rows if row["run"] == "audio")
+    assert audio["seeds"] == [1, 2] and audio["validation_std"] is not None
+    seed_metrics = json.loads((root / "runs" / "seed" / "metrics.json").read_text())
+    seed = next(row for row in rows if row["run"] == "seed")
+    assert seed["test"] == seed_metrics["test"]["mean_accuracy"] and seed["test_baseline"] == seed_metrics["test"]["baseline_mean_accuracy"]
+
+    table = runner.invoke(app, ["compare", str(root / "runs")])
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "head", "lr"]
+    assert lines[1].startswith(rows[0]["run"]) and lines[2].startswith(rows[1]["run"])
+    assert "random ResNet50" in table.stdout
+
+
+def test_evaluate_reproduces_the_run_scores_on_the_same_cache(workspace, runner):
+    root, cache, _ = workspace
+    result = runner.invoke(app, ["evaluate", str(root / "runs" / "seed"), "--cache", str(cache), "--split", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    recorded = json.loads((root / "runs" / "seed" / "metrics.json").read_text())
+    assert list(scores) == ["test"]
+    assert scores["test"]["mean_accuracy"] == pytest.approx(recorded["test"]["mean_accuracy"], abs=1e-6)
+    assert scores["test"]["baseline_mean_accuracy"] == pytest.approx(recorded["test"]["baseline_mean_accuracy"], abs=1e-9)
+
+
+def test_evaluate_defaults_to_the_run_cache_and_prints_tables(workspace, runner):
+    root, _, _ = workspace
+    result = runner.invoke(app, ["evaluate", str(root / "runs" / "audio")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("split "))
+    assert lines[header].split()[2:4] == ["mean", "acc"] and "baseline" in lines[header]
+    assert [line.split()[0] for line in lines[header + 1 : header + 4]] == ["test", "train", "validation"]
+    assert "the best of seeds 1, 2 on validation" in result.stdout and "--weights none" in result.stdout
+
+
+def test_evaluate_refuses_a_cache_built_with_another_config_naming_the_difference(workspace, runner, tmp_path):
+    root, _, _ = workspace
+    other = write_synthetic_cache(tmp_path / "other", {"test": 4}, frames=FRAMES, frames_per_segment=2, config={**synthetic_config(FRAMES, 2), "crop_size": 32})
+    result = runner.invoke(app, ["evaluate", str(root / "runs" / "seed"), "--cache", str(other)])
+    assert result.exit_code == 1
+    assert "different extraction config" in result.stderr
+    assert "run -> cache" in result.stderr and "frames_per_segment: 1 -> 2" in result.stderr and "crop_size: None -> 32" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_bad_flags_are_usage_errors(workspace, runner, tmp_path):
+    _, cache, _ = workspace
+    head = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "x"), "--head", "transformer"])
+    assert head.exit_code == 2 and "--head must be one of" in head.stderr
+    seeds = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "x"), "--seeds", "1,two"])
+    assert seeds.exit_code == 2 and "comma-separated integers" in seeds.output
+    missing = runner.invoke(app, ["fit", "--cache", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")])
+    assert missing.exit_code == 1 and "no such cache folder" in missing.stderr
+
+
+def test_a_run_is_replaced_only_with_overwrite(workspace, runner, tmp_path):
+    _, cache, _ = workspace
+    arguments = ["fit", "--cache", str(cache), "--out", str(tmp_path / "run"), "--head", "audio", "--epochs", "1", *SMALL]
+    assert runner.invoke(app, arguments).exit_code == 0
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code == 1 and "--overwrite" in refused.stderr
+    replaced = runner.invoke(app, [*arguments, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+
+
+def test_compare_on_a_folder_without_runs(runner, tmp_path):
+    result = runner.invoke(app, ["compare", str(tmp_path)])
+    assert result.exit_code == 0 and "no finished runs" in result.stdout

@@ -1,0 +1,116 @@
+"""Heads: layers, parameter counts from the layer sizes, saving in safe mode."""
+
+
+import keras
+import numpy as np
+import pytest
+
+from train.config import HEADS, FitOptions
+from train.model import build_head
+
+FRAMES = 4
+TINY = FitOptions(visual_units=12, visual_projection=6, audio_units=4, lstm_units=3, attention_units=5)
+
+
+def dense(inputs, units):
+    return inputs * units + units
+
+
+def lstm(inputs, units):
+    return 4 * (units * (inputs + units) + units)
+
+
+def expected_parameters(head, options):
+    """Parameter count implied by the layer sizes of each head."""
+    visual = dense(2048, options.visual_units) + dense(options.visual_units, options.visual_projection)
+    audio = dense(68, options.audio_units)
+    fused = {"seed": options.visual_projection + options.audio_units, "audio": options.audio_units, "visual": options.visual_projection + 1}
+    fused_width = fused.get(head, options.visual_projection + options.audio_units + 1)
+    streams = {"seed": visual + audio, "audio": audio, "visual": visual}.get(head, visual + audio)
+    if head == "bilstm":
+        return streams + 2 * lstm(fused_width, options.lstm_units) + dense(2 * options.lstm_units, 5)
+    if head == "attention":
+        attention = options.lstm_units * options.attention_units + options.attention_units + options.attention_units
+        return streams + lstm(fused_width, options.lstm_units) + attention + dense(options.lstm_units, 5)
+    return streams + lstm(fused_width, options.lstm_units) + dense(options.lstm_units, 5)
+
+
+def test_seed_head_is_the_original_layer_for_layer():
+    options = FitOptions()
+    model = build_head("seed", 10, options)
+    assert model.count_params() == dense(2048, 1024) + dense(1024, 128) + dense(68, 32) + lstm(128 + 32, 10) + dense(10, 5)
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    described = []
+    for layer in layers:
+        inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+        config = inner.get_config()
+        described.append((type(layer).__name__, type(inner).__name__, config.get("units"), config.get("activation"), config.get("rate"), config.get("return_sequences")))
+    assert sorted(described, key=str) == sorted(
+        [
+            ("TimeDistributed", "Dense", 1024, "relu", None, None),
+            ("TimeDistributed", "Dense", 128, "linear", None, None),
+            ("TimeDistributed", "Dropout", None, None, 0.2, None),
+            ("TimeDistributed", "Dense", 32, "linear", None, None),
+            ("Concatenate", "Concatenate", None, None, None, None),
+            ("LSTM", "LSTM", 10, "tanh", None, True),
+            ("Dense", "Dense", 5, "sigmoid", None, None),
+            ("GlobalAveragePooling1D", "GlobalAveragePooling1D", None, None, None, None),
+        ],
+        key=str,
+    )
+    assert [tensor.shape for tensor in model.inputs] == [(None, 10, 2048), (None, 10, 68)]
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_every_head_has_the_parameter_count_its_layers_imply(head):
+    model = build_head(head, FRAMES, TINY)
+    assert model.count_params() == expected_parameters(head, TINY)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_every_head_maps_its_inputs_to_five_scores_in_the_unit_interval(head):
+    model = build_head(head, FRAMES, TINY)
+    rng = np.random.default_rng(0)
+    shapes = {"visual": (3, FRAMES, 2048), "audio": (3, FRAMES, 68), "face": (3, FRAMES, 1)}
+    inputs = {tensor.name: rng.normal(size=shapes[tensor.name]).astype(np.float32) for tensor in model.inputs}
+    scores = np.asarray(model.predict_on_batch(inputs))
+    assert scores.shape == (3, 5)
+    assert np.all((scores > 0) & (scores < 1))
+    expected_inputs = {"seed": {"visual", "audio"}, "audio": {"audio"}, "visual": {"visual", "face"}}.get(head, {"visual", "audio", "face"})
+    assert set(inputs) == expected_inputs
+
+
+def test_unknown_head_is_refused():
+    with pytest.raises(ValueError, match="unknown head"):
+        build_head("transformer", FRAMES, TINY)
+
+
+def test_attention_head_saves_and_loads_in_safe_mode(tmp_path):
+    model = build_head("attention", FRAMES, TINY)
+    rng = np.random.default_rng(1)
+    inputs = {"visual": rng.normal(size=(2, FRAMES, 2048)).astype(np.float32), "audio": rng.normal(size=(2, FRAMES, 68)).astype(np.float32), "face": np.ones((2, FRAMES, 1), np.float32)}
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(loaded.predict_on_batch(inputs), model.predict_on_batch(inputs), rtol=1e-6)
+
+
+def test_attention_pooling_is_a_convex_combination_over_time():
+    from train.keras_objects import AttentionPooling
+
+    layer = AttentionPooling(4)
+    same = np.tile(np.arange(6, dtype=np.float32), (2, 5, 1))
+    np.testing.assert_allclose(np.asarray(layer(same)), same[:, 0], rtol=1e-6)
+    varied = np.random.default_rng(2).normal(size=(2, 5, 6)).astype(np.float32)
+    pooled = np.asarray(layer(varied))
+    assert np.all(pooled <= varied.max(axis=1) + 1e-6) and np.all(pooled >= varied.min(axis=1) - 1e-6)
+
+
+def test_mixed_precision_heads_still_output_float32():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_head("seed", FRAMES, TINY)
+        assert model.get_layer("visual_dense").compute_dtype == "float16"
+        assert model.outputs[0].dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -1,0 +1,79 @@
+"""``python -m train predict``: the run's recorded extraction on real clips, then its head."""
+
+import csv
+import io
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cache.schema import TRAITS
+from extract.config import ExtractOptions
+from train.cli import app
+from train.config import FitOptions
+from train.fit import fit
+from train.synthetic import write_synthetic_cache
+
+# The real pipeline at test size: 4 frames, 32 px crops, random ResNet50 weights.
+EXTRACTION = ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A seed head trained on a cache that records EXTRACTION as its config."""
+    root = tmp_path_factory.mktemp("predict")
+    cache = write_synthetic_cache(root / "cache", {"train": 24, "validation": 8}, frames=EXTRACTION.frames, config=EXTRACTION.feature_config())
+    options = FitOptions(cache=str(cache), out=str(root / "run"), epochs=1, visual_units=8, visual_projection=4, audio_units=4, lstm_units=4, verbose=0)
+    fit(options, echo=lambda line: None)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def broken_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("broken") / "broken.mp4"
+    path.write_bytes(b"this is not a video" * 50)
+    return path
+
+
+def read_rows(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_predict_scores_good_videos_and_names_the_broken_one(run, face_clip, broken_clip):
+    result = CliRunner().invoke(app, ["predict", str(run), str(face_clip), str(broken_clip)])
+    assert result.exit_code == 1, result.output
+    rows = read_rows(result.stdout)
+    assert [row["video_id"] for row in rows] == [face_clip.name]
+    assert list(rows[0]) == ["video_id", *TRAITS]
+    scores = np.array([float(rows[0][trait]) for trait in TRAITS])
+    assert np.all((scores > 0) & (scores < 1))
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and str(broken_clip) in error_lines[0]
+    assert "--weights none" in result.stderr
+
+
+def test_predict_writes_a_csv_and_repeats_itself(run, face_clip, tmp_path):
+    out = tmp_path / "predictions.csv"
+    result = CliRunner().invoke(app, ["predict", str(run), str(face_clip), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    first = read_rows(out.read_text())
+    again = CliRunner().invoke(app, ["predict", str(run), str(face_clip)])
+    assert read_rows(again.stdout) == first and len(first) == 1
+
+
+def test_predict_loads_models_in_safe_mode(run, face_clip, tmp_path):
+    unsafe = tmp_path / "unsafe"
+    shutil.copytree(run, unsafe)
+    inputs = keras.Input((EXTRACTION.frames, 68), name="audio")
+    outputs = keras.layers.Lambda(lambda values: values[:, 0, :5])(inputs)
+    keras.Model(inputs, outputs).save(unsafe / "model.keras")
+    result = CliRunner().invoke(app, ["predict", str(unsafe), str(face_clip)])
+    assert result.exit_code == 1
+    assert "safe mode" in result.stderr and "Traceback" not in result.output
+
+
+def test_predict_on_a_folder_that_is_no_run(face_clip, tmp_path):
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), str(face_clip)])
+    assert result.exit_code == 1 and "not a finished run" in result.stderr

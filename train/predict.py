@@ -1,0 +1,97 @@
+"""Big Five scores for new videos: the run's recorded extraction, then its head.
+
+The only module of ``train`` that uses ``extract``: a new video must go through
+exactly the extraction the training cache went through (same frames, faces,
+weights and audio settings), which the run recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cache.schema import TRAITS, VideoRecord
+from train.data import SplitData
+from train.evaluate import predict_split
+from train.run import open_run, weights_warning
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What ``predict_videos`` found.
+
+    Attributes
+    ----------
+    video_ids : list of str
+        Videos that were scored, in input order.
+    scores : np.ndarray
+        (len(video_ids), 5) float32 trait scores in [0, 1], TRAITS order.
+    failures : list of (str, str)
+        (path, reason) of every video that could not be featurized.
+    warning : str or None
+        Set when the run's embeddings came from random weights.
+    """
+
+    video_ids: list[str]
+    scores: np.ndarray
+    failures: list[tuple[str, str]]
+    warning: str | None
+
+
+def records_to_split(records: list[VideoRecord]) -> SplitData:
+    """Stack featurized videos into a SplitData with unknown (NaN) labels."""
+    return SplitData(
+        video_ids=np.array([record.video_id for record in records], dtype=object),
+        visual=np.stack([record.face_embeddings for record in records]).astype(np.float16),
+        audio=np.stack([record.audio_features for record in records]).astype(np.float32),
+        face=np.stack([record.face_found for record in records]),
+        labels=np.full((len(records), len(TRAITS)), np.nan, dtype=np.float32),
+    )
+
+
+def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
+    """Featurize videos with the run's extraction options and score them.
+
+    Parameters
+    ----------
+    run_path : Path
+        Run folder written by ``train fit``.
+    paths : list of Path
+        Video files.
+
+    Returns
+    -------
+    Predictions
+        One row per video that could be decoded; the others as failures.
+    """
+    from extract.config import ExtractOptions
+    from extract.run import featurize
+
+    run = open_run(run_path)
+    options = ExtractOptions.from_dict(run.extraction_config)
+    records: list[VideoRecord] = []
+    failures: list[tuple[str, str]] = []
+    for result in featurize(paths, options):
+        if isinstance(result, VideoRecord):
+            records.append(result)
+        else:
+            failures.append((str(result.path), result.reason))
+    if not records:
+        return Predictions([], np.zeros((0, len(TRAITS)), np.float32), failures, weights_warning(run.extraction_config))
+    model = run.load_model()
+    scores = predict_split(model, records_to_split(records), run.normalization, run.frames, run.frames_per_segment)
+    return Predictions([record.video_id for record in records], scores, failures, weights_warning(run.extraction_config))
+
+
+def predictions_csv(predictions: Predictions) -> str:
+    """CSV text: a ``video_id`` column and one column per trait."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("video_id", *TRAITS))
+    for video_id, scores in zip(predictions.video_ids, predictions.scores):
+        writer.writerow((video_id, *(f"{value:.6f}" for value in scores)))
+    return buffer.getvalue()

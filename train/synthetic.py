@@ -1,0 +1,149 @@
+"""Synthetic caches with known answers, for tests and the training benchmark.
+
+Features are random but the labels can be an exact function of them, so a head that
+learns must beat the mean baseline on held-out videos; shuffled labels keep the same
+distribution with no relation left to learn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from cache.labels import write_labels
+from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS, VideoRecord
+from cache.writer import CacheWriter
+
+LABEL_MODES = ("features", "shuffled", "none")
+NO_FACE_RATE = 0.1  # fraction of frames without a face, so the mask is exercised
+LABEL_SPREAD = 0.15  # trait scores stay within 0.5 ± this (tanh-squashed), inside [0, 1]
+MIXING_SEED = 20161  # fixes the hidden directions, so every synthetic cache shares one label function
+SIGNAL_SCALE = 1.0  # size of the hidden factors in the embedding, against FEATURE_NOISE per dimension
+FRAME_NOISE = 0.5  # per-frame wobble of a video's factors (std, factor units)
+FEATURE_NOISE = 0.3  # independent noise per feature dimension (std)
+AUDIO_SCALE = 3.0  # audio features vary more than embeddings, as pyAudioAnalysis ones do
+CHUNK = 256  # videos generated at a time: bounds memory for benchmark-size caches (~80 MB at T*k = 10)
+
+
+def synthetic_config(frames: int, frames_per_segment: int = 1) -> dict:
+    """An extraction config for synthetic features (random-weights embeddings)."""
+    return {"frames": frames, "frames_per_segment": frames_per_segment, "weights": "none", "synthetic": True}
+
+
+def _directions(width: int, salt: int) -> np.ndarray:
+    """(5, width) fixed unit directions along which each trait's signal lies."""
+    directions = np.random.default_rng(MIXING_SEED + salt).normal(size=(len(TRAITS), width))
+    return directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
+def synthetic_features(rng: np.random.Generator, videos: int, frames: int, frames_per_segment: int) -> dict[str, np.ndarray]:
+    """Random features shaped like the cache's, with a few hidden factors per video.
+
+    Each video has five visual and five audio factors; every frame shows its
+    video's factors along fixed directions plus noise, so the information is
+    spread over many dimensions as in real embeddings.
+
+    Returns
+    -------
+    dict
+        ``face_embeddings`` (videos, T*k, 2048) float16, non-negative like pooled
+        ReLU outputs and zero where no face was found; ``audio_features``
+        (videos, T, 68) float32; ``face_found`` (videos, T*k) bool.
+    """
+    stored = frames * frames_per_segment
+    traits = len(TRAITS)
+    face_found = rng.random((videos, stored)) >= NO_FACE_RATE
+    visual_factors = rng.normal(size=(videos, 1, traits)) + FRAME_NOISE * rng.normal(size=(videos, stored, traits))
+    embeddings = np.abs(1.0 + SIGNAL_SCALE * visual_factors @ _directions(EMBEDDING_DIM, 0) + FEATURE_NOISE * rng.normal(size=(videos, stored, EMBEDDING_DIM)))
+    embeddings[~face_found] = 0.0
+    audio_factors = rng.normal(size=(videos, 1, traits)) + FRAME_NOISE * rng.normal(size=(videos, frames, traits))
+    audio = 1.0 + AUDIO_SCALE * (audio_factors @ _directions(AUDIO_DIM, 1) + FEATURE_NOISE * rng.normal(size=(videos, frames, AUDIO_DIM)))
+    return {"face_embeddings": embeddings.astype(np.float16), "audio_features": audio.astype(np.float32), "face_found": face_found}
+
+
+def feature_labels(features: dict[str, np.ndarray]) -> np.ndarray:
+    """Trait scores that are a fixed function of what can be seen and heard.
+
+    Projecting a video's face embeddings (averaged over face frames) on visual
+    direction j, less the projection of the constant offset, recovers its hidden
+    visual factor j; likewise for audio. Trait j rises with the visual factor and
+    falls with the audio one. The function holds per video, whatever the batch.
+
+    Returns
+    -------
+    np.ndarray
+        (videos, 5) float32 in (0.5 - LABEL_SPREAD, 0.5 + LABEL_SPREAD).
+    """
+    visual_directions = _directions(EMBEDDING_DIM, 0)
+    audio_directions = _directions(AUDIO_DIM, 1)
+    found = features["face_found"][..., None]
+    embeddings = features["face_embeddings"].astype(np.float32) * found
+    visual_mean = embeddings.sum(axis=1) / np.maximum(found.sum(axis=1), 1)
+    visual = (visual_mean @ visual_directions.T - visual_directions.sum(axis=1)) / SIGNAL_SCALE
+    audio = (features["audio_features"].mean(axis=1) @ audio_directions.T - audio_directions.sum(axis=1)) / AUDIO_SCALE
+    return (0.5 + LABEL_SPREAD * np.tanh((visual - audio) / 2.0)).astype(np.float32)
+
+
+def write_synthetic_cache(cache_dir: Path, splits: dict[str, int], frames: int = 4, frames_per_segment: int = 1, labels: str = "features", seed: int = 0, config: dict | None = None) -> Path:
+    """Write a synthetic cache with CacheWriter and attach labels.
+
+    Parameters
+    ----------
+    cache_dir : Path
+        New cache folder.
+    splits : dict of str to int
+        Videos per split, e.g. ``{"train": 120, "validation": 40}``.
+    frames, frames_per_segment : int
+        T and k.
+    labels : str
+        ``features`` (a function of the features), ``shuffled`` (those labels
+        permuted across videos) or ``none`` (no labels attached).
+    seed : int
+        Seeds features and shuffling.
+    config : dict, optional
+        Extraction config to record instead of ``synthetic_config``; must agree
+        with ``frames`` and ``frames_per_segment``.
+
+    Returns
+    -------
+    Path
+        ``cache_dir``.
+    """
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
+    rng = np.random.default_rng(seed)
+    table: dict[str, dict[str, float]] = {}
+    stored = frames * frames_per_segment
+    times = np.linspace(0.0, 15.0, stored, endpoint=False, dtype=np.float32)
+    with CacheWriter(Path(cache_dir), config or synthetic_config(frames, frames_per_segment)) as writer:
+        for split, count in splits.items():
+            video_ids = [f"{split}-{index:05d}.mp4" for index in range(count)]
+            scores = []
+            for start in range(0, count, CHUNK):
+                features = synthetic_features(rng, min(CHUNK, count - start), frames, frames_per_segment)
+                scores.append(feature_labels(features))
+                for row, video_id in enumerate(video_ids[start : start + CHUNK]):
+                    found = features["face_found"][row]
+                    writer.add(
+                        VideoRecord(
+                            video_id=video_id,
+                            split=split,
+                            content_hash=hashlib.sha256(f"{seed}/{video_id}".encode()).hexdigest(),
+                            source=f"synthetic/{video_id}",
+                            face_embeddings=features["face_embeddings"][row],
+                            audio_features=features["audio_features"][row],
+                            frame_times=times,
+                            face_boxes=np.where(found[:, None], np.array([10, 10, 64, 64], np.int32), np.int32(-1)),
+                            face_found=found,
+                            has_audio=True,
+                        )
+                    )
+            split_scores = np.concatenate(scores) if scores else np.zeros((0, len(TRAITS)), np.float32)
+            if labels == "shuffled":
+                split_scores = split_scores[rng.permutation(count)]
+            table.update({video_id: dict(zip(TRAITS, map(float, row))) for video_id, row in zip(video_ids, split_scores)})
+    if labels != "none":
+        write_labels(Path(cache_dir), table)
+    return Path(cache_dir)
