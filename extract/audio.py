@@ -1,11 +1,30 @@
-"""Short-term audio features (pyAudioAnalysis), aligned to the T video segments."""
+"""Short-term audio features (pyAudioAnalysis' 68), aligned to the T video segments.
+
+pyAudioAnalysis' ``ShortTermFeatures.feature_extraction`` computes its features
+one frame at a time in Python; :func:`frame_features` computes the same 68
+features for all frames at once with numpy. Only the one-off set-up (the MFCC
+filter bank and the chroma bin map) comes from pyAudioAnalysis itself, so that
+those tables are exactly its own.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+import scipy.fft
 from pyAudioAnalysis import ShortTermFeatures
 
 from cache.schema import AUDIO_DIM
+
+INT16_FULL_SCALE = 2.0**15  # pyAudioAnalysis divides samples by this: it expects int16-range input
+NORMALISE_GUARD = 1e-10  # added to the peak amplitude before dividing, as pyAudioAnalysis does, so silence stays 0
+GUARD = sys.float_info.epsilon  # pyAudioAnalysis' guard against division by zero and log(0)
+ENTROPY_BLOCKS = 10  # sub-blocks per frame in pyAudioAnalysis' energy entropy and spectral entropy
+ROLLOFF_FRACTION = 0.90  # share of the spectral energy below pyAudioAnalysis' roll-off bin
+MFCC_COUNT = 13  # cepstral coefficients kept (of the 40 filter-bank channels)
+CHROMA_CLASSES = 12  # semitones per octave
+FRAMES_PER_BATCH = 512  # frames transformed together: each spectrum-sized temporary stays ~5-9 MB (50 ms windows, 44.1 kHz) however long the recording
 
 
 def short_term_features(signal: np.ndarray, rate: int, window: float, step: float) -> np.ndarray:
@@ -29,8 +48,257 @@ def short_term_features(signal: np.ndarray, rate: int, window: float, step: floa
     step_samples = round(step * rate)
     if len(signal) < window_samples:
         signal = np.pad(signal, (0, window_samples - len(signal)))
-    features, _ = ShortTermFeatures.feature_extraction(np.asarray(signal, dtype=np.float64), rate, window_samples, step_samples, deltas=True)
-    return features.T
+    return frame_features(signal, rate, window_samples, step_samples)
+
+
+def frame_features(signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int = FRAMES_PER_BATCH) -> np.ndarray:
+    """pyAudioAnalysis' ``feature_extraction(..., deltas=True)``, vectorised and transposed.
+
+    Parameters
+    ----------
+    signal : np.ndarray
+        (num_samples,) mono samples in int16 range, num_samples >= window_samples.
+    rate : int
+        Hz.
+    window_samples, step_samples : int
+        Frame length and hop in samples; frame i covers samples
+        [i * step_samples, i * step_samples + window_samples).
+    frames_per_batch : int
+        Frames transformed together; it bounds memory and does not change the result.
+
+    Returns
+    -------
+    np.ndarray
+        (num_windows, 68) float64: 34 features per frame (zcr, energy,
+        energy_entropy, spectral_centroid, spectral_spread, spectral_entropy,
+        spectral_flux, spectral_rolloff, 13 mfcc, 12 chroma, chroma_std), then
+        their differences from the previous frame (zero for the first frame).
+        num_windows = (num_samples - window_samples) // step_samples + 1.
+
+    Raises
+    ------
+    ValueError
+        When the window is too short for pyAudioAnalysis' chroma map (its
+        highest bin's pitch class index must stay below window_samples // 2:
+        about 198 samples at 16 kHz, 234 at 44.1 kHz); pyAudioAnalysis itself
+        fails there too.
+    """
+    spectrum_bins = window_samples // 2
+    filter_bank, _ = ShortTermFeatures.mfcc_filter_banks(rate, spectrum_bins)
+    mel = _nonzero_rows(filter_bank.T)
+    chroma = _nonzero_rows(_chroma_weights(spectrum_bins, rate))
+    # In place, the same steps as pyAudioAnalysis, so that only one signal-length copy stays alive.
+    normalised = np.asarray(signal, dtype=np.float64) / INT16_FULL_SCALE
+    normalised -= normalised.mean()
+    normalised /= np.abs(normalised).max() + NORMALISE_GUARD
+    time_features = _time_features(normalised, window_samples, step_samples)
+    frames = np.lib.stride_tricks.sliding_window_view(normalised, window_samples)[::step_samples]
+    spectral = []
+    for start in range(0, len(frames), frames_per_batch):
+        # Each later batch starts one frame early: spectral flux needs the previous frame's spectrum.
+        first = max(start - 1, 0)
+        batch = _spectral_features(frames[first : start + frames_per_batch], rate, mel, chroma)
+        spectral.append(batch[start - first :])
+    features = np.column_stack([time_features, np.concatenate(spectral)])
+    deltas = np.diff(features, axis=0, prepend=features[:1])
+    return np.concatenate([features, deltas], axis=1)
+
+
+def _time_features(normalised: np.ndarray, window_samples: int, step_samples: int) -> np.ndarray:
+    """Zero-crossing rate, energy and energy entropy of every frame.
+
+    Parameters
+    ----------
+    normalised : np.ndarray
+        (num_samples,) the normalised signal.
+
+    Returns
+    -------
+    np.ndarray
+        (num_windows, 3) float64.
+    """
+    # Frames overlap, so squares and sign changes are computed once on the whole signal.
+    squares = np.lib.stride_tricks.sliding_window_view(normalised**2, window_samples)[::step_samples]
+    sign_changes = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(np.sign(normalised))))])
+    starts = np.arange(len(squares)) * step_samples
+    # Integer-valued sums, so these differences are exact.
+    crossings = (sign_changes[starts + window_samples - 1] - sign_changes[starts]) / 2
+    zero_crossing_rate = crossings / (window_samples - 1.0)
+    energy = np.sum(squares, axis=1) / window_samples
+    return np.column_stack([zero_crossing_rate, energy, _block_entropy(squares)])
+
+
+def _chroma_weights(spectrum_bins: int, rate: int) -> np.ndarray:
+    """pyAudioAnalysis' chroma map as a (spectrum_bins, 12) matrix: chroma = power @ weights / total power.
+
+    pyAudioAnalysis scatters each frame's power into a spectrum_bins-long
+    vector at each bin's pitch class index (a repeated index keeps the last
+    bin's power; a negative one wraps to the end, as numpy indexing does),
+    divides element j by the bin count of the class that bin j itself has, and
+    sums that vector's elements by j modulo 12. The same scatter, done once on
+    bin numbers, says which bin lands at each j; each bin lands at most once.
+
+    Returns
+    -------
+    np.ndarray
+        (spectrum_bins, 12) float64; row b holds 1 / divisor in the column of
+        the position bin b lands at, and is zero when it lands nowhere.
+    """
+    pitch_classes, bins_per_class = ShortTermFeatures.chroma_features_init(spectrum_bins, rate)
+    if pitch_classes.max() >= spectrum_bins:
+        raise ValueError(f"a window of {2 * spectrum_bins} samples is too short for pyAudioAnalysis' chroma features at {rate} Hz")
+    source_bins = np.full(spectrum_bins, -1)
+    source_bins[pitch_classes] = np.arange(spectrum_bins)
+    positions = np.flatnonzero(source_bins >= 0)
+    weights = np.zeros((spectrum_bins, CHROMA_CLASSES))
+    weights[source_bins[positions], positions % CHROMA_CLASSES] = 1.0 / bins_per_class[pitch_classes][positions]
+    return weights
+
+
+def _nonzero_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a (spectrum_bins, outputs) weight matrix that are not all zero.
+
+    Most bins feed no MFCC filter (pyAudioAnalysis' bank ends near 6.4 kHz on
+    its frequency axis, about bin 160 of 1102 at 44.1 kHz) and most feed no
+    chroma class, so multiplying only these rows skips exact zeros.
+
+    Returns
+    -------
+    bins : np.ndarray
+        (num_used,) int indices of those rows.
+    rows : np.ndarray
+        (num_used, outputs) float64, the rows themselves.
+    """
+    bins = np.flatnonzero(weights.any(axis=1))
+    return bins, weights[bins]
+
+
+def _spectral_features(frames: np.ndarray, rate: int, mel: tuple[np.ndarray, np.ndarray], chroma: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The 31 spectrum features of consecutive frames, spectral flux of the first taken as 0.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        (num_frames, window_samples) normalised samples.
+    mel, chroma : tuple of np.ndarray
+        :func:`_nonzero_rows` of pyAudioAnalysis' (40, window_samples // 2)
+        MFCC filter bank, transposed, and of :func:`_chroma_weights`.
+
+    Returns
+    -------
+    np.ndarray
+        (num_frames, 31) float64: spectral centroid, spread, entropy, flux,
+        rolloff, 13 MFCCs, 12 chroma and chroma_std.
+    """
+    spectrum_bins = frames.shape[1] // 2
+    # The first half of the full FFT, divided by the number of bins kept, as pyAudioAnalysis does.
+    # scipy's rfft runs the same real transform as its fftpack.fft, so these magnitudes equal
+    # pyAudioAnalysis' bit for bit; the roll-off, a threshold on them, relies on that.
+    magnitude = np.abs(scipy.fft.rfft(frames, axis=1)[:, :spectrum_bins]) / spectrum_bins
+    power = magnitude**2
+    centroid, spread = _spectral_centroid_spread(magnitude, rate)
+    columns = [centroid, spread, _block_entropy(power), _spectral_flux(magnitude), _spectral_rolloff(power)]
+    return np.column_stack(columns + [_mfcc(magnitude, *mel), _chroma(power, *chroma)])
+
+
+def _block_entropy(squares: np.ndarray) -> np.ndarray:
+    """Entropy (bits) of the shares of each row's energy held by ENTROPY_BLOCKS equal consecutive blocks.
+
+    Parameters
+    ----------
+    squares : np.ndarray
+        (num_frames, length) squared values; the length % ENTROPY_BLOCKS
+        trailing ones count in the row's energy but in no block, as in
+        pyAudioAnalysis.
+
+    Returns
+    -------
+    np.ndarray
+        (num_frames,)
+    """
+    total = np.sum(squares, axis=1, keepdims=True)
+    block_length = squares.shape[1] // ENTROPY_BLOCKS
+    blocks = squares[:, : ENTROPY_BLOCKS * block_length].reshape(len(squares), ENTROPY_BLOCKS, block_length)
+    shares = np.sum(blocks, axis=2) / (total + GUARD)
+    return -np.sum(shares * np.log2(shares + GUARD), axis=1)
+
+
+def _spectral_centroid_spread(magnitude: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid and spread of each spectrum, as fractions of the Nyquist frequency.
+
+    Parameters
+    ----------
+    magnitude : np.ndarray
+        (num_frames, spectrum_bins)
+
+    Returns
+    -------
+    centroid, spread : np.ndarray
+        (num_frames,) each.
+    """
+    nyquist = rate / 2.0
+    # pyAudioAnalysis puts bin k (from 0) at (k + 1) * nyquist / spectrum_bins Hz.
+    frequencies = np.arange(1, magnitude.shape[1] + 1) * (rate / (2.0 * magnitude.shape[1]))
+    peak = magnitude.max(axis=1, keepdims=True)
+    weights = magnitude / np.where(peak == 0, GUARD, peak)
+    denominator = np.sum(weights, axis=1) + GUARD
+    centroid = np.sum(frequencies * weights, axis=1) / denominator
+    spread = np.sqrt(np.sum((frequencies - centroid[:, None]) ** 2 * weights, axis=1) / denominator)
+    return centroid / nyquist, spread / nyquist
+
+
+def _spectral_flux(magnitude: np.ndarray) -> np.ndarray:
+    """Squared distance between consecutive sum-normalised spectra; (num_frames,), 0 for the first frame."""
+    shares = magnitude / np.sum(magnitude + GUARD, axis=1, keepdims=True)
+    return np.concatenate([[0.0], np.sum(np.diff(shares, axis=0) ** 2, axis=1)])
+
+
+def _spectral_rolloff(power: np.ndarray) -> np.ndarray:
+    """First bin, as a fraction of spectrum_bins, where the cumulative power passes ROLLOFF_FRACTION of the total.
+
+    Parameters
+    ----------
+    power : np.ndarray
+        (num_frames, spectrum_bins) squared magnitudes.
+
+    Returns
+    -------
+    np.ndarray
+        (num_frames,)
+    """
+    threshold = ROLLOFF_FRACTION * np.sum(power, axis=1, keepdims=True)
+    passed = np.cumsum(power, axis=1) + GUARD > threshold
+    # A row that never passes (NaN input) gets 0, as in pyAudioAnalysis.
+    return np.where(passed.any(axis=1), passed.argmax(axis=1) / float(power.shape[1]), 0.0)
+
+
+def _mfcc(magnitude: np.ndarray, bins: np.ndarray, filters: np.ndarray) -> np.ndarray:
+    """(num_frames, MFCC_COUNT) orthonormal DCT-II of the log10 filter-bank magnitudes.
+
+    Parameters
+    ----------
+    magnitude : np.ndarray
+        (num_frames, spectrum_bins)
+    bins, filters : np.ndarray
+        (num_used,) and (num_used, 40): :func:`_nonzero_rows` of the transposed filter bank.
+    """
+    log_bank = np.log10(magnitude[:, bins] @ filters + GUARD)
+    return scipy.fft.dct(log_bank, type=2, norm="ortho", axis=1)[:, :MFCC_COUNT]
+
+
+def _chroma(power: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(num_frames, 13): the 12 chroma shares of each frame's power, then their standard deviation.
+
+    Parameters
+    ----------
+    power : np.ndarray
+        (num_frames, spectrum_bins) squared magnitudes.
+    bins, weights : np.ndarray
+        (num_used,) and (num_used, 12): :func:`_nonzero_rows` of :func:`_chroma_weights`.
+    """
+    total = np.sum(power, axis=1, keepdims=True)
+    chroma = (power[:, bins] @ weights) / np.where(total == 0, GUARD, total)
+    return np.column_stack([chroma, chroma.std(axis=1)])
 
 
 def segment_means(features: np.ndarray, window: float, step: float, duration: float, segments: int) -> np.ndarray:

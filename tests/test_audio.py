@@ -7,23 +7,105 @@ import pytest
 from pyAudioAnalysis import ShortTermFeatures
 
 from cache.schema import AUDIO_DIM
-from extract.audio import audio_features, segment_means, segment_windows, short_term_features
+from extract.audio import audio_features, frame_features, segment_means, segment_windows, short_term_features
 from extract.synthetic import tone
 
 RATE = 16000
+BASE_FEATURES = AUDIO_DIM // 2  # the 34 features; the other 34 are their deltas
+# Agreement with pyAudioAnalysis, as a fraction of each feature's largest magnitude
+# over the frames (at least 1, so features within [-1, 1] get it as an absolute
+# bound). Only summation order differs from its per-frame loop: measured at most
+# 1.4e-14 (MFCCs), exactly 0 for zcr, energy, centroid, spread, flux and roll-off.
+# Roll-off steps by 1/bins, so this bound also demands it exactly.
+TOLERANCE = 1e-10
 
 
 def _signal(seconds=4.0, onset=0.0):
     return tone(seconds, 440.0, 0.5, onset, rate=RATE).astype(np.float64) * 32767
 
 
+def _reference(signal, rate, window_samples, step_samples):
+    """(num_windows, 68) from pyAudioAnalysis itself."""
+    features, names = ShortTermFeatures.feature_extraction(signal, rate, window_samples, step_samples, deltas=True)
+    assert len(names) == AUDIO_DIM
+    return features.T
+
+
+def assert_agrees(ours, reference):
+    assert ours.shape == reference.shape
+    # A delta is the difference of two values of its feature, so it takes the feature's scale.
+    scale = np.tile(np.maximum(np.abs(reference[:, :BASE_FEATURES]).max(axis=0), 1.0), 2)
+    excess = np.abs(ours - reference) / (TOLERANCE * scale)
+    frame, feature = np.unravel_index(np.argmax(excess), excess.shape)
+    assert (excess <= 1).all(), f"feature {feature}, frame {frame}: {ours[frame, feature]!r} != {reference[frame, feature]!r}"
+
+
+SIGNAL_NAMES = ["tone", "noise", "silence", "int16_full_range", "tone_after_silence", "fading_noise_with_dc"]
+
+
+def _test_signal(name, seconds, rate):
+    """(num_samples,) int16-range samples of the named kind."""
+    rng = np.random.default_rng(7)
+    times = np.arange(round(seconds * rate)) / rate
+    signals = {
+        "tone": 20000 * np.sin(2 * np.pi * 440.0 * times),
+        "noise": rng.normal(0.0, 3000.0, times.shape),
+        "silence": np.zeros(times.shape),
+        "int16_full_range": rng.integers(-(2**15), 2**15, times.shape, dtype=np.int16),
+        "tone_after_silence": 10000 * np.sin(2 * np.pi * 220.0 * times) * (times > seconds / 2),
+        "fading_noise_with_dc": rng.normal(0.0, 30000.0, times.shape) * np.exp(-3.0 * times) + 5000,
+    }
+    return signals[name]
+
+
+# (rate in Hz, window samples, step samples): 50/25 ms at both rates, an odd window
+# with a hop that does not divide it, the shortest usual window at 44.1 kHz, and
+# one-second windows as the "window" mode uses.
+FRAMINGS = [(16000, 800, 400), (44100, 2205, 1102), (16000, 801, 333), (44100, 441, 220), (16000, 16000, 16000)]
+
+
+@pytest.mark.parametrize("name", SIGNAL_NAMES)
+@pytest.mark.parametrize("rate, window_samples, step_samples", FRAMINGS)
+def test_frame_features_agree_with_pyaudioanalysis(name, rate, window_samples, step_samples):
+    signal = _test_signal(name, 3.0, rate)
+    ours = frame_features(signal, rate, window_samples, step_samples)
+    assert_agrees(ours, _reference(signal, rate, window_samples, step_samples))
+
+
+def test_batches_do_not_change_the_features():
+    signal = _test_signal("noise", 3.0, RATE)
+    reference = _reference(signal, RATE, 800, 400)
+    assert_agrees(frame_features(signal, RATE, 800, 400, frames_per_batch=7), reference)
+    assert_agrees(frame_features(signal, RATE, 800, 400, frames_per_batch=1), reference)
+
+
 def test_short_term_features_are_pyaudioanalysis_transposed():
     signal = _signal(2.0)
-    direct, names = ShortTermFeatures.feature_extraction(signal, RATE, 800, 400, deltas=True)
+    assert_agrees(short_term_features(signal, RATE, 0.050, 0.025), _reference(signal, RATE, 800, 400))
+
+
+def test_a_signal_shorter_than_a_window_is_padded_to_one():
+    signal = _signal(0.01)
     ours = short_term_features(signal, RATE, 0.050, 0.025)
-    assert len(names) == AUDIO_DIM
-    assert ours.shape == (direct.shape[1], AUDIO_DIM)
-    np.testing.assert_array_equal(ours, direct.T)
+    assert ours.shape == (1, AUDIO_DIM)
+    assert_agrees(ours, _reference(np.pad(signal, (0, 800 - len(signal))), RATE, 800, 400))
+
+
+def test_silence_gives_finite_features_like_pyaudioanalysis():
+    silence = np.zeros(RATE)
+    reference = _reference(silence, RATE, 800, 400)
+    assert np.isfinite(reference).all()
+    assert_agrees(short_term_features(silence, RATE, 0.050, 0.025), reference)
+    features = audio_features(silence, RATE, 1.0, 4, 0.050, 0.025, "mean")
+    assert np.isfinite(features).all() and np.isfinite(audio_features(silence, RATE, 1.0, 4, 0.050, 0.025, "window")).all()
+
+
+def test_a_window_too_short_for_the_chroma_map_fails_as_in_pyaudioanalysis():
+    signal = _signal(1.0)
+    with pytest.raises((ValueError, IndexError)):
+        ShortTermFeatures.feature_extraction(signal, RATE, 160, 80, deltas=True)
+    with pytest.raises(ValueError, match="too short"):
+        frame_features(signal, RATE, 160, 80)
 
 
 def test_segment_means_average_the_windows_centred_in_each_segment():
