@@ -122,3 +122,19 @@ def test_a_run_is_replaced_only_with_overwrite(workspace, runner, tmp_path):
 def test_compare_on_a_folder_without_runs(runner, tmp_path):
     result = runner.invoke(app, ["compare", str(tmp_path)])
     assert result.exit_code == 0 and "no finished runs" in result.stdout
+
+
+def test_fit_refuses_a_damaged_cache_with_the_readers_message(tmp_path, runner):
+    import h5py
+
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 20, "validation": 8}, frames=FRAMES)
+    shard = sorted(cache.glob("shard-*.h5"))[0]
+    with h5py.File(shard, "r") as handle:
+        offset = handle["face_embeddings"].id.get_chunk_info(0).byte_offset
+    data = bytearray(shard.read_bytes())
+    data[offset + 100] ^= 0xFF  # inside the first video's embeddings, guarded by Fletcher-32
+    shard.write_bytes(bytes(data))
+    result = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "run"), "--epochs", "1", *SMALL])
+    assert result.exit_code != 0
+    assert str(shard) in result.stderr and "verify" in result.stderr
+    assert not (tmp_path / "run" / "model.keras").exists()

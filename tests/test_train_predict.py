@@ -77,3 +77,20 @@ def test_predict_loads_models_in_safe_mode(run, face_clip, tmp_path):
 def test_predict_on_a_folder_that_is_no_run(face_clip, tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path), str(face_clip)])
     assert result.exit_code == 1 and "not a finished run" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_model_file_is_a_clear_error(run, face_clip, tmp_path, damage):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    model = damaged / "model.keras"
+    data = bytearray(model.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["predict", str(damaged), str(face_clip)])
+    assert result.exit_code == 1
+    assert str(model) in result.stderr and "train the run again" in result.stderr
+    assert "Traceback" not in result.output

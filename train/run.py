@@ -9,6 +9,7 @@ A run folder (``runs/<name>``) holds ``options.json`` (the resolved FitOptions),
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +95,11 @@ class Run:
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True)
         except ValueError as error:
-            # Safe mode refuses lambdas and unregistered code; Keras says so in a ValueError.
-            raise RunError(f"{path}: cannot load the model in Keras safe mode ({error})") from error
+            # Safe mode refuses lambdas and unregistered code, and Keras reports a
+            # truncated archive as "file not found": both arrive as ValueError.
+            raise RunError(f"{path}: cannot load the model in Keras safe mode ({error}); it is damaged, truncated or not saved by `python -m train fit`: train the run again") from error
+        except (zipfile.BadZipFile, OSError) as error:
+            raise RunError(f"{path}: model file is damaged ({error}); train the run again with `python -m train fit`") from error
 
     def check_cache(self, config: dict, config_hash: str, cache: Path) -> None:
         """Refuse a cache built with another extraction config, naming the differences."""
