@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import multiprocessing
 import signal
 import threading
 from dataclasses import dataclass
@@ -81,8 +82,9 @@ def _configure_worker() -> None:
     # compete with the other workers for the same cores.
     cv2.setNumThreads(1)
     # Ctrl-C in a terminal reaches every process of the group: the parent decides
-    # when to stop, so a worker must not die half way through a video.
-    if threading.current_thread() is threading.main_thread():
+    # when to stop, so a worker process must not die half way through a video.
+    # (With --jobs 1 this runs in the parent itself, which must keep its handler.)
+    if multiprocessing.parent_process() is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

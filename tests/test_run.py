@@ -220,3 +220,27 @@ def test_real_chalearn_clips_end_to_end(chalearn, tiny_options, tmp_path):
         labels = reader.labels(arrays["video_id"])
         for column, trait in enumerate(TRAITS):
             assert labels[0, column] == pytest.approx(expected[arrays["video_id"][0]][trait], abs=1e-6)
+
+
+def test_ctrl_c_keeps_finished_shards_cleans_up_and_says_how_to_resume(tmp_path):
+    data = tmp_path / "train"
+    data.mkdir()
+    for index in range(8):
+        talking_head_clip(data / f"clip{index}.mp4", seconds=2.0, brightness=0.5 + 0.08 * index)
+    cache_dir = tmp_path / "cache"
+    # Full-size crops make each video slow enough for the signal to land mid-run.
+    command = [sys.executable, "-m", "extract", str(data), "--cache", str(cache_dir), "--weights", "none", "--jobs", "1", "--videos-per-shard", "1", "--batch-size", "10", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (cache_dir / "shard-00000.h5").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, errors[-2000:]
+    assert "run the same command again to resume" in errors
+    assert not list(cache_dir.glob("*.tmp")) and not (tmp_path / "cache" / "index.json.tmp").exists()
+    kept = CacheReader(cache_dir).splits()["train"]
+    assert 1 <= kept < 8
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ids = list(CacheReader(cache_dir).read("train", ("video_id",))["video_id"])
+    assert sorted(ids) == [f"clip{index}.mp4" for index in range(8)]
