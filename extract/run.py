@@ -40,6 +40,7 @@ from extract.inputs import Failure, VideoJob, discover, identify
 from extract.video import VideoError, decode
 
 OPTIONS_FILE = "options.json"  # resolved options of the latest run, beside the shards
+VIDEOS_PER_BLOCK_PER_WORKER = 8  # jobs handed to the pool at once: bounds memory, keeps workers busy
 # Failures a single video may cause; anything else is a bug and stops the run.
 VIDEO_FAILURES = (VideoError, av.error.FFmpegError, cv2.error, OSError, ValueError, MemoryError)
 
@@ -148,9 +149,13 @@ def parallel_backend(options: ExtractOptions):
 
 
 def _prepared(jobs: list[VideoJob], options: ExtractOptions) -> Iterator[PreparedVideo | Failure]:
-    with parallel_backend(options):
-        parallel = joblib.Parallel(n_jobs=options.workers, return_as="generator")
-        yield from parallel(joblib.delayed(prepare_video)(job, options) for job in jobs)
+    # joblib keeps dispatching while finished results wait to be consumed, so when
+    # embedding is slower than decoding the backlog (1.5 MB of crops per video)
+    # would grow with the data set; feeding jobs in blocks bounds it.
+    block = VIDEOS_PER_BLOCK_PER_WORKER * options.workers
+    with parallel_backend(options), joblib.Parallel(n_jobs=options.workers, return_as="generator") as parallel:
+        for start in range(0, len(jobs), block):
+            yield from parallel(joblib.delayed(prepare_video)(job, options) for job in jobs[start : start + block])
 
 
 def _embedded(pending: list[PreparedVideo], options: ExtractOptions) -> Iterator[VideoRecord]:
