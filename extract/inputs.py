@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +39,74 @@ def parse_input(spec: str) -> tuple[str | None, Path]:
     return None, Path(spec)
 
 
-def _videos_under(folder: Path) -> list[Path]:
+def printable(path: Path) -> str:
+    """The path as text that any file or terminal accepts.
+
+    Linux file names are bytes; those that are not UTF-8 reach Python as lone
+    surrogates, which strict UTF-8 writers refuse. They are shown as ``\\xNN``.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unusable_reason(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a video file, or None for a regular file.
+
+    Named pipes, sockets and devices are refused here because reading one would
+    block or never end; symbolic links are followed.
+
+    Returns
+    -------
+    str or None
+        A one-line reason, or None when ``path`` is (a link to) a regular file.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return "broken symbolic link (its target does not exist)"
+        if error.errno == errno.ENOENT:
+            return "no such file or folder"
+        return f"cannot read: {error.strerror or error}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not a video file"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe, not a regular file"
+    return "a socket or device, not a regular file"
+
+
+def _videos_under(folder: Path) -> tuple[list[Path], list[Failure]]:
+    found: list[Path] = []
+    failures: list[Failure] = []
+
+    def unlisted(error: OSError) -> None:
+        # os.walk skips a folder it cannot list unless told; its videos must not vanish silently.
+        failures.append(Failure(printable(Path(error.filename)), f"cannot list folder: {error.strerror or error}"))
+
     # os.walk does not follow symlinked folders, so a symlink loop cannot trap it.
-    found = []
-    for root, folders, files in os.walk(folder):
+    for root, folders, files in os.walk(folder, onerror=unlisted):
         folders.sort()
-        found.extend(Path(root) / name for name in sorted(files) if Path(name).suffix.lower() in VIDEO_SUFFIXES)
-    return found
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.suffix.lower() not in VIDEO_SUFFIXES:
+                continue
+            reason = unusable_reason(path)
+            if reason is None:
+                found.append(path)
+            else:
+                failures.append(Failure(printable(path), reason))
+    return found, failures
 
 
 def discover(specs: list[str]) -> tuple[list[tuple[Path, str]], list[Failure]]:
@@ -51,21 +114,31 @@ def discover(specs: list[str]) -> tuple[list[tuple[Path, str]], list[Failure]]:
 
     A folder is searched recursively and its videos take the folder's own name as
     split; a file takes its parent folder's name; ``SPLIT=PATH`` overrides both.
+    Anything that cannot be read as a file (a missing path, a broken link, a symlink
+    loop, a pipe) and any path that is not valid UTF-8 (the cache stores names and
+    paths as UTF-8) becomes a Failure.
     """
     videos: list[tuple[Path, str]] = []
     failures: list[Failure] = []
     for spec in specs:
         split, path = parse_input(spec)
-        if path.is_file():
-            videos.append((path, split or path.resolve().parent.name))
-        elif path.is_dir():
-            found = _videos_under(path)
-            if not found:
-                failures.append(Failure(str(path), f"folder holds no videos (looked for {', '.join(sorted(VIDEO_SUFFIXES))})"))
+        if path.is_dir():
+            found, unreadable = _videos_under(path)
+            failures += unreadable
+            if not found and not unreadable:
+                failures.append(Failure(printable(path), f"folder holds no videos (looked for {', '.join(sorted(VIDEO_SUFFIXES))})"))
             videos.extend((video, split or path.resolve().name) for video in found)
+        elif (reason := unusable_reason(path)) is not None:
+            failures.append(Failure(printable(path), reason))
         else:
-            failures.append(Failure(str(path), "no such file or folder"))
-    return videos, failures
+            videos.append((path, split or path.resolve().parent.name))
+    usable = []
+    for path, split in videos:
+        if _is_utf8(str(path)) and _is_utf8(split):
+            usable.append((path, split))
+        else:
+            failures.append(Failure(printable(path), "path is not valid UTF-8, which the cache needs for names and paths; rename it"))
+    return usable, failures
 
 
 def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJob], list[Failure]]:
@@ -82,7 +155,7 @@ def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJ
         try:
             digest = file_digest(path)
         except OSError as error:
-            failures.append(Failure(str(path), f"cannot read: {error.strerror or error}"))
+            failures.append(Failure(printable(path), f"cannot read: {error.strerror or error}"))
             continue
         finally:
             if progress is not None:

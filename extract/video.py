@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
 
 AUDIO_SAMPLE_FORMAT = "s16"  # pyAudioAnalysis expects int16-range samples
+FALLBACK_RATE = 25.0  # frames per second assumed for a stream that states none (the PAL rate)
+# Seconds the packets may end before the duration a header declares: more than the
+# frame or two by which streams and headers usually differ, far less than a cut or a
+# damaged file loses.
+TRUNCATION_TOLERANCE = 0.5
+# Share of the video packets read that may fail to decode. Below it every sample still
+# gets a real frame near its time (20 KB of garbage in a ChaLearn clip spoils 5 of 459
+# packets); above it too much of the video is missing to trust its samples.
+MAX_CORRUPT_SHARE = 0.1
+QUARTER_TURN = 90  # degrees turned by one np.rot90 step
 
 
 class VideoError(Exception):
@@ -22,11 +33,12 @@ class DecodedVideo:
     Attributes
     ----------
     frames : np.ndarray
-        (T*k, H, W, 3) uint8 RGB, the frame nearest each sample time.
+        (T*k, H, W, 3) uint8 RGB, the frame nearest each sample time, upright (turned
+        as the stream's rotation tag says) and all of the first sampled frame's size.
     frame_times : np.ndarray
         (T*k,) float32 seconds from the first frame.
     duration : float
-        Seconds of video.
+        Seconds of video, from the first frame to the end of the last.
     audio : np.ndarray or None
         (num_samples,) float64 mono samples in int16 range, None without a sound track.
     """
@@ -60,25 +72,148 @@ def sample_times(duration: float, segments: int, per_segment: int, mode: str, rn
     return (np.arange(slots) + offsets) * (duration / slots)
 
 
-def _stream_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
+def _open(path: Path) -> av.container.InputContainer:
+    """Open a video for reading, or raise VideoError saying why it cannot be."""
+    try:
+        return av.open(str(path))
+    # PyAV's errors from system calls are OSErrors too: caught first, so that a
+    # permission or disk problem is not reported as a bad video.
+    except OSError as error:
+        raise VideoError(f"cannot open: {error.strerror or error}") from error
+    except av.error.FFmpegError as error:
+        if path.stat().st_size == 0:
+            raise VideoError("empty file (0 bytes)") from error
+        raise VideoError(f"cannot be read as a video ({error.strerror}): not a video, or truncated or damaged") from error
 
 
-def _frame_time(frame: av.VideoFrame, start: float, index: int, rate: float) -> float:
-    return frame.time - start if frame.time is not None else index / rate
+def _streams(container: av.container.InputContainer) -> tuple[av.video.stream.VideoStream, av.audio.stream.AudioStream | None]:
+    """The first video stream and the first sound stream (None when there is none)."""
+    if not container.streams:
+        raise VideoError("no streams at all: a truncated or damaged header")
+    if not container.streams.video:
+        raise VideoError(f"no video stream, only {', '.join(sorted({stream.type for stream in container.streams}))}")
+    audio = container.streams.audio[0] if container.streams.audio else None
+    return container.streams.video[0], audio
+
+
+class _Demuxer:
+    """A container's packets in file order.
+
+    A demuxer error ends the iteration like the end of the file and is kept in
+    ``error``, so that what lies before the damage can still be judged and used.
+    """
+
+    def __init__(self, container: av.container.InputContainer, streams: list[av.stream.Stream]):
+        self.packets = container.demux(*streams)
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[av.Packet]:
+        while True:
+            try:
+                packet = next(self.packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as error:
+                self.error = error.strerror
+                return
+            yield packet
+
+
+@dataclass(frozen=True)
+class _PacketSpan:
+    """Where a video's packets lie, from one pass over them without decoding.
+
+    Attributes
+    ----------
+    video_packets : int
+        Video packets that hold data.
+    start, end : float or None
+        Seconds (stream time) of the earliest video frame and of the end of the
+        latest; None when the video packets carry no timestamps.
+    data_end : float or None
+        Seconds (stream time) where the latest packet of any scanned stream ends.
+    error : str or None
+        The demuxer's complaint when it stopped before the end of the file.
+    """
+
+    video_packets: int
+    start: float | None
+    end: float | None
+    data_end: float | None
+    error: str | None
+
+
+def _scan_packets(container: av.container.InputContainer, streams: list[av.stream.Stream], rate: float) -> _PacketSpan:
+    """Read every packet of ``streams`` without decoding it (milliseconds per clip).
+
+    Parameters
+    ----------
+    rate : float
+        Frames per second, for video packets that state no duration.
+    """
+    video_packets = 0
+    video_starts: list[float] = []
+    video_ends: list[float] = []
+    packet_ends: list[float] = []
+    demuxer = _Demuxer(container, streams)
+    for packet in demuxer:
+        # Empty packets only flush decoders; discarded ones lie outside the edit list.
+        if not packet.size or packet.is_discard:
+            continue
+        is_video = packet.stream.type == "video"
+        if is_video:
+            video_packets += 1
+        if packet.pts is None:
+            continue
+        start = float(packet.pts * packet.time_base)
+        # A video packet without a duration still shows its frame for one frame period.
+        length = float(packet.duration * packet.time_base) if packet.duration else (1.0 / rate if is_video else 0.0)
+        packet_ends.append(start + length)
+        if is_video:
+            video_starts.append(start)
+            video_ends.append(start + length)
+    return _PacketSpan(video_packets, min(video_starts, default=None), max(video_ends, default=None), max(packet_ends, default=None), demuxer.error)
+
+
+def _timeline(container: av.container.InputContainer, video: av.video.stream.VideoStream, span: _PacketSpan, rate: float) -> tuple[float, float]:
+    """Origin and duration in seconds of the video's frames, checked against its header.
+
+    Raises
+    ------
+    VideoError
+        When there are no video packets, or they end well before the duration the
+        header declares (a truncated or damaged file).
+    """
+    cause = f" ({span.error})" if span.error else ""
+    if not span.video_packets:
+        raise VideoError(f"the video stream holds no frames: truncated or empty{cause}")
+    if span.start is None:
+        return 0.0, span.video_packets / rate
+    duration = span.end - span.start
+    if video.duration and video.time_base:
+        declared = float(video.duration * video.time_base)
+        if duration < declared - TRUNCATION_TOLERANCE:
+            raise VideoError(f"truncated or damaged: video data ends after {duration:.2f} s of the {declared:.2f} s its header declares{cause}")
+    elif container.duration and span.data_end is not None:
+        # Without per-stream durations (Matroska, WebM) the container's duration runs
+        # from timestamp zero, so it is compared with where the data ends in stream time.
+        declared = container.duration / av.time_base
+        if span.data_end < declared - TRUNCATION_TOLERANCE:
+            raise VideoError(f"truncated or damaged: data ends at {span.data_end:.2f} s of the {declared:.2f} s its header declares{cause}")
+    return span.start, duration
 
 
 def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: int, rng: np.random.Generator | None = None) -> DecodedVideo:
     """Decode the frames nearest to the sample times, and the whole sound track.
 
-    One pass over the container's packets: video packets are decoded until every
-    sample time is passed, audio packets to the end. Only the chosen frames are
-    converted to RGB and kept, so memory does not grow with the video's length.
-    A packet that fails to decode is skipped; too few frames is an error.
+    A first pass reads the packets without decoding them, to learn where the frames
+    lie whatever the container's conventions (timestamps not starting at zero, no
+    duration in the header) and to refuse a truncated file. The second pass decodes
+    video packets until every sample time is passed and audio packets to the end.
+    Only the chosen frames are converted to RGB and kept, so memory for frames does
+    not grow with the video's length. A video packet that fails to decode is skipped
+    (up to ``MAX_CORRUPT_SHARE`` of them); an audio packet that fails becomes silence
+    of its length, so the sound stays aligned with the frames.
 
     Parameters
     ----------
@@ -92,53 +227,51 @@ def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: i
     Raises
     ------
     VideoError
-        With a one-line reason (not a video, no video stream, too few frames...).
+        With a one-line reason (not a video, no video stream, truncated, too many
+        corrupt packets, too few frames...).
     """
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as error:
-        raise VideoError(f"not a readable video ({error.strerror})") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise VideoError(f"cannot open: {error}") from error
-    with container:
-        if not container.streams.video:
-            raise VideoError("no video stream")
-        video = container.streams.video[0]
+    with _open(path) as container:
+        video, sound = _streams(container)
+        rate = float(video.average_rate or video.guessed_rate or FALLBACK_RATE)
+        span = _scan_packets(container, [stream for stream in (video, sound) if stream is not None], rate)
+        origin, duration = _timeline(container, video, span, rate)
+    targets = sample_times(duration, segments, per_segment, mode, rng)
+    picker = _NearestFramePicker(targets)
+    audio_chunks: list[np.ndarray] = []
+    decoded_frames = read_packets = corrupt_packets = 0
+    last_error = ""
+    with _open(path) as container:
+        video, sound = _streams(container)
         video.thread_type = "AUTO"
-        audio_stream = container.streams.audio[0] if container.streams.audio else None
-        duration = _stream_duration(container, video)
-        if not duration or duration <= 0:
-            raise VideoError("unknown or zero duration")
-        rate = float(video.average_rate or video.guessed_rate or 25)
-        start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
-        targets = sample_times(duration, segments, per_segment, mode, rng)
-        picker = _NearestFramePicker(targets)
-        resampler = av.AudioResampler(format=AUDIO_SAMPLE_FORMAT, layout="mono", rate=audio_rate) if audio_stream else None
-        audio_chunks: list[np.ndarray] = []
-        streams = [video] + ([audio_stream] if audio_stream else [])
-        decoded_frames = 0
-        bad_packets = 0
-        for packet in container.demux(*streams):
-            if packet.stream.type == "video" and picker.done:
+        resampler = av.AudioResampler(format=AUDIO_SAMPLE_FORMAT, layout="mono", rate=audio_rate) if sound else None
+        for packet in _Demuxer(container, [stream for stream in (video, sound) if stream is not None]):
+            is_video = packet.stream.type == "video"
+            if is_video and picker.done:
                 continue
+            if is_video and packet.size:
+                read_packets += 1
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as error:
-                bad_packets += 1
-                if bad_packets > max(10, segments):
-                    raise VideoError(f"too many corrupt packets ({error})") from error
+                if is_video:
+                    corrupt_packets += 1
+                    last_error = error.strerror
+                elif packet.duration:
+                    audio_chunks.append(np.zeros(round(float(packet.duration * packet.time_base) * audio_rate), dtype=np.int16))
                 continue
             for frame in frames:
-                if packet.stream.type == "video":
-                    picker.offer(frame, _frame_time(frame, start, decoded_frames, rate))
+                if is_video:
+                    picker.offer(frame, frame.time - origin if frame.time is not None else decoded_frames / rate)
                     decoded_frames += 1
                 else:
                     audio_chunks.extend(chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(frame))
         picker.finish()
         if resampler is not None:
             audio_chunks.extend(chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(None))
+    if corrupt_packets > MAX_CORRUPT_SHARE * read_packets:
+        raise VideoError(f"{corrupt_packets} of {read_packets} video packets read are corrupt, more than {MAX_CORRUPT_SHARE:.0%} ({last_error})")
     if decoded_frames < len(targets):
-        raise VideoError(f"only {decoded_frames} decodable frames, fewer than the {len(targets)} to sample (--frames x --frames-per-segment)")
+        raise VideoError(f"only {decoded_frames} decodable frame(s), fewer than the {len(targets)} to sample (--frames x --frames-per-segment)")
     audio = np.concatenate(audio_chunks).astype(np.float64) if audio_chunks else None
     return DecodedVideo(picker.frames(), picker.times(), duration, audio)
 
@@ -151,13 +284,21 @@ class _NearestFramePicker:
         self.chosen: list[np.ndarray] = []
         self.chosen_times: list[float] = []
         self.previous: tuple[av.VideoFrame, float] | None = None
+        self.size: tuple[int, int] | None = None  # width, height of the first chosen frame
 
     @property
     def done(self) -> bool:
         return len(self.chosen) == len(self.targets)
 
     def _take(self, frame: av.VideoFrame, time: float) -> None:
-        self.chosen.append(frame.to_ndarray(format="rgb24"))
+        # A stream may change resolution mid-way (concatenated recordings): every frame
+        # is scaled to the first one's size so that they stack.
+        if self.size is None:
+            self.size = (frame.width, frame.height)
+        pixels = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
+        # Phones store portrait video as landscape pixels plus a counter-clockwise
+        # display rotation; np.rot90 turns counter-clockwise too.
+        self.chosen.append(np.rot90(pixels, k=round(frame.rotation / QUARTER_TURN)))
         self.chosen_times.append(time)
 
     def offer(self, frame: av.VideoFrame, time: float) -> None:

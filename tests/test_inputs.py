@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-from extract.inputs import discover, identify, parse_input
+import pytest
+
+from extract.inputs import discover, identify, parse_input, unusable_reason
 
 
 def _touch(path: Path, content: bytes = b"video bytes") -> Path:
@@ -61,3 +64,50 @@ def test_copies_become_one_job_and_name_clashes_are_refused(tmp_path):
     assert [job.path for job in jobs] == [str(original)]
     assert len(jobs[0].content_hash) == 64
     assert len(failures) == 1 and failures[0].path == str(clash) and str(original) in failures[0].reason
+
+
+def test_unusable_reason_says_what_the_path_is(tmp_path):
+    video = _touch(tmp_path / "real.mp4")
+    (tmp_path / "loop.mp4").symlink_to("loop.mp4")
+    (tmp_path / "dangling.mp4").symlink_to(tmp_path / "gone.mp4")
+    (tmp_path / "link.mp4").symlink_to(video)
+    assert unusable_reason(video) is None and unusable_reason(tmp_path / "link.mp4") is None
+    assert unusable_reason(tmp_path) == "a folder, not a video file"
+    assert unusable_reason(tmp_path / "absent.mp4") == "no such file or folder"
+    assert unusable_reason(tmp_path / "loop.mp4") == "symbolic link loop"
+    assert unusable_reason(tmp_path / "dangling.mp4").startswith("broken symbolic link")
+
+
+def test_links_loops_and_bad_names_inside_a_folder_become_failures_with_printable_paths(tmp_path):
+    data = tmp_path / "train"
+    _touch(data / "good.mp4")
+    (data / "loop.mp4").symlink_to("loop.mp4")
+    _touch(data / os.fsdecode(b"bad\xffname.mp4"))
+    videos, failures = discover([str(data)])
+    assert [path.name for path, _ in videos] == ["good.mp4"]
+    reasons = {Path(failure.path).name: failure.reason for failure in failures}
+    assert reasons["loop.mp4"] == "symbolic link loop"
+    assert reasons["bad\\xffname.mp4"].startswith("path is not valid UTF-8")
+    for failure in failures:
+        failure.path.encode("utf-8")  # failures.csv and the terminal take strict UTF-8
+
+
+def test_a_split_name_that_is_not_utf8_is_refused(tmp_path):
+    folder = tmp_path / os.fsdecode(b"split\xff")
+    _touch(folder / "clip.mp4")
+    videos, failures = discover([str(folder)])
+    assert videos == [] and failures[0].reason.startswith("path is not valid UTF-8")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists folders whatever their mode")
+def test_a_folder_that_cannot_be_listed_is_reported(tmp_path):
+    _touch(tmp_path / "data" / "a.mp4")
+    locked = tmp_path / "data" / "locked"
+    _touch(locked / "b.mp4")
+    locked.chmod(0)
+    try:
+        videos, failures = discover([str(tmp_path / "data")])
+    finally:
+        locked.chmod(0o755)
+    assert [path.name for path, _ in videos] == ["a.mp4"]
+    assert [failure.reason for failure in failures] == ["cannot list folder: Permission denied"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -93,3 +95,45 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
             container.mux(packet)
     with pytest.raises(VideoError, match="no video stream"):
         decode(path, 4, 1, "centre", 16000)
+
+
+def test_a_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path):
+    path = tmp_path / "raw.h264"  # an Annex B elementary stream: packets carry no timestamps
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(50):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 2 * index, np.uint8), format="rgb24")))
+        container.mux(stream.encode())
+    decoded = decode(path, 4, 1, "centre", 16000)
+    assert decoded.duration == pytest.approx(2.0)
+    np.testing.assert_allclose(decoded.frame_times, [0.24, 0.76, 1.24, 1.76], atol=1e-6)
+
+
+def test_corrupt_audio_packets_become_silence_of_their_length(face_clip, tmp_path):
+    with av.open(str(face_clip)) as container:
+        audio_packets = [(packet.pos, packet.size) for packet in container.demux(container.streams.audio[0]) if packet.size]
+    data = bytearray(face_clip.read_bytes())
+    for position, size in audio_packets[10:13]:
+        data[position : position + size] = np.random.default_rng(position).integers(0, 256, size, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged-sound.mp4"
+    damaged.write_bytes(bytes(data))
+    clean = decode(face_clip, 4, 1, "centre", 16000)
+    decoded = decode(damaged, 4, 1, "centre", 16000)
+    # Dropping the three packets would shorten the sound by ~1100 samples and shift
+    # everything after them; silence in their place keeps the length and the rest.
+    assert abs(len(decoded.audio) - len(clean.audio)) < 10
+    later, lags = slice(30000, 38000), range(-20, 21)  # samples well after the damage
+    matches = [np.dot(decoded.audio[later.start + lag : later.stop + lag], clean.audio[later]) for lag in lags]
+    assert abs(lags[int(np.argmax(matches))]) <= 2  # the sound after the damage is where it was
+    assert np.array_equal(decoded.frames, clean.frames)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_read_error_is_reported_as_one_not_as_a_bad_video(tmp_path):
+    # Reading the start of a process's own memory fails with EIO even for root.
+    (tmp_path / "io-error.mp4").symlink_to("/proc/self/mem")
+    (tmp_path / "folder.mp4").mkdir()
+    for name, reason in (("io-error.mp4", "cannot open: Input/output error"), ("folder.mp4", "cannot open: Is a directory")):
+        with pytest.raises(VideoError, match=reason):
+            decode(tmp_path / name, 4, 1, "centre", 16000)
