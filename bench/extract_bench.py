@@ -78,7 +78,7 @@ def step_seconds(path: Path, options: ExtractOptions, scratch: Path) -> dict[str
     """Median seconds of each per-video step on one clip."""
     steps = {}
     steps["decode"], decoded = median_seconds(lambda: decode(path, options.frames, 1, "centre", options.audio_rate))
-    steps["faces"], crops = median_seconds(lambda: crop_faces(decoded.frames, locate_faces(decoded.frames).used, options.face_margin, options.crop_size))
+    steps["faces"], crops = median_seconds(lambda: crop_faces(decoded.frames, locate_faces(decoded.frames, options.detect_height, options.scale_factor, options.min_neighbors, options.min_neighbors_floor, options.min_face).used, options.face_margin, options.crop_size))
     steps["audio"], audio = median_seconds(lambda: audio_features(decoded.audio, options.audio_rate, decoded.duration, options.frames, options.audio_window, options.audio_step, options.audio_mode))
     embed(crops, options.weights, options.crop_size, options.seed)
     steps["embed"], embeddings = median_seconds(lambda: embed(crops, options.weights, options.crop_size, options.seed))

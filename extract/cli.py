@@ -30,7 +30,8 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Seed of random sampling and of --weights none."),
     crop_size: int = typer.Option(224, "--crop-size", help="Side of the square face crop in pixels (32 or more)."),
     face_margin: float = typer.Option(0.2, "--face-margin", help="Border around the face box, fraction of its side."),
-    detect_height: int = typer.Option(360, "--detect-height", help="Frame height (pixels) for face detection."),
+    detect_height: int = typer.Option(240, "--detect-height", help="Frame height (pixels) for face detection."),
+    min_face: float = typer.Option(0.125, "--min-face", help="Smallest face searched, as a fraction of the frame height."),
     scale_factor: float = typer.Option(1.2, "--scale-factor", help="Haar cascade scaleFactor."),
     min_neighbors: int = typer.Option(10, "--min-neighbors", help="Haar cascade minNeighbors, first try."),
     min_neighbors_floor: int = typer.Option(4, "--min-neighbors-floor", help="Lowest minNeighbors tried on a faceless frame."),
@@ -50,7 +51,7 @@ def main(
     try:
         options = ExtractOptions(
             frames=frames, frames_per_segment=frames_per_segment, sampling=sampling, seed=seed, crop_size=crop_size,
-            face_margin=face_margin, detect_height=detect_height, scale_factor=scale_factor, min_neighbors=min_neighbors,
+            face_margin=face_margin, detect_height=detect_height, min_face=min_face, scale_factor=scale_factor, min_neighbors=min_neighbors,
             min_neighbors_floor=min_neighbors_floor, weights=weights, audio_rate=audio_rate, audio_window=audio_window,
             audio_step=audio_step, audio_mode=audio_mode, keep_crops=keep_crops, jobs=jobs, backend=backend,
             scheduler=scheduler, videos_per_shard=videos_per_shard, batch_size=batch_size,

@@ -38,7 +38,11 @@ class ExtractOptions:
     face_margin : float
         Extra border around the detected box, as a fraction of its side.
     detect_height : int
-        Frames are downscaled to this height (pixels) for Haar detection.
+        Frames are downscaled to this height (pixels) for Haar detection: 240 finds
+        the same talking-head boxes as 360 (within a few source pixels on the
+        ChaLearn clips) at about half the cost.
+    min_face : float
+        Smallest face searched, as a fraction of the frame height.
     scale_factor, min_neighbors, min_neighbors_floor : float, int, int
         Haar cascade parameters; a frame with no face is retried with minNeighbors
         lowered in steps of 2 down to the floor.
@@ -70,7 +74,8 @@ class ExtractOptions:
     seed: int = 0
     crop_size: int = 224
     face_margin: float = 0.2
-    detect_height: int = 360
+    detect_height: int = 240
+    min_face: float = 0.125
     scale_factor: float = 1.2
     min_neighbors: int = 10
     min_neighbors_floor: int = 4
@@ -97,6 +102,7 @@ class ExtractOptions:
             (self.jobs >= 0, f"--jobs must be 0 (all cores) or more, got {self.jobs}"),
             (1 <= self.min_neighbors_floor <= self.min_neighbors, "--min-neighbors-floor must be between 1 and --min-neighbors"),
             (self.detect_height >= 32, f"--detect-height must be at least 32, got {self.detect_height}"),
+            (0.0 < self.min_face <= 1.0, f"--min-face must be a fraction of the frame height in (0, 1], got {self.min_face}"),
         ]
         for passed, message in checks:
             if not passed:

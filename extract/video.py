@@ -203,7 +203,7 @@ def _timeline(container: av.container.InputContainer, video: av.video.stream.Vid
     return span.start, duration
 
 
-def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: int, rng: np.random.Generator | None = None) -> DecodedVideo:
+def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: int, rng: np.random.Generator | None = None, threads: int = 0) -> DecodedVideo:
     """Decode the frames nearest to the sample times, and the whole sound track.
 
     A first pass reads the packets without decoding them, to learn where the frames
@@ -223,6 +223,8 @@ def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: i
         Sampling, as in `sample_times`.
     audio_rate : int
         Hz the sound track is resampled to (mono).
+    threads : int
+        Decoder threads; 0 lets FFmpeg use every core.
 
     Raises
     ------
@@ -243,6 +245,7 @@ def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: i
     with _open(path) as container:
         video, sound = _streams(container)
         video.thread_type = "AUTO"
+        video.thread_count = threads
         resampler = av.AudioResampler(format=AUDIO_SAMPLE_FORMAT, layout="mono", rate=audio_rate) if sound else None
         for packet in _Demuxer(container, [stream for stream in (video, sound) if stream is not None]):
             is_video = packet.stream.type == "video"

@@ -8,7 +8,7 @@ import pytest
 from extract.faces import crop_faces, detect_largest_face, load_cascade, locate_faces, square_crop_box
 from extract.synthetic import compose_frame, face_image
 
-DETECTION = dict(detect_height=360, scale_factor=1.2, min_neighbors=10, min_neighbors_floor=4)
+DETECTION = dict(detect_height=360, scale_factor=1.2, min_neighbors=10, min_neighbors_floor=4, min_face=0.125)
 
 
 def _frame(centre=(0.5, 0.5), width=640, height=480):

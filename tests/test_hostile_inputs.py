@@ -172,7 +172,7 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
         "ten-bit.mp4": _encode(data / "ten-bit.mp4", _looks(64, 48, 25), pixel_format="yuv420p10le"),
         "variable-rate.mp4": _encode(data / "variable-rate.mp4", _looks(64, 48, 30), times_ms=np.cumsum([0] + [200 if index % 3 == 0 else 40 for index in range(29)])),
         # Portrait content stored as landscape pixels plus a rotation tag, as phones record it.
-        "rotated.mp4": _encode(data / "rotated.mp4", [np.ascontiguousarray(np.rot90(frame, k=-1)) for frame in _looks(180, 320, 25, face_height=0.6)], rotation=90),
+        "rotated.mp4": _encode(data / "rotated.mp4", [np.ascontiguousarray(np.rot90(frame, k=-1)) for frame in _looks(180, 320, 25, face_height=0.9)], rotation=90),
         # Timestamps from 10 s on, as in a clip cut from a longer recording without re-timing.
         "late-start.mkv": _encode(data / "late-start.mkv", _looks(64, 48, 50), times_ms=range(10000, 12000, 40)),
         "late-start.mp4": _encode(data / "late-start.mp4", _looks(64, 48, 50), times_ms=range(10000, 12000, 40)),
