@@ -183,24 +183,31 @@ def test_dask_backend_on_a_local_cluster_gives_the_same_cache_as_loky(clip_folde
         assert all(np.array_equal(expected[name], actual[name]) for name in expected)
 
 
-def test_a_run_killed_part_way_resumes_with_every_video_exactly_once(clip_folder, tmp_path):
+def test_runs_killed_at_random_moments_resume_with_every_video_exactly_once(clip_folder, tmp_path):
     data = tmp_path / "train"
     shutil.copytree(clip_folder / "train", data)
-    for index in range(3):
-        talking_head_clip(data / f"extra{index}.mp4", seconds=1.0, brightness=0.5 + 0.1 * index)
+    for index in range(9):
+        talking_head_clip(data / f"extra{index}.mp4", seconds=1.0, brightness=0.4 + 0.07 * index)
+    expected = sorted(path.name for path in data.glob("*.mp4"))
     cache_dir = tmp_path / "cache"
     command = [sys.executable, "-m", "extract", str(data), "--cache", str(cache_dir), "--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--videos-per-shard", "1", "--batch-size", "4", "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(cache_dir.glob("shard-00001.h5")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    partial = CacheReader(cache_dir).splits().get("train", 0)
-    assert 0 < partial < 6
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # three kills, each at a random moment after some progress
+        before = len(list(cache_dir.glob("shard-*.h5")))
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while len(list(cache_dir.glob("shard-*.h5"))) <= before and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        # What a reader sees after a kill is whole: every indexed shard reads, no id twice.
+        ids = list(CacheReader(cache_dir).read("train", ("video_id", "face_embeddings"))["video_id"])
+        assert len(ids) == len(set(ids)) and set(ids) <= set(expected)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ids = list(CacheReader(cache_dir).read("train", ("video_id",))["video_id"])
-    assert sorted(ids) == sorted(path.name for path in data.glob("*.mp4"))
+    assert sorted(ids) == expected
+    assert not list(cache_dir.glob("*.tmp"))
     with h5py.File(next(cache_dir.glob("shard-*.h5"))) as shard:
         assert shard["face_embeddings"].shape[1:] == (4, EMBEDDING_DIM)
 
