@@ -13,6 +13,7 @@ from cache.manifest import Index
 from cache.report import describe, export_csv
 from cache.schema import CONFIG_FILE, INDEX_FILE
 from cache.verify import repair, verify
+from cache.writer import CacheLock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache.")
 
@@ -90,7 +91,9 @@ def labels(cache_dir: Path = typer.Argument(..., help="Cache folder."), files: l
         if not (cache_dir / CONFIG_FILE).exists():
             raise CacheError(f"{cache_dir}: not a cache (no {CONFIG_FILE})")
         table = merge_tables([load_label_file(path) for path in files])
-        path = write_labels(cache_dir, table, replace=replace)
+        # An extraction writes labels too; the lock keeps the two from interleaving.
+        with CacheLock(cache_dir):
+            path = write_labels(cache_dir, table, replace=replace)
         cached = {entry.video_ids[row] for entry, row in Index.load(cache_dir).live()}
     except (CacheError, LabelError) as error:
         _fail(error)

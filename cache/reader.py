@@ -13,6 +13,7 @@ from cache.labels import label_matrix, read_label_table
 from cache.manifest import Index, config_hash, read_config, repair_advice, shard_file_problem
 from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
 
+FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
 DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
 
 
@@ -122,10 +123,12 @@ class CacheReader:
                         if name in optional:
                             continue
                         raise CacheError(f"{self.cache_dir / entry.name}: no dataset {name!r} (was the cache built with crops switched off?)")
-                    values = shard[name][()]
+                    # Chunks hold one video each: a few rows are read alone, most of
+                    # a shard in one call (h5py's point selection is slow for many).
+                    values = shard[name][rows.tolist()] if rows.size * FEW_ROWS_FRACTION < len(entry.video_ids) else shard[name][()][rows]
                     if name in STRING_DATASETS:
                         values = np.array([value.decode() for value in values], dtype=object)
-                    parts[name].append(values[rows])
+                    parts[name].append(values)
         except (OSError, KeyError) as error:
             raise self._damaged(entry.name, f"damaged ({error})") from error
 

@@ -9,8 +9,8 @@ import h5py
 
 from cache.errors import CacheError
 from cache.manifest import Index, file_digest, shard_entry, shard_file_problem
-from cache.schema import INDEX_FILE
-from cache.writer import TEMPORARY_SUFFIX, CacheLock, shard_files
+from cache.schema import INDEX_FILE, TEMPORARY_SUFFIX
+from cache.writer import CacheLock, shard_files
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from cache.schema import (
 
 LOCK_FILE = ".lock"
 SHARD_PREFIX, SHARD_SUFFIX = SHARD_PATTERN.split("*")  # shard-00003.h5
-DEFAULT_VIDEOS_PER_SHARD = 64  # ~ one HDF5 chunk row group; bounds what a crash can lose
+DEFAULT_VIDEOS_PER_SHARD = 64  # bounds what a crash can lose and what one shard holds in memory (~100 MB with crops)
 
 
 class CacheLock:

@@ -17,6 +17,7 @@ EXIT_USAGE = 2  # nothing was extracted: bad option, label file, weights, locked
 EXIT_INTERRUPTED = 130  # Ctrl-C: finished shards kept, re-run to resume
 
 app = typer.Typer(add_completion=False)
+DEFAULTS = ExtractOptions()
 
 
 @app.command(help="Extract videos (files or folders; SPLIT=PATH names the split) into an HDF5 feature cache.")
@@ -24,28 +25,28 @@ def main(
     inputs: list[str] = typer.Argument(..., help="Video files or folders; SPLIT=PATH sets the split, else the folder's name."),
     cache: Path = typer.Option(Path("cache"), "--cache", help="Cache folder (created if missing)."),
     labels: list[Path] = typer.Option([], "--labels", help="ChaLearn annotation .pkl or CSV (video_id + trait columns); repeatable."),
-    frames: int = typer.Option(10, "--frames", help="T, equal segments per video."),
-    frames_per_segment: int = typer.Option(1, "--frames-per-segment", help="k frames stored per segment (training picks one per epoch)."),
-    sampling: str = typer.Option("centre", "--sampling", help="centre | random (seeded position in each segment)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of random sampling and of --weights none."),
-    crop_size: int = typer.Option(224, "--crop-size", help="Side of the square face crop in pixels (32 or more)."),
-    face_margin: float = typer.Option(0.2, "--face-margin", help="Border around the face box, fraction of its side."),
-    detect_height: int = typer.Option(240, "--detect-height", help="Frame height (pixels) for face detection."),
-    min_face: float = typer.Option(0.125, "--min-face", help="Smallest face searched, as a fraction of the frame height."),
-    scale_factor: float = typer.Option(1.2, "--scale-factor", help="Haar cascade scaleFactor."),
-    min_neighbors: int = typer.Option(10, "--min-neighbors", help="Haar cascade minNeighbors, first try."),
-    min_neighbors_floor: int = typer.Option(4, "--min-neighbors-floor", help="Lowest minNeighbors tried on a faceless frame."),
-    weights: str = typer.Option("imagenet", "--weights", help="imagenet | none (random, for tests) | PATH to ResNet50 include_top=False weights."),
-    audio_rate: int = typer.Option(16000, "--audio-rate", help="Hz every sound track is resampled to."),
-    audio_window: float = typer.Option(0.050, "--audio-window", help="Seconds per short-term audio window."),
-    audio_step: float = typer.Option(0.025, "--audio-step", help="Seconds between audio windows."),
-    audio_mode: str = typer.Option("mean", "--audio-mode", help="mean (of windows per segment) | window (one window per segment, as the original project)."),
-    keep_crops: bool = typer.Option(True, "--keep-crops/--no-crops", help="Store the face crops in the cache."),
-    jobs: int = typer.Option(0, "--jobs", help="Parallel decoding workers; 0 = all cores."),
-    backend: str = typer.Option("loky", "--backend", help="loky | dask."),
-    scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address; without it a local cluster is started."),
-    videos_per_shard: int = typer.Option(64, "--videos-per-shard", help="Videos per HDF5 shard."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Face crops per ResNet50 batch (gathered across videos)."),
+    frames: int = typer.Option(DEFAULTS.frames, "--frames", help="T, equal segments per video."),
+    frames_per_segment: int = typer.Option(DEFAULTS.frames_per_segment, "--frames-per-segment", help="k frames stored per segment (training picks one per epoch)."),
+    sampling: str = typer.Option(DEFAULTS.sampling, "--sampling", help="centre | random (seeded position in each segment)."),
+    seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of random sampling and of --weights none."),
+    crop_size: int = typer.Option(DEFAULTS.crop_size, "--crop-size", help="Side of the square face crop in pixels (32 or more)."),
+    face_margin: float = typer.Option(DEFAULTS.face_margin, "--face-margin", help="Border around the face box, fraction of its side."),
+    detect_height: int = typer.Option(DEFAULTS.detect_height, "--detect-height", help="Frame height (pixels) for face detection."),
+    min_face: float = typer.Option(DEFAULTS.min_face, "--min-face", help="Smallest face searched, as a fraction of the frame height."),
+    scale_factor: float = typer.Option(DEFAULTS.scale_factor, "--scale-factor", help="Haar cascade scaleFactor."),
+    min_neighbors: int = typer.Option(DEFAULTS.min_neighbors, "--min-neighbors", help="Haar cascade minNeighbors, first try."),
+    min_neighbors_floor: int = typer.Option(DEFAULTS.min_neighbors_floor, "--min-neighbors-floor", help="Lowest minNeighbors tried on a faceless frame."),
+    weights: str = typer.Option(DEFAULTS.weights, "--weights", help="imagenet | none (random, for tests) | PATH to ResNet50 include_top=False weights."),
+    audio_rate: int = typer.Option(DEFAULTS.audio_rate, "--audio-rate", help="Hz every sound track is resampled to."),
+    audio_window: float = typer.Option(DEFAULTS.audio_window, "--audio-window", help="Seconds per short-term audio window."),
+    audio_step: float = typer.Option(DEFAULTS.audio_step, "--audio-step", help="Seconds between audio windows."),
+    audio_mode: str = typer.Option(DEFAULTS.audio_mode, "--audio-mode", help="mean (of windows per segment) | window (one window per segment, as the original project)."),
+    keep_crops: bool = typer.Option(DEFAULTS.keep_crops, "--keep-crops/--no-crops", help="Store the face crops in the cache."),
+    jobs: int = typer.Option(DEFAULTS.jobs, "--jobs", help="Parallel decoding workers; 0 = all cores."),
+    backend: str = typer.Option(DEFAULTS.backend, "--backend", help="loky | dask."),
+    scheduler: str = typer.Option(DEFAULTS.scheduler, "--scheduler", help="Dask scheduler address; without it a local cluster is started."),
+    videos_per_shard: int = typer.Option(DEFAULTS.videos_per_shard, "--videos-per-shard", help="Videos per HDF5 shard."),
+    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help="Face crops per ResNet50 batch (gathered across videos)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     try:

@@ -103,6 +103,11 @@ class ExtractOptions:
             (1 <= self.min_neighbors_floor <= self.min_neighbors, "--min-neighbors-floor must be between 1 and --min-neighbors"),
             (self.detect_height >= 32, f"--detect-height must be at least 32, got {self.detect_height}"),
             (0.0 < self.min_face <= 1.0, f"--min-face must be a fraction of the frame height in (0, 1], got {self.min_face}"),
+            (self.scale_factor > 1.0, f"--scale-factor must be above 1 (the Haar pyramid's step), got {self.scale_factor}"),
+            (self.face_margin >= 0.0, f"--face-margin must be 0 or more, got {self.face_margin}"),
+            (self.audio_rate >= 8000, f"--audio-rate must be at least 8000 Hz (pyAudioAnalysis' filter bank needs it), got {self.audio_rate}"),
+            (0.0 < self.audio_step and 0.0 < self.audio_window, "--audio-window and --audio-step must be positive seconds"),
+            (self.videos_per_shard >= 1 and self.batch_size >= 1, "--videos-per-shard and --batch-size must be at least 1"),
         ]
         for passed, message in checks:
             if not passed:

@@ -141,6 +141,14 @@ def discover(specs: list[str]) -> tuple[list[tuple[Path, str]], list[Failure]]:
     return usable, failures
 
 
+def make_job(path: Path, split: str) -> VideoJob | Failure:
+    """A job for one video, named by its file name and identified by its bytes' hash."""
+    try:
+        return VideoJob(str(path), split, path.name, file_digest(path))
+    except OSError as error:
+        return Failure(printable(path), f"cannot read: {error.strerror or error}")
+
+
 def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJob], list[Failure]]:
     """Hash each video's bytes and name it by its file name (the label key).
 
@@ -152,20 +160,17 @@ def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJ
     by_name: dict[str, VideoJob] = {}
     failures: list[Failure] = []
     for path, split in videos:
-        try:
-            digest = file_digest(path)
-        except OSError as error:
-            failures.append(Failure(printable(path), f"cannot read: {error.strerror or error}"))
+        job = make_job(path, split)
+        if progress is not None:
+            progress.update(1)
+        if isinstance(job, Failure):
+            failures.append(job)
             continue
-        finally:
-            if progress is not None:
-                progress.update(1)
-        if digest in jobs:
+        if job.content_hash in jobs:
             continue
-        job = VideoJob(str(path), split, path.name, digest)
         clash = by_name.get(job.video_id)
         if clash is not None:
             failures.append(Failure(str(path), f"video_id {job.video_id} is already taken by {clash.path}, a different file; rename one of them"))
             continue
-        jobs[digest] = by_name[job.video_id] = job
+        jobs[job.content_hash] = by_name[job.video_id] = job
     return list(jobs.values()), failures

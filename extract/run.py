@@ -37,7 +37,7 @@ from extract.audio import audio_features
 from extract.config import ExtractOptions
 from extract.embed import embed
 from extract.faces import crop_faces, locate_faces
-from extract.inputs import Failure, VideoJob, discover, identify
+from extract.inputs import Failure, VideoJob, discover, identify, make_job
 from extract.video import VideoError, decode
 
 OPTIONS_FILE = "options.json"  # resolved options of the latest run, beside the shards
@@ -211,11 +211,15 @@ def featurize_jobs(jobs: list[VideoJob], options: ExtractOptions) -> Iterator[Vi
 
 
 def featurize(paths: Iterable[Path], options: ExtractOptions, split: str = "") -> Iterator[VideoRecord | Failure]:
-    """Features of video files without any cache (what ``train predict`` uses)."""
+    """Features of video files without any cache (what ``train predict`` uses).
+
+    Unlike a cache, which keeps one record per content, every input path gets its
+    own result: copies and same-named files in other folders are all featurised.
+    """
     videos, failures = discover([str(path) for path in paths])
-    jobs, unreadable = identify([(path, split) for path, _ in videos])
-    yield from failures + unreadable
-    yield from featurize_jobs(jobs, options)
+    jobs = [make_job(path, split) for path, _ in videos]
+    yield from failures + [job for job in jobs if isinstance(job, Failure)]
+    yield from featurize_jobs([job for job in jobs if isinstance(job, VideoJob)], options)
 
 
 def library_versions() -> dict[str, str]:
@@ -238,8 +242,8 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
 
     Videos are identified by content: one already cached under the same name and
     split is skipped; one cached under another name or split (a renamed or moved
-    copy) is re-recorded from the cache without decoding. Labels are attached
-    before any decoding so that a bad label file fails fast.
+    copy) is re-recorded from the cache without decoding. Label files are read
+    before any decoding so that a bad one fails fast, and attached at the end.
     """
     options = options.resolved()
     labels = merge_tables([load_label_file(path) for path in label_files])
@@ -275,9 +279,10 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
             interrupted = stop.is_set()
         writer.flush()
         cached = writer.index.num_videos()
-    if labels:
-        write_labels(cache_dir, labels)
-    failures_file = write_failures(cache_dir, [(failure.path, failure.reason) for failure in failures])
-    resolved = {**dataclasses.asdict(options), "config_hash": config_hash(config), "inputs": inputs, "labels": [str(path) for path in label_files]}
-    write_atomically(Path(cache_dir) / OPTIONS_FILE, json.dumps(resolved, indent=1))
+        # Still under the writer's lock, so no other run or `cache labels` interleaves.
+        if labels:
+            write_labels(cache_dir, labels)
+        failures_file = write_failures(cache_dir, [(failure.path, failure.reason) for failure in failures])
+        resolved = {**dataclasses.asdict(options), "config_hash": config_hash(config), "inputs": inputs, "labels": [str(path) for path in label_files]}
+        write_atomically(Path(cache_dir) / OPTIONS_FILE, json.dumps(resolved, indent=1))
     return Summary(extracted, reused, skipped, failures, cached, failures_file, interrupted)

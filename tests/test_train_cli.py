@@ -138,3 +138,12 @@ def test_fit_refuses_a_damaged_cache_with_the_readers_message(tmp_path, runner):
     assert result.exit_code != 0
     assert str(shard) in result.stderr and "verify" in result.stderr
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_cache_is_unusable(workspace, runner, tmp_path):
+    root, _, _ = workspace
+    run = root / "runs" / "seed"
+    before = sorted(path.name for path in run.iterdir())
+    result = runner.invoke(app, ["fit", "--cache", str(tmp_path / "no-such-cache"), "--out", str(run), "--overwrite", "--epochs", "1", *SMALL])
+    assert result.exit_code != 0 and "no such cache folder" in result.stderr
+    assert sorted(path.name for path in run.iterdir()) == before

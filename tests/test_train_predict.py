@@ -94,3 +94,16 @@ def test_a_damaged_model_file_is_a_clear_error(run, face_clip, tmp_path, damage)
     assert result.exit_code == 1
     assert str(model) in result.stderr and "train the run again" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_every_input_path_gets_a_row_even_copies_and_same_names(run, face_clip, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copyfile(face_clip, tmp_path / folder / "clip.mp4")
+    shutil.copyfile(face_clip, tmp_path / "a" / "copy.mp4")
+    paths = [tmp_path / "a" / "clip.mp4", tmp_path / "a" / "copy.mp4", tmp_path / "b" / "clip.mp4"]
+    result = CliRunner().invoke(app, ["predict", str(run), *map(str, paths)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(result.stdout)
+    assert [row["video_id"] for row in rows] == ["clip.mp4", "copy.mp4", "clip.mp4"]
+    assert rows[0] == {**rows[2]} and rows[1]["openness"] == rows[0]["openness"]

@@ -62,7 +62,6 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         The cache has no usable training data.
     """
     out = Path(options.out)
-    _prepare_folder(out, options.overwrite)
     started = time.perf_counter()
     data = load_cache(CacheReader(Path(options.cache)))
     parts = partition(data.splits, options.train_split, options.validation_split, options.validation_fraction, options.holdout_seed)
@@ -70,6 +69,8 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
     if sum(data.unlabelled.values()):
         echo(f"left out {sum(data.unlabelled.values())} videos lacking some of the five trait labels")
     normalization = fit_normalization(parts.train)
+    # Only now that the cache proved usable may --overwrite remove the old run.
+    _prepare_folder(out, options.overwrite)
     info = _run_info(options, data, parts)
     seeds = options.run_seeds
     if len(seeds) == 1:
