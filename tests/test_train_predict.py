@@ -107,3 +107,17 @@ def test_every_input_path_gets_a_row_even_copies_and_same_names(run, face_clip, 
     rows = read_rows(result.stdout)
     assert [row["video_id"] for row in rows] == ["clip.mp4", "copy.mp4", "clip.mp4"]
     assert rows[0] == {**rows[2]} and rows[1]["openness"] == rows[0]["openness"]
+
+
+def test_a_changed_weights_file_is_refused(face_clip, tmp_path):
+    keras.utils.set_random_seed(1)
+    weights = tmp_path / "resnet.weights.h5"
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg").save_weights(weights)
+    extraction = ExtractOptions(frames=4, crop_size=32, weights=str(weights), jobs=1).resolved()
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 16, "validation": 8}, frames=4, config=extraction.feature_config())
+    options = FitOptions(cache=str(cache), out=str(tmp_path / "run"), epochs=1, visual_units=8, visual_projection=4, audio_units=4, lstm_units=4, verbose=0)
+    fit(options, echo=lambda line: None)
+    assert CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)]).exit_code == 0
+    weights.write_bytes(weights.read_bytes() + b"changed")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
+    assert result.exit_code == 1 and "weights file changed" in result.stderr

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.manifest import file_digest
 from cache.schema import TRAITS, VideoRecord
 from train.data import SplitData
 from train.evaluate import predict_split
-from train.run import open_run, weights_warning
+from train.run import RunError, open_run, weights_warning
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ def records_to_split(records: list[VideoRecord]) -> SplitData:
     )
 
 
+def _check_weights_file(config: dict) -> None:
+    """Refuse to embed with a weights file other than the one the cache was built with."""
+    recorded = config.get("weights_sha256")
+    if recorded is None:
+        return
+    path = Path(config["weights"])
+    if not path.is_file():
+        raise RunError(f"{path}: the ResNet50 weights file this run's cache was built with is gone; put it back at that path")
+    if file_digest(path) != recorded:
+        raise RunError(f"{path}: the ResNet50 weights file changed since the cache was built (SHA-256 differs); predictions would not match the training features")
+
+
 def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     """Featurize videos with the run's extraction options and score them.
 
@@ -73,6 +86,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
 
     run = open_run(run_path)
     options = ExtractOptions.from_dict(run.extraction_config)
+    _check_weights_file(run.extraction_config)
     records: list[VideoRecord] = []
     failures: list[tuple[str, str]] = []
     for result in featurize(paths, options):
