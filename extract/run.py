@@ -31,7 +31,7 @@ from tqdm import tqdm
 from cache.labels import load_label_file, merge_tables, write_labels
 from cache.manifest import config_hash, write_atomically, write_failures
 from cache.reader import CacheReader
-from cache.schema import VideoRecord
+from cache.schema import EMBEDDING_DIM, VideoRecord
 from cache.writer import CacheWriter
 from extract.audio import audio_features
 from extract.config import ExtractOptions
@@ -169,45 +169,78 @@ def _prepared(jobs: list[VideoJob], options: ExtractOptions) -> Iterator[Prepare
             yield from parallel(joblib.delayed(prepare_video)(job, options) for job in jobs[start : start + block])
 
 
-def _embedded(pending: list[PreparedVideo], options: ExtractOptions) -> Iterator[VideoRecord]:
-    if not pending:
-        return
-    embeddings = embed(np.concatenate([video.crops for video in pending]), options.weights, options.crop_size, options.seed, options.batch_size)
-    start = 0
-    for video in pending:
-        stop = start + len(video.crops)
-        yield VideoRecord(
-            video_id=video.job.video_id,
-            split=video.job.split,
-            content_hash=video.job.content_hash,
-            source=video.job.path,
-            face_embeddings=embeddings[start:stop],
-            audio_features=video.audio_features,
-            frame_times=video.frame_times,
-            face_boxes=video.face_boxes,
-            face_found=video.face_found,
-            has_audio=video.has_audio,
-            face_crops=video.crops if options.keep_crops else None,
-        )
-        start = stop
+def _record(video: PreparedVideo, embeddings: np.ndarray, options: ExtractOptions) -> VideoRecord:
+    return VideoRecord(
+        video_id=video.job.video_id,
+        split=video.job.split,
+        content_hash=video.job.content_hash,
+        source=video.job.path,
+        face_embeddings=embeddings,
+        audio_features=video.audio_features,
+        frame_times=video.frame_times,
+        face_boxes=video.face_boxes,
+        face_found=video.face_found,
+        has_audio=video.has_audio,
+        face_crops=video.crops if options.keep_crops else None,
+    )
+
+
+class _CropBatcher:
+    """Embed crops in full ResNet50 batches across video boundaries.
+
+    A video's crops may span two batches: its record is released once all of
+    them are embedded, so ResNet50 sees only full batches except the last one.
+    """
+
+    def __init__(self, options: ExtractOptions):
+        self.options = options
+        self.videos: list[PreparedVideo] = []  # waiting, in order
+        self.crops: list[np.ndarray] = []  # their crops not yet embedded, in order
+        self.embeddings: list[np.ndarray] = []  # embedded crops of the waiting videos
+
+    def _embed(self, count: int) -> None:
+        waiting = np.concatenate(self.crops)
+        self.crops = [waiting[count:]]
+        options = self.options
+        self.embeddings.append(embed(waiting[:count], options.weights, options.crop_size, options.seed, options.batch_size))
+
+    def _ready(self) -> Iterator[VideoRecord]:
+        embedded = np.concatenate(self.embeddings) if self.embeddings else np.zeros((0, EMBEDDING_DIM), np.float16)
+        start = 0
+        while self.videos and start + len(self.videos[0].crops) <= len(embedded):
+            video = self.videos.pop(0)
+            yield _record(video, embedded[start : start + len(video.crops)], self.options)
+            start += len(video.crops)
+        self.embeddings = [embedded[start:]]
+
+    def add(self, video: PreparedVideo) -> Iterator[VideoRecord]:
+        self.videos.append(video)
+        self.crops.append(video.crops)
+        waiting = sum(len(crops) for crops in self.crops)
+        if waiting >= self.options.batch_size:
+            self._embed(waiting - waiting % self.options.batch_size)
+            yield from self._ready()
+
+    def finish(self) -> Iterator[VideoRecord]:
+        waiting = sum(len(crops) for crops in self.crops)
+        if waiting:
+            self._embed(waiting)
+        yield from self._ready()
 
 
 def featurize_jobs(jobs: list[VideoJob], options: ExtractOptions) -> Iterator[VideoRecord | Failure]:
     """Features of each job's video, in job order (failures as soon as known).
 
-    Crops of consecutive videos are embedded together once at least
-    ``options.batch_size`` of them are waiting, so ResNet50 always sees large batches.
+    Crops of consecutive videos are embedded together in batches of
+    ``options.batch_size``, so ResNet50 (and a GPU) always sees full batches.
     """
-    pending: list[PreparedVideo] = []
+    batcher = _CropBatcher(options)
     for result in _prepared(jobs, options):
         if isinstance(result, Failure):
             yield result
-            continue
-        pending.append(result)
-        if sum(len(video.crops) for video in pending) >= options.batch_size:
-            yield from _embedded(pending, options)
-            pending = []
-    yield from _embedded(pending, options)
+        else:
+            yield from batcher.add(result)
+    yield from batcher.finish()
 
 
 def featurize(paths: Iterable[Path], options: ExtractOptions, split: str = "") -> Iterator[VideoRecord | Failure]:
