@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -75,8 +76,9 @@ class CacheReader:
         unknown = [name for name in datasets if name not in known]
         if unknown:
             raise KeyError(f"unknown dataset(s) {unknown}; known: {sorted(known)}")
-        if split not in self.splits():
-            raise CacheError(f"{self.cache_dir}: no split {split!r}; splits are {', '.join(self.splits()) or 'none'}")
+        splits = self.splits()
+        if split not in splits:
+            raise CacheError(f"{self.cache_dir}: no split {split!r}; splits are {', '.join(splits) or 'none'}")
         parts: dict[str, list[np.ndarray]] = {name: [] for name in datasets}
         ids: list[str] = []
         for entry, mask in zip(self.index.shards, self.index.live_masks()):
@@ -86,6 +88,12 @@ class CacheReader:
                 ids.extend(entry.video_ids[row] for row in rows)
         order = np.argsort(np.array(ids, dtype=object), kind="stable")
         return {name: np.concatenate(values)[order] for name, values in parts.items()}
+
+    @functools.cached_property
+    def _by_content_hash(self) -> dict:
+        # The index is fixed for the reader's life; rebuilding this map per call made
+        # re-recording many moved videos quadratic in the cache size.
+        return self.index.content_hashes()
 
     def record(self, content_hash: str, crops: bool = True) -> VideoRecord:
         """The cached record of the video with this content hash.
@@ -98,7 +106,7 @@ class CacheReader:
             When no current video has this content hash.
         """
         try:
-            entry, row = self.index.content_hashes()[content_hash]
+            entry, row = self._by_content_hash[content_hash]
         except KeyError:
             raise KeyError(f"no cached video has content hash {content_hash}") from None
         datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *((CROPS_DATASET,) if crops else ()))

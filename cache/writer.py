@@ -81,14 +81,18 @@ def shard_name(number: int) -> str:
     return f"{SHARD_PREFIX}{number:05d}{SHARD_SUFFIX}"
 
 
+def _shard_digits(name: str) -> str:
+    return name.removeprefix(SHARD_PREFIX).removesuffix(SHARD_SUFFIX)
+
+
 def shard_number(name: str) -> int:
     """Inverse of ``shard_name`` (numbers may outgrow five digits)."""
-    return int(name.removeprefix(SHARD_PREFIX).removesuffix(SHARD_SUFFIX))
+    return int(_shard_digits(name))
 
 
 def shard_files(cache_dir: Path) -> list[Path]:
     """The folder's shard files in the order they were written."""
-    named = (path for path in Path(cache_dir).glob(SHARD_PATTERN) if path.name.removeprefix(SHARD_PREFIX).removesuffix(SHARD_SUFFIX).isdecimal())
+    named = (path for path in Path(cache_dir).glob(SHARD_PATTERN) if _shard_digits(path.name).isdecimal())
     return sorted(named, key=lambda path: shard_number(path.name))
 
 
