@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from train.config import FitOptions
-from train.metrics import aligned
+from train.metrics import aligned, format_number
 from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, RANDOM_WEIGHTS, RunError, read_json
 
 REPORTED_SPLITS = ("validation", "test")
@@ -67,12 +67,6 @@ def collect_runs(root: Path) -> tuple[list[dict], list[str]]:
     return rows, unfinished
 
 
-def _accuracy(value: float | None, std: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if std is None else f"{value:.4f}±{std:.4f}"
-
-
 def format_runs(rows: list[dict]) -> str:
     """The compare table; runs whose embeddings came from random weights are starred."""
     header = ("run", "head", "lr", "batch", "seeds", "val acc", "baseline", "test acc", "baseline", "date", "other options")
@@ -85,10 +79,10 @@ def format_runs(rows: list[dict]) -> str:
                 f"{row['lr']:g}",
                 str(row["batch_size"]),
                 ",".join(map(str, row["seeds"])),
-                _accuracy(row["validation"], row["validation_std"]),
-                _accuracy(row["validation_baseline"], None),
-                _accuracy(row["test"], row["test_std"]),
-                _accuracy(row["test_baseline"], None),
+                format_number(row["validation"], row["validation_std"], missing="-"),
+                format_number(row["validation_baseline"], None, missing="-"),
+                format_number(row["test"], row["test_std"], missing="-"),
+                format_number(row["test_baseline"], None, missing="-"),
                 row["date"][:16].replace("T", " "),
                 " ".join(f"{key}={value}" for key, value in row["options"].items()) or "-",
             )

@@ -123,9 +123,10 @@ def aggregate_seeds(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     return combined
 
 
-def _number(value: float | None, std: float | None = None) -> str:
+def format_number(value: float | None, std: float | None = None, missing: str = "n/a") -> str:
+    """A score to four decimals, with ``±std`` when given; ``missing`` for None."""
     if value is None:
-        return "n/a"
+        return missing
     return f"{value:.4f}" if std is None else f"{value:.4f}±{std:.4f}"
 
 
@@ -150,13 +151,13 @@ def format_table(metrics: dict[str, dict]) -> str:
             (
                 split,
                 str(entry["n"]),
-                _number(entry["mean_accuracy"], entry.get("mean_accuracy_std")),
-                _number(entry["baseline_mean_accuracy"]),
-                _number(entry["mae"], entry.get("mae_std")),
-                _number(entry["baseline_mae"]),
-                _number(entry["r2"], entry.get("r2_std")),
-                _number(entry["baseline_r2"]),
-                _number(entry["pearson_r"], entry.get("pearson_r_std")),
+                format_number(entry["mean_accuracy"], entry.get("mean_accuracy_std")),
+                format_number(entry["baseline_mean_accuracy"]),
+                format_number(entry["mae"], entry.get("mae_std")),
+                format_number(entry["baseline_mae"]),
+                format_number(entry["r2"], entry.get("r2_std")),
+                format_number(entry["baseline_r2"]),
+                format_number(entry["pearson_r"], entry.get("pearson_r_std")),
                 "n/a",
             )
         )
@@ -165,7 +166,7 @@ def format_table(metrics: dict[str, dict]) -> str:
     for trait in TRAITS:
         cells = [trait]
         for entry in metrics.values():
-            cells += [_number(entry["traits"][trait]), _number(entry["baseline_traits"][trait])]
+            cells += [format_number(entry["traits"][trait]), format_number(entry["baseline_traits"][trait])]
         trait_rows.append(tuple(cells))
     return aligned(rows) + "\n\n" + aligned(trait_rows)
 
