@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 DATA ?= train=../shared/fixtures/chalearn/train validation=../shared/fixtures/chalearn/validation
 LABELS ?=
-CACHE ?= cache
+CACHE ?= features
 WEIGHTS ?= imagenet
 JOBS ?= 0
 EXTRACT_FLAGS ?=

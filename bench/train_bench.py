@@ -1,11 +1,17 @@
-"""Training benchmark (``make bench``): seconds per epoch of each head, and cache load time.
+"""Training benchmark (``make bench``): seconds per epoch of each head, fit's input path against today's, cache load time.
 
 Writes a synthetic cache shaped like ChaLearn's training split (6000 videos, T = 10,
 2048-d float16 embeddings) plus a validation split, with real HDF5 shards through
 CacheWriter; then times reading it into memory (what ``train fit`` does once) and
 ``--epochs`` epochs of every head at its default sizes (batch 8, as the original),
 validation included, after a short untimed warm-up that traces the graphs (its
-seconds are reported apart). Run: ``python -m bench.train_bench --out FILE.json``.
+seconds are reported apart).
+
+The input-path comparison trains the seed head at batch 8 twice, epoch for epoch in
+turn so that machine drift hits both alike: fit's path (``train.data.training_stream``
+and ``train.fit.compile_head``) and, as the reference, the path before it: the numpy
+generator ``training_batches`` handed to Keras, without XLA. The limit is
+SPEED_LIMIT times the reference. Run: ``python -m bench.train_bench --out FILE.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 
 from cache.reader import CacheReader
 from train.config import HEADS, FitOptions
-from train.data import centre_frames, fit_normalization, load_cache, model_inputs, partition, training_batches
+from train.data import centre_frames, fit_normalization, load_cache, model_inputs, partition, training_batches, training_stream
 from train.fit import VALIDATION_BATCH, compile_head
 from train.metrics import aligned
 from train.model import build_head, input_names
@@ -33,6 +39,8 @@ TRAIN_VIDEOS = 6000  # ChaLearn's training split
 VALIDATION_VIDEOS = 600  # a tenth of it: validation runs every epoch, so it is part of the cost
 FRAMES = 10  # T of the reference extraction
 WARM_UP_STEPS = 2  # untimed training steps before the timed epochs
+SPEED_LIMIT = 0.7  # issue 10: fit's batch-8 epoch must take at most 0.7x the generator path's
+COMPARED_HEAD = "seed"  # the head the issue measured
 
 
 def folder_bytes(folder: Path) -> int:
@@ -50,48 +58,91 @@ def device_names() -> list[str]:
     return [device.name for device in tensorflow.config.list_physical_devices("GPU")]
 
 
+class Trainer:
+    """One compiled head and its training stream, timed an epoch at a time.
+
+    ``reference`` swaps in the path before the tf.data one: the numpy generator
+    handed to Keras, and no XLA.
+    """
+
+    def __init__(self, head: str, data, parts, normalization, options: FitOptions, reference: bool = False):
+        import keras
+
+        keras.utils.set_random_seed(options.seed)
+        self.model = build_head(head, data.frames, options)
+        compile_head(self.model, options.lr)
+        names = tuple(input_names(self.model))
+        arguments = (parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, options.seed, names)
+        if reference:
+            self.model.jit_compile = False
+            self.stream = training_batches(*arguments)
+        else:
+            self.stream = training_stream(*arguments, keras.backend.backend())
+        selection = parts.selection
+        inputs = model_inputs(selection, np.arange(len(selection)), centre_frames(len(selection), data.frames, data.frames_per_segment), normalization, names)
+        self.validation = (inputs, selection.labels)
+        self.steps = math.ceil(len(parts.train) / options.batch_size)
+
+    def warm_up(self) -> float:
+        """Seconds of a few steps and one validation pass, which trace every function."""
+        started = time.perf_counter()
+        self.model.fit(self.stream, steps_per_epoch=WARM_UP_STEPS, epochs=1, validation_data=self.validation, validation_batch_size=VALIDATION_BATCH, shuffle=False, verbose=0)
+        return time.perf_counter() - started
+
+    def epochs(self, count: int) -> list[float]:
+        """Seconds of each of ``count`` epochs, training and validation."""
+        import keras
+
+        seconds: list[float] = []
+
+        class EpochTimer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                seconds.append(time.perf_counter() - self.started)
+
+        self.model.fit(self.stream, steps_per_epoch=self.steps, epochs=count, validation_data=self.validation, validation_batch_size=VALIDATION_BATCH, callbacks=[EpochTimer()], shuffle=False, verbose=0)
+        return seconds
+
+
 def time_head(head: str, data, parts, normalization, options: FitOptions, epochs: int) -> dict:
-    """Seconds of each epoch (training and validation) of one head."""
+    """Seconds of each epoch (training and validation) of one head, on fit's path."""
     import keras
 
     keras.backend.clear_session()
-    keras.utils.set_random_seed(options.seed)
-    model = build_head(head, data.frames, options)
-    compile_head(model, options.lr)
-    names = tuple(input_names(model))
-    validation = parts.validation
-    validation_inputs = model_inputs(validation, np.arange(len(validation)), centre_frames(len(validation), data.frames, data.frames_per_segment), normalization, names)
-    epoch_seconds: list[float] = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.perf_counter() - self.started)
-
-    def batches():
-        return training_batches(parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, options.seed, names)
-
-    validation_data = (validation_inputs, validation.labels)
-    started = time.perf_counter()
-    # A few steps and one validation pass trace every function, so the timed epochs are the steady cost.
-    model.fit(batches(), steps_per_epoch=WARM_UP_STEPS, epochs=1, validation_data=validation_data, validation_batch_size=VALIDATION_BATCH, shuffle=False, verbose=0)
-    warm_up_seconds = time.perf_counter() - started
-    steps = math.ceil(len(parts.train) / options.batch_size)
-    model.fit(batches(), steps_per_epoch=steps, epochs=epochs, validation_data=validation_data, validation_batch_size=VALIDATION_BATCH, callbacks=[EpochTimer()], shuffle=False, verbose=0)
+    trainer = Trainer(head, data, parts, normalization, options)
+    warm_up_seconds = trainer.warm_up()
+    epoch_seconds = trainer.epochs(epochs)
     seconds = float(np.median(epoch_seconds))
     return {
-        "parameters": model.count_params(),
-        "steps_per_epoch": steps,
+        "parameters": trainer.model.count_params(),
+        "steps_per_epoch": trainer.steps,
         "warm_up_seconds": warm_up_seconds,
         "epoch_seconds": epoch_seconds,
         "seconds_per_epoch": seconds,
-        "milliseconds_per_step": 1000 * seconds / steps,
+        "milliseconds_per_step": 1000 * seconds / trainer.steps,
     }
 
 
-def run(videos: int, validation_videos: int, frames: int, epochs: int, heads: tuple[str, ...], cache_dir: Path | None) -> dict:
+def compare_paths(data, parts, normalization, options: FitOptions, rounds: int) -> dict:
+    """Epochs of fit's path and of the reference path, in turn; the ratio of their medians."""
+    import keras
+
+    keras.backend.clear_session()
+    trainers = {"reference": Trainer(COMPARED_HEAD, data, parts, normalization, options, reference=True), "fit": Trainer(COMPARED_HEAD, data, parts, normalization, options)}
+    for trainer in trainers.values():
+        trainer.warm_up()
+    seconds: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            seconds[name] += trainer.epochs(1)
+    medians = {name: float(np.median(values)) for name, values in seconds.items()}
+    ratio = medians["fit"] / medians["reference"]
+    return {"head": COMPARED_HEAD, "epoch_seconds": seconds, "seconds_per_epoch": medians, "ratio": ratio, "limit": SPEED_LIMIT, "passed": ratio <= SPEED_LIMIT}
+
+
+def run(videos: int, validation_videos: int, frames: int, epochs: int, heads: tuple[str, ...], rounds: int, cache_dir: Path | None) -> dict:
     import keras
 
     scratch = None
@@ -110,12 +161,13 @@ def run(videos: int, validation_videos: int, frames: int, epochs: int, heads: tu
         parts = partition(data.splits, "train", "validation", 0.1, 0)
         normalization = fit_normalization(parts.train)
         options = FitOptions()
+        comparison = compare_paths(data, parts, normalization, options, rounds) if rounds else None
         results = {head: time_head(head, data, parts, normalization, options, epochs) for head in heads}
         return {
             "machine": {"cpus": os.cpu_count(), "keras": keras.__version__, "backend": keras.backend.backend(), "accelerators": device_names()},
             "cache": {
                 "train_videos": len(parts.train),
-                "validation_videos": len(parts.validation),
+                "validation_videos": len(parts.selection),
                 "frames": data.frames,
                 "bytes": folder_bytes(cache_dir),
                 "write_seconds": write_seconds,
@@ -124,6 +176,7 @@ def run(videos: int, validation_videos: int, frames: int, epochs: int, heads: tu
             },
             "batch_size": options.batch_size,
             "epochs": epochs,
+            "input_paths": comparison,
             "heads": results,
         }
     finally:
@@ -142,7 +195,17 @@ def table(result: dict) -> str:
     rows = [("head", "parameters", "warm-up s", "s per epoch", "ms per step")]
     for head, timing in result["heads"].items():
         rows.append((head, f"{timing['parameters']:,}", f"{timing['warm_up_seconds']:.1f}", f"{timing['seconds_per_epoch']:.1f}", f"{timing['milliseconds_per_step']:.1f}"))
-    return "\n".join(lines) + aligned(rows)
+    text = "\n".join(lines) + aligned(rows)
+    comparison = result["input_paths"]
+    if comparison:
+        seconds = comparison["seconds_per_epoch"]
+        verdict = "within" if comparison["passed"] else "OVER"
+        text += (
+            f"\n\ninput paths, {comparison['head']} head, batch {result['batch_size']}, {len(comparison['epoch_seconds']['fit'])} epochs each in turn (median s per epoch):"
+            f"\n  reference (numpy generator, no XLA) {seconds['reference']:.2f}  fit's path {seconds['fit']:.2f}"
+            f"  ratio {comparison['ratio']:.2f}, {verdict} the limit {comparison['limit']}"
+        )
+    return text
 
 
 def main() -> None:
@@ -153,13 +216,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=FRAMES, help="T")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per head (median reported), after an untimed warm-up")
     parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated heads")
+    parser.add_argument("--rounds", type=int, default=3, help="epochs of each input path, taken in turn (0: skip the comparison)")
     parser.add_argument("--cache-dir", type=Path, help="keep (or reuse) the synthetic cache here instead of a temporary folder")
     arguments = parser.parse_args()
     heads = tuple(head for head in arguments.heads.split(",") if head)
     unknown = [head for head in heads if head not in HEADS]
     if unknown:
         parser.error(f"unknown head(s) {', '.join(unknown)}; heads are {', '.join(HEADS)}")
-    result = run(arguments.videos, arguments.validation_videos, arguments.frames, arguments.epochs, heads, arguments.cache_dir)
+    result = run(arguments.videos, arguments.validation_videos, arguments.frames, arguments.epochs, heads, arguments.rounds, arguments.cache_dir)
     print(table(result))
     if arguments.out:
         arguments.out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,11 @@ import typer
 
 from cache.errors import CacheError, LabelError
 from cache.labels import load_label_file, merge_tables, write_labels
-from cache.manifest import Index
+from cache.manifest import Index, check_cache_folder, plural
 from cache.report import describe, export_csv
 from cache.schema import CONFIG_FILE, INDEX_FILE
 from cache.verify import repair, verify
-from cache.writer import CacheLock
+from cache.writer import CacheLock, lock_holder
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache.")
 
@@ -28,16 +28,20 @@ def _fail(error: Exception) -> None:
 
 @app.command()
 def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Videos per split, dimensions, face-found rate, config and failures."""
+    """Videos per split, dimensions, face-found rate, config and failures; says when a run is writing."""
     try:
         summary = describe(cache_dir)
     except CacheError as error:
-        _fail(error)
+        holder = lock_holder(cache_dir) if cache_dir.is_dir() else None
+        _fail(CacheError(f"{error} (a run, {holder}, is creating it now: try again when it has written a shard)") if holder else error)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
     typer.echo(f"cache       {cache_dir}")
-    typer.echo(f"videos      {summary['videos']} ({', '.join(f'{name} {count}' for name, count in summary['splits'].items()) or 'none'}) in {summary['shards']} shards, {summary['labelled']} labelled")
+    if summary["run_in_progress"]:
+        typer.echo(f"run         in progress ({summary['run_in_progress']}): the counts below are the videos finished so far")
+    splits = ", ".join(f"{name} {count}" for name, count in summary["splits"].items()) or "none"
+    typer.echo(f"videos      {summary['videos']} ({splits}) in {plural(summary['shards'], 'shard')}, {summary['labelled']} labelled")
     typer.echo(f"frames      T={summary['frames']} x k={summary['frames_per_segment']}, embeddings {summary['embedding_dim']}-d, audio {summary['audio_dim']}-d")
     rate = summary["face_found_rate"]
     typer.echo(f"faces       found in {rate:.1%} of frames" if rate is not None else "faces       -")
@@ -51,11 +55,24 @@ def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: b
 
 
 @app.command("verify")
-def verify_command(cache_dir: Path = typer.Argument(..., help="Cache folder."), fix: bool = typer.Option(False, "--repair", help="Remove damaged shards so the next `make features` redoes their videos.")) -> None:
-    """Check every shard against the index (digest, size, HDF5 checksums); exit 1 if anything is wrong."""
-    if not (cache_dir / INDEX_FILE).exists() and not (cache_dir / CONFIG_FILE).exists():
-        _fail(CacheError(f"{cache_dir}: not a cache (no {INDEX_FILE} or {CONFIG_FILE})"))
-    problems = verify(cache_dir)
+def verify_command(
+    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    fix: bool = typer.Option(
+        False, "--repair", help="Delete damaged shards and move shards of another config to CACHE/foreign/, so the next `make features` redoes their videos."
+    ),
+) -> None:
+    """Check every shard against the index (digest, size, HDF5 checksums, config hash); exit 1 if anything is wrong."""
+    try:
+        check_cache_folder(cache_dir)
+        if not (cache_dir / INDEX_FILE).exists() and not (cache_dir / CONFIG_FILE).exists():
+            raise CacheError(f"{cache_dir}: not a cache (no {INDEX_FILE} or {CONFIG_FILE})")
+        # A run's own temporary and not-yet-indexed files would read as damage.
+        holder = lock_holder(cache_dir)
+        if holder:
+            raise CacheError(f"{cache_dir}: a run ({holder}) is writing to this cache; verify it when the run has ended")
+        problems = verify(cache_dir)
+    except CacheError as error:
+        _fail(error)
     for problem in problems:
         typer.echo(f"{problem.path}: {problem.reason}", err=True)
     if not problems:
@@ -63,12 +80,15 @@ def verify_command(cache_dir: Path = typer.Argument(..., help="Cache folder."), 
         return
     if fix:
         try:
-            dropped = repair(cache_dir, problems)
+            repaired = repair(cache_dir, problems)
         except CacheError as error:
             _fail(error)
-        typer.echo(f"{cache_dir}: repaired {len(problems)} problem(s), {dropped} videos to re-extract: run the same `make features` again")
+        for path in repaired.moved:
+            typer.echo(f"moved foreign shard to {path}")
+        dropped = plural(repaired.dropped_videos, "video")
+        typer.echo(f"{cache_dir}: repaired {plural(len(problems), 'problem')}, {dropped} to re-extract: run the same `make features` again")
         return
-    typer.echo(f"{cache_dir}: {len(problems)} problem(s); run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract them", err=True)
+    typer.echo(f"{cache_dir}: {plural(len(problems), 'problem')}; run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract them", err=True)
     raise typer.Exit(EXIT_DAMAGED)
 
 
@@ -88,6 +108,7 @@ def export(cache_dir: Path = typer.Argument(..., help="Cache folder."), out: Pat
 def labels(cache_dir: Path = typer.Argument(..., help="Cache folder."), files: list[Path] = typer.Argument(..., help="ChaLearn .pkl or CSV label files."), replace: bool = typer.Option(False, "--replace", help="Drop the labels already attached instead of merging.")) -> None:
     """Attach or replace labels without decoding any video."""
     try:
+        check_cache_folder(cache_dir)
         if not (cache_dir / CONFIG_FILE).exists():
             raise CacheError(f"{cache_dir}: not a cache (no {CONFIG_FILE})")
         table = merge_tables([load_label_file(path) for path in files])
@@ -102,4 +123,9 @@ def labels(cache_dir: Path = typer.Argument(..., help="Cache folder."), files: l
     # Labels of videos not (yet) cached are kept for a later extraction, but say so:
     # a count far from the cache's size usually means the wrong label file.
     matched = len(cached.intersection(table))
-    typer.echo(f"{path}: labels for {len(table)} videos {'replaced' if replace else 'merged'}; {matched} of the {len(cached)} cached videos are among them, {len(table) - matched} labelled ids are not in the cache")
+    outside = len(table) - matched
+    typer.echo(
+        f"{path}: labels for {plural(len(table), 'video')} {'replaced' if replace else 'merged'}; "
+        f"{matched} of the {plural(len(cached), 'cached video')} {'is' if matched == 1 else 'are'} among them, "
+        f"{plural(outside, 'labelled id')} {'is' if outside == 1 else 'are'} not in the cache"
+    )

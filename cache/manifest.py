@@ -11,13 +11,14 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 
 from cache.errors import CacheError
-from cache.schema import CONFIG_FILE, FAILURES_FILE, INDEX_FILE, TEMPORARY_SUFFIX
+from cache.schema import CONFIG_FILE, FAILURES_FILE, FOREIGN_FOLDER, INDEX_FILE, LABELS_FILE, SHARD_PATTERN, TEMPORARY_SUFFIX
 
 
 def file_digest(path: Path) -> str:
@@ -90,6 +91,82 @@ def shard_file_problem(path: Path, entry: ShardEntry) -> str | None:
 def repair_advice(cache_dir: Path) -> str:
     """What a user does about a damaged cache."""
     return f"run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract the videos it drops"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 shard``, ``2 shards``: a count with its noun (``nouns`` where the plural is not noun + s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
+
+
+def check_cache_folder(cache_dir: Path) -> None:
+    """Refuse a ``--cache`` path that is a file, or a folder holding Python source.
+
+    A code folder (such as the ``cache`` package itself) must never hold a cache:
+    the natural reset, deleting the cache folder, would delete the code with it.
+    A folder that does not exist yet passes.
+
+    Raises
+    ------
+    CacheError
+        One line naming the path and what to use instead.
+    """
+    cache_dir = Path(cache_dir)
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise CacheError(f"{cache_dir} is a file, not a cache folder; give --cache a folder, e.g. features/")
+    sources = sorted(path.name for path in cache_dir.glob("*.py"))
+    if sources:
+        shown = ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else "")
+        raise CacheError(
+            f"{cache_dir}: holds Python source ({shown}), so it is a code folder, not a cache (deleting the cache would delete the code); "
+            f"use a dedicated folder such as --cache features/ and move any {SHARD_PATTERN}, {INDEX_FILE}, {CONFIG_FILE} and {LABELS_FILE} there"
+        )
+
+
+def foreign_folder(cache_dir: Path) -> Path:
+    """Where ``verify --repair`` moves shards built with another config."""
+    return Path(cache_dir) / FOREIGN_FOLDER
+
+
+def foreign_advice(cache_dir: Path) -> str:
+    """What a user does about a shard built with another config."""
+    return (
+        f"run `python -m cache verify {cache_dir} --repair` to move it to {foreign_folder(cache_dir)}/ (nothing is deleted), "
+        "then `make features` to extract its videos with this cache's config"
+    )
+
+
+def read_shard_attributes(path: Path) -> dict:
+    """A shard's HDF5 attributes (schema version, config, config hash, library versions).
+
+    Raises
+    ------
+    OSError
+        When HDF5 cannot open the file.
+    """
+    with h5py.File(path, "r") as shard:
+        return dict(shard.attrs)
+
+
+def foreign_problem(attributes: Mapping, cache_config: dict) -> str | None:
+    """Why a shard was not built with the cache's extraction config, or None when it was.
+
+    Compares the shard's ``config_hash`` attribute with the hash of ``cache_config``
+    and names the options that differ (from its ``config`` attribute).
+    """
+    expected = config_hash(cache_config)
+    found = attributes.get("config_hash")
+    if found == expected:
+        return None
+    if found is None:
+        return f"foreign shard: it has no config hash (not written by a traitcache writer), this cache's config is {expected}"
+    try:
+        shard_config = json.loads(attributes.get("config", "{}"))
+    except (TypeError, json.JSONDecodeError):
+        shard_config = {}
+    keys = sorted(key for key in set(shard_config) | set(cache_config) if shard_config.get(key) != cache_config.get(key)) if shard_config else []
+    theirs = "".join(f", {key}={shard_config.get(key)!r}" for key in keys)
+    ours = "".join(f", {key}={cache_config.get(key)!r}" for key in keys)
+    return f"foreign shard: built with config {found}{theirs}; this cache's config is {expected}{ours}"
 
 
 @dataclass

@@ -11,7 +11,7 @@ import numpy as np
 
 from cache.errors import CacheError
 from cache.labels import label_matrix, read_label_table
-from cache.manifest import Index, config_hash, read_config, repair_advice, shard_file_problem
+from cache.manifest import Index, check_cache_folder, config_hash, foreign_advice, foreign_problem, read_config, repair_advice, shard_file_problem
 from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
 
 FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
@@ -23,12 +23,14 @@ class CacheReader:
 
     Checks on opening that the index and every shard it names are present with
     their recorded sizes; Fletcher-32 checksums catch damaged bytes as they are read,
-    and each shard's ids, splits and content hashes are compared with the index.
-    Every refusal is a CacheError in the words of ``python -m cache verify``.
+    each shard's ids, splits and content hashes are compared with the index, and its
+    ``config_hash`` attribute with the cache's config (a shard of another config is
+    refused). Every refusal is a CacheError in the words of ``python -m cache verify``.
     """
 
     def __init__(self, cache_dir: Path):
         self.cache_dir = Path(cache_dir)
+        check_cache_folder(self.cache_dir)
         if not self.cache_dir.is_dir():
             raise CacheError(f"{self.cache_dir}: no such cache folder; build one with `make features`")
         config = read_config(self.cache_dir)
@@ -123,6 +125,9 @@ class CacheReader:
         ``optional`` that the shard lacks are skipped instead of refused."""
         try:
             with h5py.File(self.cache_dir / entry.name, "r") as shard:
+                foreign = foreign_problem(shard.attrs, self.config)
+                if foreign:
+                    raise CacheError(f"{self.cache_dir / entry.name}: {foreign}; {foreign_advice(self.cache_dir)}")
                 for name, indexed in (("video_id", entry.video_ids), ("split", entry.splits), ("content_hash", entry.content_hashes)):
                     if [value.decode() for value in shard[name][()]] != indexed:
                         raise self._damaged(entry.name, f"its {name} values differ from the index")

@@ -11,6 +11,7 @@ from cache.labels import read_label_table
 from cache.manifest import read_failures
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES
+from cache.writer import lock_holder
 
 
 def describe(cache_dir: Path) -> dict:
@@ -18,10 +19,12 @@ def describe(cache_dir: Path) -> dict:
 
     Keys include ``videos`` (int), ``splits`` ({name: count}), ``frames`` (T),
     ``frames_per_segment``, ``embedding_dim``, ``audio_dim``, ``face_found_rate``,
-    ``labelled``, ``config``, ``config_hash``, ``library_versions`` and ``failures``
-    (list of {path, reason}).
+    ``labelled``, ``config``, ``config_hash``, ``library_versions``, ``failures``
+    (list of {path, reason}) and ``run_in_progress`` (the lock holder, e.g.
+    ``"pid 1234"``, while an extraction writes; None otherwise).
     """
     reader = CacheReader(cache_dir)
+    writing = lock_holder(cache_dir)  # before counting: the counts are then at least as new
     splits = reader.splits()
     found = [reader.read(split, ("face_found",))["face_found"] for split in splits]
     frames_found = np.concatenate([array.reshape(-1) for array in found]) if found else np.zeros(0, bool)
@@ -41,6 +44,7 @@ def describe(cache_dir: Path) -> dict:
         "config_hash": reader.config_hash,
         "library_versions": reader.shard_attributes().get("library_versions", {}),
         "failures": read_failures(cache_dir),
+        "run_in_progress": writing,
     }
 
 

@@ -16,6 +16,9 @@ INDEX_FILE = "index.json"
 LABELS_FILE = "labels.csv"
 FAILURES_FILE = "failures.csv"
 CONFIG_FILE = "config.json"
+# Shards built with another extraction config go here on ``verify --repair``: moved,
+# never deleted, since they are someone's features.
+FOREIGN_FOLDER = "foreign"
 # Files being written end with this until complete (shard-00003.h5.tmp, .index.json.<pid>.tmp),
 # so that a writer opening the folder and ``verify`` can find what a killed run left.
 TEMPORARY_SUFFIX = ".tmp"

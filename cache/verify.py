@@ -1,4 +1,4 @@
-"""Check a cache folder against its index, and remove what is damaged."""
+"""Check a cache folder against its index; remove what is damaged, move aside what is foreign."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 
 from cache.errors import CacheError
-from cache.manifest import Index, file_digest, shard_entry, shard_file_problem
+from cache.manifest import Index, file_digest, foreign_folder, foreign_problem, read_config, read_shard_attributes, shard_entry, shard_file_problem
 from cache.schema import INDEX_FILE, TEMPORARY_SUFFIX
 from cache.writer import CacheLock, shard_files
 
@@ -19,6 +19,22 @@ class Problem:
 
     path: Path
     reason: str
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """What ``repair`` did.
+
+    Attributes
+    ----------
+    dropped_videos : int
+        Videos dropped from the index: the next extraction redoes them.
+    moved : tuple of Path
+        Where the shards of another config now lie (under ``CACHE/foreign/``).
+    """
+
+    dropped_videos: int
+    moved: tuple[Path, ...]
 
 
 def _read_everything(path: Path) -> None:
@@ -38,11 +54,30 @@ def _content_problem(path: Path, sha256: str) -> str | None:
     return None
 
 
+def _foreign(path: Path, config: dict | None) -> str | None:
+    """The foreign-shard problem of an existing file, or None (also when HDF5 cannot
+    open it: that is damage, judged elsewhere, or when the cache has no config)."""
+    if config is None or not path.exists():
+        return None
+    try:
+        return foreign_problem(read_shard_attributes(path), config)
+    except OSError:
+        return None
+
+
 def verify(cache_dir: Path) -> list[Problem]:
     """Every problem found: an unreadable or missing index; missing, resized, altered
-    or unreadable shards; shards the index does not name; and temporary files left
-    by a killed run."""
+    or unreadable shards; shards built with another config than ``config.json``;
+    shards the index does not name; and temporary files left by a killed run.
+
+    Raises
+    ------
+    CacheError
+        When ``config.json`` is not valid JSON.
+    """
     cache_dir = Path(cache_dir)
+    config = read_config(cache_dir)
+    moved_to = f"--repair moves it to {foreign_folder(cache_dir)}/"
     temporaries = [Problem(path, "temporary file left by an interrupted run") for path in sorted(cache_dir.glob(f"*{TEMPORARY_SUFFIX}"))]
     index_path = cache_dir / INDEX_FILE
     try:
@@ -54,45 +89,75 @@ def verify(cache_dir: Path) -> list[Problem]:
     problems = []
     for entry in index.shards:
         path = cache_dir / entry.name
-        reason = shard_file_problem(path, entry) or _content_problem(path, entry.sha256)
+        # A foreign file under an indexed name also differs in size or digest: name the cause.
+        foreign = _foreign(path, config)
+        reason = f"{foreign}; {moved_to}" if foreign else shard_file_problem(path, entry) or _content_problem(path, entry.sha256)
         if reason:
             problems.append(Problem(path, reason))
     indexed = {entry.name for entry in index.shards}
-    problems += [Problem(path, "not in the index (left by an interrupted run); --repair adopts it if it reads in full") for path in shard_files(cache_dir) if path.name not in indexed]
+    for path in shard_files(cache_dir):
+        if path.name not in indexed:
+            foreign = _foreign(path, config)
+            if foreign:
+                reason = f"not in the index, and {foreign}; {moved_to}"
+            else:
+                reason = "not in the index (left by an interrupted run); --repair adopts it if it reads in full"
+            problems.append(Problem(path, reason))
     return problems + temporaries
 
 
-def repair(cache_dir: Path, problems: list[Problem]) -> int:
-    """Make the index name exactly the shards that read in full, so that the next
-    extraction redoes exactly the videos that were lost.
+def repair(cache_dir: Path, problems: list[Problem]) -> Repaired:
+    """Make the index name exactly the shards that read in full and were built with
+    the cache's config, so that the next extraction redoes exactly the videos lost.
 
-    Damaged and missing shards are deleted and dropped from the index; temporary
-    files are deleted; shards the index does not name (all of them when the index
-    itself is the problem) are adopted when they read in full and deleted otherwise.
-    Holds the writer's lock, so it refuses to run beside an extraction.
-
-    Returns
-    -------
-    int
-        Videos dropped from the index.
+    Shards of another config are moved to ``CACHE/foreign/`` (never deleted: they are
+    someone's features) and dropped from the index. Damaged and missing shards are
+    deleted and dropped from the index; temporary files are deleted; shards the index
+    does not name (all of them when the index itself is the problem) are adopted when
+    they read in full and deleted otherwise. Holds the writer's lock, so it refuses
+    to run beside an extraction.
     """
     cache_dir = Path(cache_dir)
     names = {problem.path.name for problem in problems}
+    moved: list[Path] = []
     with CacheLock(cache_dir):
+        config = read_config(cache_dir)
         index = Index() if INDEX_FILE in names else Index.load(cache_dir)
-        damaged = [entry for entry in index.shards if entry.name in names]
+        dropped = [entry for entry in index.shards if entry.name in names]
         index.shards = [entry for entry in index.shards if entry.name not in names]
         indexed = {entry.name for entry in index.shards}
         try:
-            for path in [cache_dir / entry.name for entry in damaged] + [problem.path for problem in problems if problem.path.name.endswith(TEMPORARY_SUFFIX)]:
-                path.unlink(missing_ok=True)
+            for path in [cache_dir / entry.name for entry in dropped]:
+                if _foreign(path, config):
+                    moved.append(_move_aside(path, cache_dir))
+                else:
+                    path.unlink(missing_ok=True)
+            for problem in problems:
+                if problem.path.name.endswith(TEMPORARY_SUFFIX):
+                    problem.path.unlink(missing_ok=True)
             for path in shard_files(cache_dir):
                 if path.name not in indexed:
-                    _adopt_or_remove(path, index)
+                    if _foreign(path, config):
+                        moved.append(_move_aside(path, cache_dir))
+                    else:
+                        _adopt_or_remove(path, index)
             index.save(cache_dir)
         except OSError as error:
             raise CacheError(f"{cache_dir}: cannot repair ({error})") from error
-    return sum(len(entry.video_ids) for entry in damaged)
+    return Repaired(sum(len(entry.video_ids) for entry in dropped), tuple(moved))
+
+
+def _move_aside(path: Path, cache_dir: Path) -> Path:
+    """Move a foreign shard into ``CACHE/foreign/`` under a name not yet taken there."""
+    folder = foreign_folder(cache_dir)
+    folder.mkdir(exist_ok=True)
+    destination = folder / path.name
+    copy = 0
+    while destination.exists():  # an earlier repair moved a shard of the same name
+        copy += 1
+        destination = folder / f"{path.stem}.{copy}{path.suffix}"
+    path.rename(destination)
+    return destination
 
 
 def _adopt_or_remove(path: Path, index: Index) -> None:

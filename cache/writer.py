@@ -12,6 +12,7 @@ import fcntl
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import h5py
@@ -21,10 +22,15 @@ from cache.errors import CacheError
 from cache.manifest import (
     Index,
     ShardEntry,
+    check_cache_folder,
     config_differences,
     config_hash,
     file_digest,
+    foreign_advice,
+    foreign_problem,
+    plural,
     read_config,
+    read_shard_attributes,
     shard_entry,
     write_atomically,
 )
@@ -42,11 +48,15 @@ from cache.schema import (
 
 LOCK_FILE = ".lock"
 SHARD_PREFIX, SHARD_SUFFIX = SHARD_PATTERN.split("*")  # shard-00003.h5
+# `cache info` probes the lock with a shared lock held for microseconds; a writer
+# starting in that instant retries this long (seconds) before refusing.
+LOCK_GRACE_SECONDS = 0.2
+LOCK_RETRY_SECONDS = 0.01  # between two tries
 DEFAULT_VIDEOS_PER_SHARD = 64  # bounds what a crash can lose and what one shard holds in memory (~100 MB with crops)
 
 
 class CacheLock:
-    """Exclusive advisory lock on a cache folder."""
+    """Exclusive advisory lock on a cache folder; the lock file names the holder's pid."""
 
     def __init__(self, cache_dir: Path):
         self.path = Path(cache_dir) / LOCK_FILE
@@ -55,15 +65,14 @@ class CacheLock:
     def __enter__(self) -> CacheLock:
         self.handle = open(self.path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # Only to name the holder in the message another process gets.
+            self._acquire()
+            # Names the holder in the message another writer gets and in `cache info`.
             self.handle.seek(0)
             self.handle.truncate()
             self.handle.write(f"pid {os.getpid()}")
             self.handle.flush()
         except BlockingIOError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or "unknown pid"
+            holder = _holder(self.handle)
             self.handle.close()
             raise CacheError(f"{self.path.parent}: another process ({holder}) is writing to this cache; wait for it to finish or stop it") from None
         except OSError:
@@ -71,9 +80,44 @@ class CacheLock:
             raise
         return self
 
+    def _acquire(self) -> None:
+        deadline = time.monotonic() + LOCK_GRACE_SECONDS
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(LOCK_RETRY_SECONDS)
+
     def __exit__(self, *exc_info) -> None:
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         self.handle.close()
+
+
+def _holder(handle) -> str:
+    handle.seek(0)
+    return handle.read().strip() or "unknown pid"  # empty for the instant between lock and write
+
+
+def lock_holder(cache_dir: Path) -> str | None:
+    """Who holds the cache's writer lock (``"pid 1234"``), or None when no one does.
+
+    Probes with a shared lock held for an instant; a writer that starts in that
+    instant retries for LOCK_GRACE_SECONDS, so the probe never refuses one.
+    """
+    try:
+        handle = open(Path(cache_dir) / LOCK_FILE, encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(handle)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
 def shard_name(number: int) -> str:
@@ -160,6 +204,7 @@ class CacheWriter:
         self.written = 0
 
     def __enter__(self) -> CacheWriter:
+        check_cache_folder(self.cache_dir)
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             self.lock.__enter__()
@@ -198,9 +243,16 @@ class CacheWriter:
             if (self.cache_dir / INDEX_FILE).exists() or shard_files(self.cache_dir):
                 raise CacheError(f"{self.cache_dir}: holds shards but no {CONFIG_FILE}, so their extraction config is unknown; restore {CONFIG_FILE} or use a new --cache folder")
             write_atomically(self.cache_dir / CONFIG_FILE, json.dumps(self.config, indent=1, sort_keys=True))
+        elif config_hash(existing) != config_hash(self.config) and not self._holds_videos():
+            # A run that failed before writing any shard leaves only its config behind:
+            # that must not block the next run with corrected options.
+            write_atomically(self.cache_dir / CONFIG_FILE, json.dumps(self.config, indent=1, sort_keys=True))
         elif config_hash(existing) != config_hash(self.config):
             differences = "; ".join(config_differences(existing, self.config))
             raise CacheError(f"{self.cache_dir}: cache was built with a different extraction config ({differences}); use a new --cache folder or the original options")
+
+    def _holds_videos(self) -> bool:
+        return bool(shard_files(self.cache_dir)) or Index.load(self.cache_dir).num_videos() > 0
 
     def _remove_temporary_files(self) -> None:
         for stale in self.cache_dir.glob(f"*{TEMPORARY_SUFFIX}"):
@@ -209,8 +261,17 @@ class CacheWriter:
     def _adopt_unindexed_shards(self) -> None:
         # A run killed between renaming a shard and saving the index leaves a
         # complete shard the index does not name: adopt it rather than redo it.
+        # A shard of another config (copied in by hand) is refused before anything
+        # changes: adopting it would mix incompatible features.
         indexed = {entry.name for entry in self.index.shards}
         orphans = [path for path in shard_files(self.cache_dir) if path.name not in indexed]
+        for path in orphans:
+            try:
+                problem = foreign_problem(read_shard_attributes(path), self.config)
+            except OSError:
+                continue  # unreadable: removed below
+            if problem:
+                raise CacheError(f"{path}: {problem}; {foreign_advice(self.cache_dir)}")
         for path in orphans:
             try:
                 self.index.shards.append(shard_entry(path))
@@ -257,7 +318,7 @@ class CacheWriter:
             # adopted the next time the folder is opened for writing.
             Index([*self.index.shards, entry]).save(self.cache_dir)
         except OSError as error:
-            raise CacheError(f"{final}: cannot write shard ({error}); the {self.index.num_videos()} videos already cached are intact") from error
+            raise CacheError(f"{final}: cannot write shard ({error}); the cache is intact ({plural(self.index.num_videos(), 'video')} already cached)") from error
         finally:
             temporary.unlink(missing_ok=True)  # already renamed when all went well
         self.index.shards.append(entry)

@@ -2,14 +2,17 @@
 
 pyAudioAnalysis' ``ShortTermFeatures.feature_extraction`` computes its features
 one frame at a time in Python; :func:`frame_features` computes the same 68
-features for all frames at once with numpy. Only the one-off set-up (the MFCC
+features for many frames at once with numpy. Only the one-off set-up (the MFCC
 filter bank and the chroma bin map) comes from pyAudioAnalysis itself, so that
-those tables are exactly its own.
+those tables are exactly its own. :func:`audio_features` works through the
+frames a batch at a time and keeps only running sums per segment, so that memory
+beyond the int16 sound track stays bounded however long the recording.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import scipy.fft
@@ -24,7 +27,10 @@ ENTROPY_BLOCKS = 10  # sub-blocks per frame in pyAudioAnalysis' energy entropy a
 ROLLOFF_FRACTION = 0.90  # share of the spectral energy below pyAudioAnalysis' roll-off bin
 MFCC_COUNT = 13  # cepstral coefficients kept (of the 40 filter-bank channels)
 CHROMA_CLASSES = 12  # semitones per octave
-FRAMES_PER_BATCH = 512  # frames transformed together: each spectrum-sized temporary stays ~5-9 MB (50 ms windows, 44.1 kHz) however long the recording
+# Samples in the frames transformed together (655 frames of 50 ms at 16 kHz): the
+# batch's temporaries stay ~12 MB however long the recording; measured ~25 MB at 2^20,
+# which was no faster within this machine's noise.
+SAMPLES_PER_BATCH = 2**19
 
 
 def short_term_features(signal: np.ndarray, rate: int, window: float, step: float) -> np.ndarray:
@@ -33,7 +39,8 @@ def short_term_features(signal: np.ndarray, rate: int, window: float, step: floa
     Parameters
     ----------
     signal : np.ndarray
-        (num_samples,) mono samples in int16 range (pyAudioAnalysis scales by 2^-15).
+        (num_samples,) mono samples in int16 range (pyAudioAnalysis scales by 2^-15),
+        int16 or float.
     rate : int
         Hz.
     window, step : float
@@ -44,14 +51,24 @@ def short_term_features(signal: np.ndarray, rate: int, window: float, step: floa
     np.ndarray
         (num_windows, 68) float64; a signal shorter than one window is zero-padded to one.
     """
+    return np.concatenate(list(short_term_batches(signal, rate, window, step)))
+
+
+def short_term_batches(signal: np.ndarray, rate: int, window: float, step: float) -> Iterator[np.ndarray]:
+    """`short_term_features` a batch of consecutive windows at a time, so that memory stays bounded.
+
+    Yields
+    ------
+    np.ndarray
+        (num_batch_windows, 68) float64, the batches in order.
+    """
     window_samples = round(window * rate)
-    step_samples = round(step * rate)
     if len(signal) < window_samples:
         signal = np.pad(signal, (0, window_samples - len(signal)))
-    return frame_features(signal, rate, window_samples, step_samples)
+    return feature_batches(signal, rate, window_samples, round(step * rate))
 
 
-def frame_features(signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int = FRAMES_PER_BATCH) -> np.ndarray:
+def frame_features(signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int | None = None) -> np.ndarray:
     """pyAudioAnalysis' ``feature_extraction(..., deltas=True)``, vectorised and transposed.
 
     Parameters
@@ -63,8 +80,9 @@ def frame_features(signal: np.ndarray, rate: int, window_samples: int, step_samp
     window_samples, step_samples : int
         Frame length and hop in samples; frame i covers samples
         [i * step_samples, i * step_samples + window_samples).
-    frames_per_batch : int
-        Frames transformed together; it bounds memory and does not change the result.
+    frames_per_batch : int, optional
+        Frames transformed together; it bounds memory and does not change the
+        result. By default as many as fit in ``SAMPLES_PER_BATCH``.
 
     Returns
     -------
@@ -83,25 +101,68 @@ def frame_features(signal: np.ndarray, rate: int, window_samples: int, step_samp
         about 198 samples at 16 kHz, 234 at 44.1 kHz); pyAudioAnalysis itself
         fails there too.
     """
+    return np.concatenate(list(feature_batches(signal, rate, window_samples, step_samples, frames_per_batch)))
+
+
+def feature_batches(signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int | None = None) -> Iterator[np.ndarray]:
+    """`frame_features` a batch of consecutive frames at a time.
+
+    pyAudioAnalysis first removes the signal's mean and divides by its peak; both
+    are computed here first, in one pass that copies nothing, and each batch is
+    then normalised on its own, so that no signal-length float copy exists.
+
+    Yields
+    ------
+    np.ndarray
+        (num_batch_frames, 68) float64, the batches in order; together they are
+        `frame_features`' rows.
+    """
     spectrum_bins = window_samples // 2
     filter_bank, _ = ShortTermFeatures.mfcc_filter_banks(rate, spectrum_bins)
     mel = _nonzero_rows(filter_bank.T)
     chroma = _nonzero_rows(_chroma_weights(spectrum_bins, rate))
-    # In place, the same steps as pyAudioAnalysis, so that only one signal-length copy stays alive.
-    normalised = np.asarray(signal, dtype=np.float64) / INT16_FULL_SCALE
-    normalised -= normalised.mean()
-    normalised /= np.abs(normalised).max() + NORMALISE_GUARD
-    time_features = _time_features(normalised, window_samples, step_samples)
-    frames = np.lib.stride_tricks.sliding_window_view(normalised, window_samples)[::step_samples]
-    spectral = []
-    for start in range(0, len(frames), frames_per_batch):
+    offset, peak = _normalisation(signal)
+    num_frames = (len(signal) - window_samples) // step_samples + 1
+    frames_per_batch = frames_per_batch or max(1, SAMPLES_PER_BATCH // window_samples)
+    previous = None  # the last frame's 34 features, for the first delta of the next batch
+    for start in range(0, num_frames, frames_per_batch):
+        stop = min(start + frames_per_batch, num_frames)
         # Each later batch starts one frame early: spectral flux needs the previous frame's spectrum.
         first = max(start - 1, 0)
-        batch = _spectral_features(frames[first : start + frames_per_batch], rate, mel, chroma)
-        spectral.append(batch[start - first :])
-    features = np.column_stack([time_features, np.concatenate(spectral)])
-    deltas = np.diff(features, axis=0, prepend=features[:1])
-    return np.concatenate([features, deltas], axis=1)
+        samples = signal[first * step_samples : (stop - 1) * step_samples + window_samples]
+        # The same operations as pyAudioAnalysis' on the whole signal, so each sample gets the same value.
+        normalised = (samples / INT16_FULL_SCALE - offset) / (peak + NORMALISE_GUARD)
+        frames = np.lib.stride_tricks.sliding_window_view(normalised, window_samples)[::step_samples]
+        time_features = _time_features(normalised[(start - first) * step_samples :], window_samples, step_samples)
+        features = np.column_stack([time_features, _spectral_features(frames, rate, mel, chroma)[start - first :]])
+        deltas = np.diff(features, axis=0, prepend=features[:1] if previous is None else previous)
+        previous = features[-1:]
+        yield np.concatenate([features, deltas], axis=1)
+
+
+def _normalisation(signal: np.ndarray) -> tuple[float, float]:
+    """pyAudioAnalysis' DC offset and peak of ``signal / 2^15``: normalised = (signal / 2^15 - offset) / (peak + guard).
+
+    Parameters
+    ----------
+    signal : np.ndarray
+        (num_samples,) samples in int16 range.
+
+    Returns
+    -------
+    offset, peak : float
+        The mean of the scaled signal, and the largest absolute value of the
+        scaled signal minus it.
+    """
+    if np.issubdtype(signal.dtype, np.integer):
+        # Integer samples sum exactly (int64 holds 2^48 int16 samples), the mean then correctly rounded.
+        offset = int(np.sum(signal, dtype=np.int64)) / len(signal) / INT16_FULL_SCALE
+    else:
+        # Scaling by a power of two commutes with rounding: the mean of the scaled signal, bit for bit.
+        offset = float(np.mean(signal, dtype=np.float64)) / INT16_FULL_SCALE
+    # The largest distance from the offset lies at one of the extremes.
+    peak = max(abs(float(signal.max()) / INT16_FULL_SCALE - offset), abs(float(signal.min()) / INT16_FULL_SCALE - offset))
+    return offset, peak
 
 
 def _time_features(normalised: np.ndarray, window_samples: int, step_samples: int) -> np.ndarray:
@@ -301,13 +362,15 @@ def _chroma(power: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> np.ndar
     return np.column_stack([chroma, chroma.std(axis=1)])
 
 
-def segment_means(features: np.ndarray, window: float, step: float, duration: float, segments: int) -> np.ndarray:
-    """Average the windows whose centre falls in each of T equal segments.
+def segment_means(batches: Iterable[np.ndarray], window: float, step: float, duration: float, segments: int) -> np.ndarray:
+    """Average the windows whose centre falls in each of T equal segments, one batch of windows at a time.
 
     Parameters
     ----------
-    features : np.ndarray
-        (num_windows, 68), window i spanning [i*step, i*step + window) seconds.
+    batches : iterable of np.ndarray
+        Consecutive (num_batch_windows, 68) batches of windows (`short_term_batches`,
+        or ``[features]`` for one array); window i overall spans
+        [i*step, i*step + window) seconds.
     duration : float
         Seconds of video, cut into ``segments`` equal parts.
 
@@ -316,17 +379,27 @@ def segment_means(features: np.ndarray, window: float, step: float, duration: fl
     np.ndarray
         (T, 68) float32; a segment with no window centre takes the nearest window.
     """
-    centres = np.arange(len(features)) * step + window / 2.0
-    segment_of_window = np.floor(centres / (duration / segments)).astype(int)
-    segment_centres = (np.arange(segments) + 0.5) * (duration / segments)
-    result = np.empty((segments, features.shape[1]), dtype=np.float32)
-    for segment in range(segments):
-        members = segment_of_window == segment
-        if members.any():
-            result[segment] = features[members].mean(axis=0)
-        else:
-            result[segment] = features[np.abs(centres - segment_centres[segment]).argmin()]
-    return result
+    length = duration / segments
+    segment_centres = (np.arange(segments) + 0.5) * length
+    sums, counts = np.zeros((segments, AUDIO_DIM)), np.zeros(segments, dtype=np.int64)
+    nearest, nearest_distance = np.zeros((segments, AUDIO_DIM)), np.full(segments, np.inf)
+    offset = 0
+    for batch in batches:
+        centres = np.arange(offset, offset + len(batch)) * step + window / 2.0
+        segment_of_window = np.floor(centres / length).astype(int)
+        for segment in np.unique(segment_of_window[(segment_of_window >= 0) & (segment_of_window < segments)]):
+            members = segment_of_window == segment
+            sums[segment] += batch[members].sum(axis=0)
+            counts[segment] += members.sum()
+        # For segments no centre falls in: the nearest window, the earliest of equals.
+        distances = np.abs(centres[:, None] - segment_centres[None, :])
+        closest = distances.argmin(axis=0)
+        closer = distances[closest, np.arange(segments)] < nearest_distance
+        nearest_distance[closer] = distances[closest[closer], np.flatnonzero(closer)]
+        nearest[closer] = batch[closest[closer]]
+        offset += len(batch)
+    filled = counts > 0
+    return np.where(filled[:, None], sums / np.maximum(counts, 1)[:, None], nearest).astype(np.float32)
 
 
 def segment_windows(signal: np.ndarray, rate: int, duration: float, segments: int) -> np.ndarray:
@@ -339,15 +412,26 @@ def segment_windows(signal: np.ndarray, rate: int, duration: float, segments: in
         window is repeated.
     """
     segment_seconds = duration / segments
-    features = short_term_features(signal, rate, segment_seconds, segment_seconds)[:segments]
+    collected, count = [], 0
+    # Only the first T windows are used: the rest of a longer sound track is not analysed.
+    for batch in short_term_batches(signal, rate, segment_seconds, segment_seconds):
+        collected.append(batch[: segments - count])
+        count += len(collected[-1])
+        if count == segments:
+            break
+    features = np.concatenate(collected)
     missing = segments - len(features)
     return np.concatenate([features, np.repeat(features[-1:], missing, axis=0)]).astype(np.float32)
 
 
 def audio_features(signal: np.ndarray | None, rate: int, duration: float, segments: int, window: float, step: float, mode: str) -> np.ndarray:
-    """(T, 68) float32 audio features for one video; zeros when it has no sound."""
+    """(T, 68) float32 audio features for one video; zeros when it has no sound.
+
+    Memory beyond ``signal`` stays bounded however long the recording: the
+    analysis windows are computed and averaged a batch at a time.
+    """
     if signal is None:
         return np.zeros((segments, AUDIO_DIM), dtype=np.float32)
     if mode == "window":
         return segment_windows(signal, rate, duration, segments)
-    return segment_means(short_term_features(signal, rate, window, step), window, step, duration, segments)
+    return segment_means(short_term_batches(signal, rate, window, step), window, step, duration, segments)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cache.manifest import file_digest
+from extract.embed import REDUCED_PRECISION_RUNTIMES, RUNTIMES
 
 SAMPLING_MODES = ("centre", "random")
 AUDIO_MODES = ("mean", "window")  # mean of 50 ms windows per segment, or one window per segment (original project)
@@ -48,6 +49,10 @@ class ExtractOptions:
         lowered in steps of 2 down to the floor.
     weights : str
         ``imagenet``, ``none`` (random, real architecture) or a weights file path.
+    runtime : str
+        ResNet50 runtime, one of ``extract.embed.RUNTIMES`` (``auto``, ``keras``,
+        ``openvino``: float32, the same cache; ``openvino-bf16``, ``keras-mixed``:
+        reduced precision, recorded in the cache config).
     audio_rate : int
         Hz every sound track is resampled to.
     audio_window, audio_step : float
@@ -80,6 +85,7 @@ class ExtractOptions:
     min_neighbors: int = 10
     min_neighbors_floor: int = 4
     weights: str = "imagenet"
+    runtime: str = "auto"
     audio_rate: int = 16000
     audio_window: float = 0.050
     audio_step: float = 0.025
@@ -98,6 +104,7 @@ class ExtractOptions:
             (self.sampling in SAMPLING_MODES, f"--sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}"),
             (self.crop_size >= 32, f"--crop-size must be at least 32 (ResNet50's smallest input), got {self.crop_size}"),
             (self.audio_mode in AUDIO_MODES, f"--audio-mode must be one of {AUDIO_MODES}, got {self.audio_mode!r}"),
+            (self.runtime in RUNTIMES, f"--runtime must be one of {RUNTIMES}, got {self.runtime!r}"),
             (self.backend in BACKENDS, f"--backend must be one of {BACKENDS}, got {self.backend!r}"),
             (self.jobs >= 0, f"--jobs must be 0 (all cores) or more, got {self.jobs}"),
             (1 <= self.min_neighbors_floor <= self.min_neighbors, "--min-neighbors-floor must be between 1 and --min-neighbors"),
@@ -118,14 +125,28 @@ class ExtractOptions:
         return self.jobs or os.cpu_count() or 1
 
     def resolved(self) -> ExtractOptions:
-        """Options with a weights file path made absolute (so it can be found again)."""
+        """Options with a weights file path made absolute (so it can be found again).
+
+        Raises
+        ------
+        ValueError
+            When ``weights`` names a file that does not exist.
+        """
         if self.weights in ("imagenet", "none"):
             return self
-        return dataclasses.replace(self, weights=str(Path(self.weights).expanduser().resolve()))
+        path = Path(self.weights).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(
+                f"--weights {self.weights}: no such file; expected imagenet, none, or a ResNet50 include_top=False weights file (.h5 or .weights.h5)"
+            )
+        return dataclasses.replace(self, weights=str(path))
 
     def feature_config(self) -> dict:
         """The options that decide the cached numbers: the cache's identity."""
-        config = {key: value for key, value in dataclasses.asdict(self).items() if key not in RUN_ONLY_FIELDS}
+        config = {key: value for key, value in dataclasses.asdict(self).items() if key not in RUN_ONLY_FIELDS and key != "runtime"}
+        # Float32 runtimes give Keras' numbers within float16 storage precision: one cache.
+        if self.runtime in REDUCED_PRECISION_RUNTIMES:
+            config["runtime"] = self.runtime
         if self.weights not in ("imagenet", "none"):
             config["weights_sha256"] = file_digest(Path(self.weights))
         return config

@@ -1,21 +1,57 @@
-"""ResNet50 embeddings of face crops (Keras; TensorFlow imported lazily)."""
+"""ResNet50 embeddings of face crops on the fastest runtime that gives the same numbers.
+
+Runtimes (``--runtime``):
+
+- ``keras``: Keras 3 on TensorFlow in float32, on a GPU when TensorFlow sees one
+  (TensorFloat-32 switched off so a GPU gives float32 numbers too).
+- ``openvino``: the same Keras model converted once by OpenVINO and run on the CPU
+  in float32. Its outputs equal Keras' within float16 storage precision, so it
+  shares Keras' cache config; it is faster on a CPU (see ``bench/embed_bench.py``).
+- ``openvino-bf16``: OpenVINO on the CPU in bfloat16, about twice as fast again on
+  CPUs with bf16 instructions, but its outputs differ from Keras' by more than
+  float16 storage precision: recorded in the cache config, so its cache never
+  mixes with a float32 one.
+- ``keras-mixed``: Keras mixed precision (float16 compute, float32 variables), for
+  GPUs with tensor cores; recorded in the cache config for the same reason.
+- ``auto``: ``keras`` when TensorFlow sees a GPU, else ``openvino`` when it is
+  installed, else ``keras``. It only ever picks a float32 runtime, so a cache
+  never changes config with the machine that extends it.
+
+TensorFlow and OpenVINO are imported lazily: importing this module pulls neither.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from cache.schema import EMBEDDING_DIM
 
 # Keras' own origin and checksum for the ImageNet ResNet50 without its top layer.
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
 IMAGENET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
+RUNTIMES = ("auto", "keras", "openvino", "openvino-bf16", "keras-mixed")
+# Runtimes whose numbers differ from Keras float32 by more than float16 storage precision:
+# they are part of the cache config. The others give the same cache.
+REDUCED_PRECISION_RUNTIMES = ("openvino-bf16", "keras-mixed")
+OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # INFERENCE_PRECISION_HINT
+# Several one-thread requests, each batch split between them: faster than one request on all
+# cores, and less slowed by decoding workers sharing the cores (bench/embed_bench.py).
+OPENVINO_HINT = "THROUGHPUT"
+
 
 class WeightsError(Exception):
     """The requested ResNet50 weights cannot be found or loaded."""
+
+
+class RuntimeUnavailableError(Exception):
+    """The requested inference runtime is not installed or not supported by this machine."""
 
 
 def keras_home() -> Path:
@@ -44,9 +80,76 @@ def imagenet_weights_path() -> Path:
         ) from error
 
 
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _import_openvino():
+    """The ``openvino`` module, or a RuntimeUnavailableError saying how to install it."""
+    try:
+        import openvino
+    except ImportError as error:
+        raise RuntimeUnavailableError(f"--runtime openvino needs the openvino package ({error}); install it with `pip install openvino`, or pass --runtime keras") from error
+    return openvino
+
+
+def check_runtime(runtime: str) -> None:
+    """Fail early when a forced runtime cannot run here (``auto`` always can).
+
+    Raises
+    ------
+    RuntimeUnavailableError
+        An OpenVINO runtime without the package, or bf16 on a CPU without bf16 support.
+    """
+    if runtime not in OPENVINO_PRECISION:
+        return
+    openvino = _import_openvino()
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    # Without bf16 instructions OpenVINO would quietly compute in f32 under a bf16 config.
+    if runtime == "openvino-bf16" and "BF16" not in capabilities:
+        raise RuntimeUnavailableError(f"--runtime openvino-bf16: this CPU has no bf16 support (OpenVINO reports {capabilities}); pass --runtime openvino")
+
+
 @functools.cache
-def build_resnet(weights: str, crop_size: int, seed: int = 0):
-    """Frozen ResNet50 (include_top=False, average pooling), built once per process.
+def resolve_runtime(runtime: str) -> str:
+    """The concrete runtime that ``runtime`` stands for on this machine.
+
+    Parameters
+    ----------
+    runtime : str
+        One of RUNTIMES.
+
+    Returns
+    -------
+    str
+        ``runtime`` itself, or for ``auto``: ``keras`` on a GPU, else ``openvino`` when
+        it is installed, else ``keras``.
+
+    Raises
+    ------
+    RuntimeUnavailableError
+        As in ``check_runtime``.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime != "auto":
+        check_runtime(runtime)
+        return runtime
+    if gpu_visible():
+        return "keras"
+    try:
+        _import_openvino()
+    except RuntimeUnavailableError:
+        return "keras"
+    return "openvino"
+
+
+@functools.cache
+def build_resnet(weights: str, crop_size: int, seed: int = 0, mixed_precision: bool = False):
+    """Frozen Keras ResNet50 (include_top=False, average pooling), built once per process.
 
     Parameters
     ----------
@@ -54,6 +157,8 @@ def build_resnet(weights: str, crop_size: int, seed: int = 0):
         ``imagenet``, ``none`` (random weights seeded by ``seed``) or a weights file path.
     crop_size : int
         Side of the square input (32 or more).
+    mixed_precision : bool
+        Build under Keras' ``mixed_float16`` policy (float16 compute, float32 variables).
     """
     import keras
 
@@ -66,12 +171,92 @@ def build_resnet(weights: str, crop_size: int, seed: int = 0):
         if not Path(weights).is_file():
             raise WeightsError(f"{weights}: weights file not found; expected a ResNet50 include_top=False weights file (.h5 or .weights.h5)")
         source = weights
+    # keras.applications takes no dtype: the global policy decides it while the layers are built.
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
     try:
         model = keras.applications.ResNet50(include_top=False, weights=source, input_shape=(crop_size, crop_size, 3), pooling="avg")
     except (ValueError, OSError) as error:
         raise WeightsError(f"{weights}: cannot load as ResNet50 include_top=False weights ({error})") from error
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     model.trainable = False
     return model
+
+
+@functools.cache
+def _keras_runner(weights: str, crop_size: int, seed: int, runtime: str):
+    """A function (N, S, S, 3) float32 -> (N, 2048) float32 on Keras."""
+    import tensorflow as tf
+
+    if runtime == "keras":
+        # TensorFloat-32 (on by default on Ampere and later GPUs) rounds products to 10 bits:
+        # off, so the float32 runtime gives float32 numbers on any device.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    model = build_resnet(weights, crop_size, seed, mixed_precision=runtime == "keras-mixed")
+    # predict_on_batch measured faster than model(x, training=False) and a tf.function
+    # of it on CPU at batch 32 (bench/embed_bench.py).
+    return lambda batch: np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+
+
+@functools.cache
+def openvino_model(weights: str, crop_size: int, seed: int = 0):
+    """The Keras ResNet50 converted by OpenVINO (an ``openvino.Model``), once per process."""
+    openvino = _import_openvino()
+    model = build_resnet(weights, crop_size, seed)
+    with warnings.catch_warnings():
+        # Tracing a functional Keras model with a positional input warns about its structure; harmless.
+        warnings.filterwarnings("ignore", message="The structure of `inputs`", category=UserWarning)
+        return openvino.convert_model(model)
+
+
+@functools.cache
+def compiled_openvino(weights: str, crop_size: int, seed: int, runtime: str, hint: str = OPENVINO_HINT):
+    """The converted model compiled for the CPU at the runtime's precision, once per process."""
+    openvino = _import_openvino()
+    return openvino.Core().compile_model(
+        openvino_model(weights, crop_size, seed), "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[runtime], "PERFORMANCE_HINT": hint}
+    )
+
+
+def openvino_function(weights: str, crop_size: int, seed: int, runtime: str, hint: str = OPENVINO_HINT):
+    """A function (N, S, S, 3) float32 -> (N, 2048) float32 on OpenVINO: each batch split
+    between the compiled model's parallel requests (one request under the LATENCY hint)."""
+    openvino = _import_openvino()
+    compiled = compiled_openvino(weights, crop_size, seed, runtime, hint)
+    # Requests are not shared between threads: each caller gets its own.
+    queue = openvino.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        parts = np.array_split(batch, min(len(queue), len(batch)))
+        outputs = [None] * len(parts)
+
+        def keep(request, index: int) -> None:
+            outputs[index] = request.get_output_tensor(0).data.astype(np.float32)  # a copy: the request's buffer is reused
+
+        queue.set_callback(keep)
+        for index, part in enumerate(parts):
+            queue.start_async([part], index)
+        queue.wait_all()
+        return np.concatenate(outputs)
+
+    return run
+
+
+def inference_function(weights: str, crop_size: int, seed: int = 0, runtime: str = "auto"):
+    """ResNet50 on the runtime that ``runtime`` resolves to here.
+
+    Returns
+    -------
+    callable
+        (N, S, S, 3) float32 preprocessed crops -> (N, 2048) float32 embeddings.
+
+    Raises
+    ------
+    WeightsError, RuntimeUnavailableError
+    """
+    concrete = resolve_runtime(runtime)
+    return (openvino_function if concrete in OPENVINO_PRECISION else _keras_runner)(weights, crop_size, seed, concrete)
 
 
 def preprocess(crops: np.ndarray) -> np.ndarray:
@@ -92,19 +277,47 @@ def preprocess(crops: np.ndarray) -> np.ndarray:
     return preprocess_input(crops.astype(np.float32))
 
 
-def embed(crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32) -> np.ndarray:
-    """ResNet50 embeddings of face crops.
+def embed_float32(crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto") -> np.ndarray:
+    """ResNet50 embeddings of face crops, before float16 storage.
 
     Parameters
     ----------
     crops : np.ndarray
         (N, S, S, 3) uint8 RGB.
+    weights, crop_size, seed
+        As in ``build_resnet``.
+    batch_size : int
+        Crops per inference call.
+    runtime : str
+        One of RUNTIMES (see the module docstring).
+
+    Returns
+    -------
+    np.ndarray
+        (N, 2048) float32.
+
+    Raises
+    ------
+    WeightsError, RuntimeUnavailableError
+    """
+    runner = inference_function(weights, crop_size, seed, runtime)
+    outputs = [runner(preprocess(crops[start : start + batch_size])) for start in range(0, len(crops), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, EMBEDDING_DIM), np.float32)
+
+
+def embed(crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto") -> np.ndarray:
+    """ResNet50 embeddings of face crops, as stored in the cache.
+
+    Parameters
+    ----------
+    crops : np.ndarray
+        (N, S, S, 3) uint8 RGB.
+    weights, crop_size, seed, batch_size, runtime
+        As in ``embed_float32``.
 
     Returns
     -------
     np.ndarray
         (N, 2048) float16.
     """
-    model = build_resnet(weights, crop_size, seed)
-    outputs = [np.asarray(model.predict_on_batch(preprocess(crops[start : start + batch_size]))) for start in range(0, len(crops), batch_size)]
-    return np.concatenate(outputs).astype(np.float16)
+    return embed_float32(crops, weights, crop_size, seed, batch_size, runtime).astype(np.float16)

@@ -152,12 +152,13 @@ def make_job(path: Path, split: str) -> VideoJob | Failure:
 def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJob], list[Failure]]:
     """Hash each video's bytes and name it by its file name (the label key).
 
-    Copies of one file (same content) become one job. Two different files with the
-    same name would share a label key: the first keeps it, the others fail with a
+    Every distinct file name gets its own job, byte-identical copies included (the
+    extraction decodes each content once and records it under every name). The
+    same file listed twice is one job. A file name is a label key, so it can be
+    only one video in one split: a second file with a taken name fails with a
     reason naming both, so nothing collides silently.
     """
     jobs: dict[str, VideoJob] = {}
-    by_name: dict[str, VideoJob] = {}
     failures: list[Failure] = []
     for path, split in videos:
         job = make_job(path, split)
@@ -166,11 +167,53 @@ def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJ
         if isinstance(job, Failure):
             failures.append(job)
             continue
-        if job.content_hash in jobs:
-            continue
-        clash = by_name.get(job.video_id)
-        if clash is not None:
-            failures.append(Failure(str(path), f"video_id {job.video_id} is already taken by {clash.path}, a different file; rename one of them"))
-            continue
-        jobs[job.content_hash] = by_name[job.video_id] = job
+        taken = jobs.get(job.video_id)
+        if taken is None:
+            jobs[job.video_id] = job
+        elif (taken.content_hash, taken.split) != (job.content_hash, job.split):
+            what = "a different file" if taken.content_hash != job.content_hash else f"an identical file in split {taken.split!r}"
+            failures.append(Failure(str(path), f"video_id {job.video_id} is already taken by {taken.path}, {what}; rename one of them"))
     return list(jobs.values()), failures
+
+
+class InputError(ValueError):
+    """An input named on the command line cannot be used at all."""
+
+
+def check_inputs(specs: list[str]) -> None:
+    """Refuse, before any work, an input path that does not exist or a folder that
+    holds no videos: both are mistakes in the command, not bad videos.
+
+    Raises
+    ------
+    InputError
+        Naming the first such input and what was expected.
+    """
+    for spec in specs:
+        _, path = parse_input(spec)
+        if not path.exists() and not path.is_symlink():
+            raise InputError(f"{spec}: no such file or folder; expected a video file or a folder of videos (SPLIT=PATH names the split)")
+        if path.is_dir() and not any(Path(root, name).suffix.lower() in VIDEO_SUFFIXES for root, _, names in os.walk(path) for name in names):
+            raise InputError(f"{spec}: folder holds no videos (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+
+
+SPLIT_NAMES = ("train", "training", "validation", "val", "valid", "test")  # folder names that look like data-set splits
+
+
+def unused_split_folders(specs: list[str]) -> list[str]:
+    """Warnings for folder inputs whose subfolders look like splits but are not used as such.
+
+    ``data/`` holding ``train/`` and ``test/`` puts every video into split ``data``;
+    the user almost certainly meant ``train=data/train test=data/test``.
+    """
+    warnings = []
+    for spec in specs:
+        split, path = parse_input(spec)
+        if not path.is_dir():
+            continue
+        named = sorted(child.name for child in path.iterdir() if child.is_dir() and child.name.lower() in SPLIT_NAMES)
+        if named:
+            chosen = split or path.resolve().name
+            suggestion = " ".join(f"{name}={path / name}" for name in named)
+            warnings.append(f"{spec} holds folders named {', '.join(named)}, but all its videos go to split {chosen!r}; to use them as splits, pass {suggestion}")
+    return warnings

@@ -20,6 +20,16 @@ TRUNCATION_TOLERANCE = 0.5
 # packets); above it too much of the video is missing to trust its samples.
 MAX_CORRUPT_SHARE = 0.1
 QUARTER_TURN = 90  # degrees turned by one np.rot90 step
+# Codecs whose decoder skips exactly the frames no other frame references under
+# skip_frame="NONREF" (h264: NAL units with nal_ref_idc 0), so that every frame it
+# still decodes is pixel-identical to the full decode. Others are decoded in full.
+SKIPPABLE_CODECS = frozenset({"h264"})
+# Seconds around a sample time's two neighbouring frames within which frames are
+# decoded too: far above the rounding of timestamps converted to seconds (~1e-15 s),
+# far below any frame period, so it guards ties without costing frames.
+TIME_SLACK = 1e-6
+SOUND_SLACK = 2.0  # seconds of sound room beyond the video's length: AAC priming, a sound track a little longer
+SOUND_GROWTH = 1.5  # factor the sound buffer grows by when a track runs longer still
 
 
 class VideoError(Exception):
@@ -40,13 +50,17 @@ class DecodedVideo:
     duration : float
         Seconds of video, from the first frame to the end of the last.
     audio : np.ndarray or None
-        (num_samples,) float64 mono samples in int16 range, None without a sound track.
+        (num_samples,) int16 mono samples, None without a sound track.
+    decoded_frames : int
+        Video frames the decoder produced; fewer than the stream holds when frames
+        that cannot be chosen were skipped, or after the last sample time.
     """
 
     frames: np.ndarray
     frame_times: np.ndarray
     duration: float
     audio: np.ndarray | None
+    decoded_frames: int
 
 
 def sample_times(duration: float, segments: int, per_segment: int, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -134,6 +148,10 @@ class _PacketSpan:
         Seconds (stream time) where the latest packet of any scanned stream ends.
     error : str or None
         The demuxer's complaint when it stopped before the end of the file.
+    video_timestamps : np.ndarray or None
+        (video_packets,) int64 pts of the video packets in file order; None when one
+        has none, or when the edit list discards some (frames that are decoded but
+        never shown).
     """
 
     video_packets: int
@@ -141,6 +159,7 @@ class _PacketSpan:
     end: float | None
     data_end: float | None
     error: str | None
+    video_timestamps: np.ndarray | None
 
 
 def _scan_packets(container: av.container.InputContainer, streams: list[av.stream.Stream], rate: float) -> _PacketSpan:
@@ -155,14 +174,21 @@ def _scan_packets(container: av.container.InputContainer, streams: list[av.strea
     video_starts: list[float] = []
     video_ends: list[float] = []
     packet_ends: list[float] = []
+    timestamps: list[int | None] = []
+    discarded_video = False
     demuxer = _Demuxer(container, streams)
     for packet in demuxer:
-        # Empty packets only flush decoders; discarded ones lie outside the edit list.
-        if not packet.size or packet.is_discard:
+        # Empty packets only flush decoders.
+        if not packet.size:
             continue
         is_video = packet.stream.type == "video"
+        # Discarded packets lie outside the edit list: never shown, but maybe referenced.
+        if packet.is_discard:
+            discarded_video |= is_video
+            continue
         if is_video:
             video_packets += 1
+            timestamps.append(packet.pts)
         if packet.pts is None:
             continue
         start = float(packet.pts * packet.time_base)
@@ -172,7 +198,11 @@ def _scan_packets(container: av.container.InputContainer, streams: list[av.strea
         if is_video:
             video_starts.append(start)
             video_ends.append(start + length)
-    return _PacketSpan(video_packets, min(video_starts, default=None), max(video_ends, default=None), max(packet_ends, default=None), demuxer.error)
+    usable = not discarded_video and None not in timestamps
+    return _PacketSpan(
+        video_packets, min(video_starts, default=None), max(video_ends, default=None), max(packet_ends, default=None), demuxer.error,
+        np.asarray(timestamps, dtype=np.int64) if usable else None,
+    )
 
 
 def _timeline(container: av.container.InputContainer, video: av.video.stream.VideoStream, span: _PacketSpan, rate: float) -> tuple[float, float]:
@@ -203,7 +233,9 @@ def _timeline(container: av.container.InputContainer, video: av.video.stream.Vid
     return span.start, duration
 
 
-def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: int, rng: np.random.Generator | None = None, threads: int = 0) -> DecodedVideo:
+def decode(
+    path: Path, segments: int, per_segment: int, mode: str, audio_rate: int, rng: np.random.Generator | None = None, threads: int = 0, skip_frames: bool = True
+) -> DecodedVideo:
     """Decode the frames nearest to the sample times, and the whole sound track.
 
     A first pass reads the packets without decoding them, to learn where the frames
@@ -211,9 +243,19 @@ def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: i
     duration in the header) and to refuse a truncated file. The second pass decodes
     video packets until every sample time is passed and audio packets to the end.
     Only the chosen frames are converted to RGB and kept, so memory for frames does
-    not grow with the video's length. A video packet that fails to decode is skipped
-    (up to ``MAX_CORRUPT_SHARE`` of them); an audio packet that fails becomes silence
-    of its length, so the sound stays aligned with the frames.
+    not grow with the video's length, and the sound is kept as int16 (2 bytes per
+    sample). A video packet that fails to decode is skipped (up to
+    ``MAX_CORRUPT_SHARE`` of them); an audio packet that fails becomes silence of its
+    length, so the sound stays aligned with the frames.
+
+    With ``skip_frames`` the decoder skips the frames that no other frame references
+    and that lie next to no sample time (``skip_frame="NONREF"`` for their packets),
+    which changes neither which frames are chosen nor their pixels. Where the stream
+    gives no ground for that (a codec outside ``SKIPPABLE_CODECS``, packets without
+    timestamps or discarded by an edit list, two packets at one time), or where the
+    decoding departs from what the packets promised (a corrupt packet, frames out of
+    order, without timestamps or missing), every frame is decoded instead, exactly
+    as with ``skip_frames=False``.
 
     Parameters
     ----------
@@ -225,6 +267,10 @@ def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: i
         Hz the sound track is resampled to (mono).
     threads : int
         Decoder threads; 0 lets FFmpeg use every core.
+    skip_frames : bool
+        Skip the frames that cannot be chosen where that is safe; False decodes
+        every frame up to the last sample time (the reference that skipping is
+        tested against).
 
     Raises
     ------
@@ -237,46 +283,148 @@ def decode(path: Path, segments: int, per_segment: int, mode: str, audio_rate: i
         rate = float(video.average_rate or video.guessed_rate or FALLBACK_RATE)
         span = _scan_packets(container, [stream for stream in (video, sound) if stream is not None], rate)
         origin, duration = _timeline(container, video, span, rate)
-    targets = sample_times(duration, segments, per_segment, mode, rng)
+        targets = sample_times(duration, segments, per_segment, mode, rng)
+        needed = _frames_to_decode(video, span.video_timestamps, origin, targets) if skip_frames else None
+    if needed is not None:
+        try:
+            return _decode_pass(path, targets, origin, duration, rate, audio_rate, threads, needed)
+        except _SkippingUnsafe:
+            pass
+    return _decode_pass(path, targets, origin, duration, rate, audio_rate, threads, None)
+
+
+def _frames_to_decode(video: av.video.stream.VideoStream, timestamps: np.ndarray | None, origin: float, targets: np.ndarray) -> frozenset[int] | None:
+    """The pts of the frames that the nearest-frame choice of `_NearestFramePicker` can depend on.
+
+    For each target these are the last frame before it and the first at or after it
+    in presentation order (the two it is chosen from; the last frame alone when the
+    target lies beyond it), plus any frame within ``TIME_SLACK`` of either side.
+
+    Parameters
+    ----------
+    timestamps : np.ndarray or None
+        (num_frames,) int64 pts of every video packet, as `_PacketSpan` holds them.
+    origin : float
+        Seconds of the first frame, subtracted from every frame's time.
+    targets : np.ndarray
+        (T*k,) increasing sample times in seconds from ``origin``.
+
+    Returns
+    -------
+    frozenset of int or None
+        None when skipping is not safe for this stream: its codec is not in
+        ``SKIPPABLE_CODECS``, or its packets lack timestamps, or two share one.
+    """
+    if video.codec_context.name not in SKIPPABLE_CODECS or timestamps is None or not video.time_base:
+        return None
+    ordered = np.unique(timestamps)
+    if len(ordered) != len(timestamps):
+        return None
+    # The same arithmetic as PyAV's frame.time, so that ties fall the same way.
+    times = ordered.astype(np.float64) * video.time_base.numerator / video.time_base.denominator - origin
+    before = np.maximum(np.searchsorted(times, targets - TIME_SLACK) - 1, 0)
+    after = np.minimum(np.searchsorted(times, targets + TIME_SLACK), len(times) - 1)
+    return frozenset(int(pts) for low, high in zip(before, after) for pts in ordered[low : high + 1])
+
+
+class _SkippingUnsafe(Exception):
+    """Decoding with skipped frames met something that the packets did not promise."""
+
+
+def _decode_pass(
+    path: Path, targets: np.ndarray, origin: float, duration: float, rate: float, audio_rate: int, threads: int, needed: frozenset[int] | None
+) -> DecodedVideo:
+    """The second pass of `decode`: decode, pick the frames, collect the sound.
+
+    Parameters
+    ----------
+    needed : frozenset of int or None
+        With a set (from `_frames_to_decode`), non-reference frames whose pts is not
+        in it are skipped, and anything that would make the result differ from the
+        full decode raises `_SkippingUnsafe`; None decodes every frame.
+    """
     picker = _NearestFramePicker(targets)
-    audio_chunks: list[np.ndarray] = []
     decoded_frames = read_packets = corrupt_packets = 0
     last_error = ""
+    seen: set[int] = set()
+    last_pts: int | None = None
     with _open(path) as container:
         video, sound = _streams(container)
         video.thread_type = "AUTO"
         video.thread_count = threads
         resampler = av.AudioResampler(format=AUDIO_SAMPLE_FORMAT, layout="mono", rate=audio_rate) if sound else None
+        # Room for the video's length and a little more; pages never written cost no memory.
+        sound_track = _SoundTrack(round((duration + SOUND_SLACK) * audio_rate)) if sound else None
         for packet in _Demuxer(container, [stream for stream in (video, sound) if stream is not None]):
             is_video = packet.stream.type == "video"
             if is_video and picker.done:
                 continue
             if is_video and packet.size:
                 read_packets += 1
+                if needed is not None:
+                    # Read by the decoder when the packet is sent, so it may change from packet to packet.
+                    video.codec_context.skip_frame = "DEFAULT" if packet.pts in needed else "NONREF"
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as error:
                 if is_video:
+                    if needed is not None:
+                        raise _SkippingUnsafe(f"packet at pts {packet.pts}: {error.strerror}") from error
                     corrupt_packets += 1
                     last_error = error.strerror
                 elif packet.duration:
-                    audio_chunks.append(np.zeros(round(float(packet.duration * packet.time_base) * audio_rate), dtype=np.int16))
+                    sound_track.append(np.zeros(round(float(packet.duration * packet.time_base) * audio_rate), dtype=np.int16))
                 continue
             for frame in frames:
                 if is_video:
+                    if needed is not None:
+                        # The full decode hands frames over in presentation order, each with its packet's pts.
+                        if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
+                            raise _SkippingUnsafe(f"frame pts {frame.pts} after {last_pts}")
+                        last_pts = frame.pts
+                        seen.add(frame.pts)
                     picker.offer(frame, frame.time - origin if frame.time is not None else decoded_frames / rate)
                     decoded_frames += 1
                 else:
-                    audio_chunks.extend(chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(frame))
+                    for chunk in resampler.resample(frame):
+                        sound_track.append(chunk.to_ndarray().reshape(-1))
+        if needed is not None:
+            # Once every target is taken, the frames after the last one offered no longer matter.
+            expected = {pts for pts in needed if pts <= last_pts} if picker.done else needed
+            if not expected <= seen:
+                raise _SkippingUnsafe(f"frames at pts {sorted(expected - seen)} next to a sample time were not decoded")
+        if needed is not None and decoded_frames < len(targets):
+            raise _SkippingUnsafe("fewer frames than samples: counted again by the full decode")
         picker.finish()
         if resampler is not None:
-            audio_chunks.extend(chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(None))
+            for chunk in resampler.resample(None):
+                sound_track.append(chunk.to_ndarray().reshape(-1))
     if corrupt_packets > MAX_CORRUPT_SHARE * read_packets:
         raise VideoError(f"{corrupt_packets} of {read_packets} video packets read are corrupt, more than {MAX_CORRUPT_SHARE:.0%} ({last_error})")
     if decoded_frames < len(targets):
         raise VideoError(f"only {decoded_frames} decodable frame(s), fewer than the {len(targets)} to sample (--frames x --frames-per-segment)")
-    audio = np.concatenate(audio_chunks).astype(np.float64) if audio_chunks else None
-    return DecodedVideo(picker.frames(), picker.times(), duration, audio)
+    return DecodedVideo(picker.frames(), picker.times(), duration, sound_track.samples() if sound_track is not None and sound_track.length else None, decoded_frames)
+
+
+class _SoundTrack:
+    """Mono int16 samples appended chunk by chunk into one array, so that a long track is held once."""
+
+    def __init__(self, capacity: int):
+        self.buffer = np.empty(capacity, dtype=np.int16)
+        self.length = 0
+
+    def append(self, chunk: np.ndarray) -> None:
+        end = self.length + len(chunk)
+        if end > len(self.buffer):
+            grown = np.empty(max(end, round(len(self.buffer) * SOUND_GROWTH)), dtype=np.int16)
+            grown[: self.length] = self.buffer[: self.length]
+            self.buffer = grown
+        self.buffer[self.length : end] = chunk
+        self.length = end
+
+    def samples(self) -> np.ndarray:
+        """(num_samples,) int16: the samples appended so far."""
+        return self.buffer[: self.length]
 
 
 class _NearestFramePicker:

@@ -7,7 +7,7 @@ import pytest
 from pyAudioAnalysis import ShortTermFeatures
 
 from cache.schema import AUDIO_DIM
-from extract.audio import audio_features, frame_features, segment_means, segment_windows, short_term_features
+from extract.audio import audio_features, frame_features, segment_means, segment_windows, short_term_batches, short_term_features
 from extract.synthetic import tone
 
 RATE = 16000
@@ -111,7 +111,7 @@ def test_a_window_too_short_for_the_chroma_map_fails_as_in_pyaudioanalysis():
 def test_segment_means_average_the_windows_centred_in_each_segment():
     signal = _signal(4.0)
     features = short_term_features(signal, RATE, 0.050, 0.025)
-    means = segment_means(features, 0.050, 0.025, 4.0, 4)
+    means = segment_means([features], 0.050, 0.025, 4.0, 4)
     centres = np.arange(len(features)) * 0.025 + 0.025
     for segment in range(4):
         members = (centres >= segment) & (centres < segment + 1)
@@ -149,3 +149,54 @@ def test_no_sound_track_gives_zeros():
 def test_very_short_sound_still_fills_every_segment(seconds):
     features = audio_features(_signal(seconds), RATE, seconds, 10, 0.050, 0.025, "mean")
     assert features.shape == (10, AUDIO_DIM) and np.isfinite(features).all()
+
+
+def _pyaudioanalysis_segments(signal, rate, duration, segments, window_samples, step_samples, mode):
+    """(T, 68) float64: what audio_features should give, from pyAudioAnalysis itself.
+
+    ``mean``: the average of pyAudioAnalysis' windows whose central sample lies in
+    each segment, decided in whole samples (twice the centre, times T, against
+    twice the segment bounds), not with audio_features' formula in seconds.
+    ``window``: pyAudioAnalysis' windows of one segment each, the last repeated
+    when the sound ends first.
+    """
+    if mode == "window":
+        windows = _reference(signal, rate, window_samples, window_samples)[:segments]
+        return np.concatenate([windows, np.repeat(windows[-1:], segments - len(windows), axis=0)])
+    windows = _reference(signal, rate, window_samples, step_samples)
+    twice_centres = 2 * np.arange(len(windows)) * step_samples + window_samples
+    twice_length = 2 * round(duration * rate)
+    means = []
+    for segment in range(segments):
+        members = (segment * twice_length <= twice_centres * segments) & (twice_centres * segments < (segment + 1) * twice_length)
+        assert members.any()
+        means.append(windows[members].mean(axis=0))
+    return np.array(means)
+
+
+# Video durations around a 3 s sound track: 2.91 s leaves sound after the last segment,
+# 3.2 s ends the sound early; with T = 7 no window centre falls on a segment bound.
+@pytest.mark.parametrize("duration", [2.91, 3.2])
+@pytest.mark.parametrize("mode", ["mean", "window"])
+def test_audio_features_equal_pyaudioanalysis_per_segment(mode, duration):
+    segments, window, step = 7, 0.050, 0.025
+    signal = np.round(_test_signal("fading_noise_with_dc", 3.0, RATE) + _test_signal("tone_after_silence", 3.0, RATE)).clip(-(2**15), 2**15 - 1).astype(np.int16)  # int16, as decode gives it
+    window_samples = round(duration / segments * RATE) if mode == "window" else round(window * RATE)
+    expected = _pyaudioanalysis_segments(signal, RATE, duration, segments, window_samples, round(step * RATE), mode)
+    ours = audio_features(signal, RATE, duration, segments, window, step, mode)
+    assert ours.shape == (segments, AUDIO_DIM) and ours.dtype == np.float32
+    # float32 storage rounds by at most 2^-24 of each value; the port's own error is TOLERANCE of the feature's scale.
+    scale = np.tile(np.maximum(np.abs(expected[:, :BASE_FEATURES]).max(axis=0), 1.0), 2)
+    excess = np.abs(ours - expected) / (2.0**-24 * np.abs(expected) + TOLERANCE * scale)
+    segment, feature = np.unravel_index(np.argmax(excess), excess.shape)
+    assert (excess <= 1).all(), f"segment {segment}, feature {feature}: {ours[segment, feature]!r} != {expected[segment, feature]!r}"
+
+
+def test_batches_of_a_long_track_give_the_features_of_one_batch():
+    # 100 s at 16 kHz: several batches of windows, each normalised on its own by the whole track's offset and peak.
+    signal = np.round(_test_signal("fading_noise_with_dc", 100.0, RATE)).clip(-(2**15), 2**15 - 1).astype(np.int16)
+    batches = list(short_term_batches(signal, RATE, 0.050, 0.025))
+    assert len(batches) > 1
+    whole = frame_features(signal, RATE, 800, 400, frames_per_batch=len(signal))
+    assert_agrees(np.concatenate(batches), whole)
+    np.testing.assert_allclose(segment_means(batches, 0.050, 0.025, 100.0, 10), segment_means([whole], 0.050, 0.025, 100.0, 10), rtol=1e-6)

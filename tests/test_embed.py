@@ -1,14 +1,47 @@
-"""extract/embed.py: the real Keras ResNet50, its preprocessing and weights loading."""
+"""extract/embed.py: the real Keras ResNet50, its runtimes, preprocessing and weights loading."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+
+import cv2
 import keras
 import numpy as np
 import pytest
+from skimage import data
+from typer.testing import CliRunner
 
-from extract.embed import WeightsError, build_resnet, embed, imagenet_weights_path, preprocess
+import extract.embed
+from cache.manifest import config_hash
+from extract.cli import EXIT_USAGE, app
+from extract.config import ExtractOptions
+from extract.embed import (
+    IMAGENET_FILE,
+    REDUCED_PRECISION_RUNTIMES,
+    RuntimeUnavailableError,
+    WeightsError,
+    check_runtime,
+    build_resnet,
+    embed,
+    embed_float32,
+    gpu_visible,
+    imagenet_weights_path,
+    openvino_model,
+    preprocess,
+    resolve_runtime,
+)
 
 SIZE = 32  # ResNet50's smallest input: the real architecture at test speed
+# Hash of ExtractOptions().feature_config() computed before --runtime existed: a float32
+# runtime must never change the identity of a cache built with today's defaults.
+DEFAULT_CONFIG_HASH = "67c78ba2f6c9ab32"
+FLOAT16_ROUNDOFF = 2.0**-11  # relative rounding error of float16 storage (10-bit mantissa)
+FLOAT16_SMALLEST_NORMAL = 2.0**-14  # below it float16 keeps less than full relative precision
+UNREACHABLE = "http://127.0.0.1:9/"  # the discard port on loopback: nothing listens, the connection is refused at once
+TINY = ["--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
+
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +54,33 @@ def weights_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def without_openvino(monkeypatch):
+    """This process as if openvino were not installed (``import openvino`` raises ImportError)."""
+    resolve_runtime.cache_clear()
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    yield
+    resolve_runtime.cache_clear()
+
+
+def astronaut_crops(size: int) -> np.ndarray:
+    """(6, size, size, 3) uint8 face crops of skimage's astronaut at shifted boxes, as the pipeline resizes them."""
+    image = data.astronaut()
+    boxes = [(x, y, side) for side in (180, 220) for x, y in ((150, 40), (170, 60), (130, 50))]
+    return np.stack([cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA) for x, y, side in boxes])
+
+
+def assert_equal_within_float16(ours: np.ndarray, keras_output: np.ndarray) -> None:
+    """Differences below what float16 storage rounds away anyway."""
+    np.testing.assert_allclose(ours, keras_output, rtol=FLOAT16_ROUNDOFF, atol=FLOAT16_SMALLEST_NORMAL)
+
+
 def test_the_model_is_built_once_per_process():
     assert build_resnet("none", SIZE) is build_resnet("none", SIZE)
+
+
+def test_openvino_converts_once_per_process():
+    assert openvino_model("none", SIZE) is openvino_model("none", SIZE)
 
 
 def test_preprocessing_is_caffe_mode():
@@ -31,25 +89,58 @@ def test_preprocessing_is_caffe_mode():
     np.testing.assert_allclose(preprocess(crops), expected, rtol=1e-6)
 
 
-def test_embeddings_equal_keras_resnet50_loaded_from_the_same_file(weights_file):
+@pytest.mark.parametrize("runtime", ["keras", "openvino"])
+def test_embeddings_equal_keras_resnet50_loaded_from_the_same_file(weights_file, runtime):
     crops = np.random.default_rng(1).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
-    ours = embed(crops, str(weights_file), SIZE, batch_size=2)
+    ours = embed(crops, str(weights_file), SIZE, batch_size=2, runtime=runtime)
     reference = keras.applications.ResNet50(include_top=False, weights=str(weights_file), input_shape=(SIZE, SIZE, 3), pooling="avg")
     expected = reference.predict(keras.applications.resnet50.preprocess_input(crops.astype(np.float32)), verbose=0)
     assert ours.shape == (5, 2048) and ours.dtype == np.float16
     np.testing.assert_allclose(ours.astype(np.float32), expected, rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize("size", [32, 64])
+def test_openvino_float32_equals_keras_within_float16_precision_on_face_crops(size):
+    crops = astronaut_crops(size)
+    keras_output = embed_float32(crops, "none", size, batch_size=4, runtime="keras")
+    assert keras_output.max() > 1.0  # real activations, not an all-zero output that would match anything
+    assert_equal_within_float16(embed_float32(crops, "none", size, batch_size=4, runtime="openvino"), keras_output)
+
+
+@pytest.mark.parametrize("runtime", REDUCED_PRECISION_RUNTIMES)
+def test_reduced_precision_runtimes_stay_close_to_keras(runtime):
+    try:
+        check_runtime(runtime)
+    except RuntimeUnavailableError as error:
+        pytest.skip(str(error))  # bf16 needs a CPU with bf16 instructions
+    crops = astronaut_crops(SIZE)
+    keras_output = embed_float32(crops, "none", SIZE, runtime="keras")
+    ours = embed_float32(crops, "none", SIZE, runtime=runtime)
+    cosine = np.sum(ours * keras_output, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(keras_output, axis=1))
+    assert cosine.min() > 0.999
+
+
 def test_random_weights_are_reproducible_from_the_seed():
     crops = np.random.default_rng(2).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
-    first = embed(crops, "none", SIZE, seed=5)
+    first = embed(crops, "none", SIZE, seed=5, runtime="keras")
     build_resnet.cache_clear()
-    assert np.array_equal(first, embed(crops, "none", SIZE, seed=5))
+    assert np.array_equal(first, embed(crops, "none", SIZE, seed=5, runtime="keras"))
 
 
-def test_a_missing_weights_file_is_a_clear_error(tmp_path):
-    with pytest.raises(WeightsError, match="not found"):
-        build_resnet(str(tmp_path / "absent.h5"), SIZE)
+def test_a_local_weights_file_is_loaded_exactly(weights_file):
+    keras.utils.set_random_seed(123)
+    saved = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3), pooling="avg")
+    loaded = build_resnet(str(weights_file), SIZE)
+    assert len(loaded.get_weights()) == len(saved.get_weights())
+    for ours, theirs in zip(loaded.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_missing_weights_file_is_a_clear_error_naming_it(tmp_path):
+    absent = tmp_path / "absent.weights.h5"
+    with pytest.raises(WeightsError, match="not found") as caught:
+        build_resnet(str(absent), SIZE)
+    assert str(absent) in str(caught.value)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -61,12 +152,69 @@ def test_a_file_of_another_architecture_is_refused(tmp_path):
         build_resnet(str(path), SIZE)
 
 
-def test_imagenet_weights_come_from_keras_cache_or_a_clear_instruction(tmp_path, monkeypatch):
+def test_imagenet_weights_that_cannot_be_downloaded_say_how_to_get_them(tmp_path, monkeypatch):
+    # An empty Keras cache and a real download that fails at once: nothing is fetched from the internet.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    try:
-        path = imagenet_weights_path()
-    except WeightsError as error:
-        # No internet (as on the build machines): the message says how to fix it.
-        assert "--weights" in str(error) and str(tmp_path) in str(error)
-    else:
-        assert path.is_file() and path.parent == tmp_path / "models"
+    monkeypatch.setattr(extract.embed, "IMAGENET_ORIGIN", UNREACHABLE + IMAGENET_FILE)
+    with pytest.raises(WeightsError) as caught:
+        imagenet_weights_path()
+    message = str(caught.value)
+    assert IMAGENET_FILE in message and str(tmp_path / "models" / IMAGENET_FILE) in message
+    assert "--weights /path/to/" in message and "--weights none" in message
+    assert not (tmp_path / "models" / IMAGENET_FILE).exists()
+
+
+def test_default_options_keep_the_config_hash_of_caches_built_before_runtimes():
+    assert config_hash(ExtractOptions().feature_config()) == DEFAULT_CONFIG_HASH
+    assert "runtime" not in ExtractOptions().feature_config()
+
+
+@pytest.mark.parametrize("runtime", ["auto", "keras", "openvino"])
+def test_float32_runtimes_share_the_cache_config(runtime):
+    assert config_hash(ExtractOptions(runtime=runtime).feature_config()) == DEFAULT_CONFIG_HASH
+
+
+@pytest.mark.parametrize("runtime", REDUCED_PRECISION_RUNTIMES)
+def test_reduced_precision_runtimes_are_recorded_in_the_config(runtime):
+    config = ExtractOptions(runtime=runtime).feature_config()
+    assert config["runtime"] == runtime and config_hash(config) != DEFAULT_CONFIG_HASH
+    assert ExtractOptions.from_dict(config).runtime == runtime
+
+
+def test_an_unknown_runtime_is_refused():
+    with pytest.raises(ValueError, match="--runtime must be one of"):
+        ExtractOptions(runtime="onnx")
+
+
+def test_auto_picks_keras_on_a_gpu_else_openvino():
+    resolve_runtime.cache_clear()
+    assert resolve_runtime("auto") == ("keras" if gpu_visible() else "openvino")
+
+
+def test_auto_falls_back_to_keras_without_openvino(without_openvino):
+    assert resolve_runtime("auto") == "keras"
+
+
+def test_openvino_forced_without_openvino_is_a_clear_error(without_openvino):
+    with pytest.raises(RuntimeUnavailableError, match="pip install openvino"):
+        embed(astronaut_crops(SIZE), "none", SIZE, runtime="openvino")
+
+
+def test_the_cli_exits_2_before_touching_the_cache_when_openvino_is_missing(clip_folder, tmp_path, without_openvino):
+    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--runtime", "openvino"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "--runtime openvino needs the openvino package" in result.output
+    assert not list((tmp_path / "cache").glob("*.h5"))
+
+
+def test_float32_runtimes_extend_one_cache_and_reduced_precision_is_refused_there(clip_folder, tmp_path):
+    data = tmp_path / "validation"
+    shutil.copytree(clip_folder / "validation", data)
+    command = [str(data), "--cache", str(tmp_path / "cache"), *TINY]
+    first = runner.invoke(app, [*command, "--runtime", "keras"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, [*command, "--runtime", "openvino"])
+    assert again.exit_code == 0 and "1 already cached" in again.output, again.output
+    other = runner.invoke(app, [*command, "--runtime", "keras-mixed"])  # runs on any CPU, unlike bf16
+    assert other.exit_code == EXIT_USAGE, other.output
+    assert "different extraction config" in other.output and "runtime" in other.output

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
+import cv2
+import h5py
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
+import extract.embed
 from cache.reader import CacheReader
-from extract.cli import EXIT_PARTIAL, EXIT_USAGE, app
+from cache.writer import CacheLock
+from extract.audio import audio_features
+from extract.cli import DEFAULT_CACHE, EXIT_PARTIAL, EXIT_USAGE, app
+from extract.faces import load_cascade
+from extract.video import decode
 
 runner = CliRunner()
 TINY = ["--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
@@ -20,7 +30,7 @@ def test_full_size_defaults_on_a_generated_clip(face_clip, tmp_path):
     shutil.copyfile(face_clip, data / "astronaut.mp4")
     result = runner.invoke(app, [str(data), "--cache", str(tmp_path / "cache"), "--weights", "none", "--jobs", "1", "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "1 extracted, 0 reused, 0 already cached, 0 failed" in result.output
+    assert "1 extracted, 0 identical copies, 0 reused, 0 already cached, 0 failed (1 video in the cache)" in result.output
     arrays = CacheReader(tmp_path / "cache").read("train", ("face_embeddings", "face_crops", "face_found"))
     assert arrays["face_embeddings"].shape == (1, 10, 2048) and arrays["face_crops"].shape == (1, 10, 224, 224, 3)
     assert arrays["face_found"].all() and np.isfinite(arrays["face_embeddings"].astype(np.float32)).all()
@@ -33,6 +43,7 @@ def test_a_partial_failure_exits_1_and_points_at_the_failures_file(clip_folder, 
     result = runner.invoke(app, [str(data), "--cache", str(tmp_path / "cache"), *TINY])
     assert result.exit_code == EXIT_PARTIAL
     assert f"1 failed: see {tmp_path / 'cache' / 'failures.csv'}" in result.output
+    assert f"failed: {data / 'broken.mp4'}: " in result.stderr
 
 
 def test_bad_labels_stop_before_any_decoding(clip_folder, tmp_path):
@@ -54,3 +65,98 @@ def test_a_mismatched_cache_is_refused(clip_folder, tmp_path):
     assert runner.invoke(app, [str(clip_folder / "validation"), "--cache", cache_dir, *TINY]).exit_code == 0
     result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", cache_dir, *TINY, "--crop-size", "48"])
     assert result.exit_code == EXIT_USAGE and "crop_size: 32 -> 48" in result.output
+
+
+def _nothing_written(cache_dir) -> bool:
+    return not cache_dir.exists() or not any(cache_dir.iterdir())
+
+
+def test_a_missing_weights_file_is_one_line_and_exit_2(clip_folder, tmp_path):
+    missing = tmp_path / "missing.weights.h5"
+    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--weights", str(missing)])
+    assert result.exit_code == EXIT_USAGE
+    assert f"error: --weights {missing}: no such file" in result.stderr and "Traceback" not in result.output
+    assert _nothing_written(tmp_path / "cache")
+
+
+def test_unavailable_imagenet_weights_write_nothing_so_the_retry_with_other_weights_runs(clip_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    # A real download attempt that fails at once: nothing listens on the discard port.
+    monkeypatch.setattr(extract.embed, "IMAGENET_ORIGIN", "http://127.0.0.1:9/" + extract.embed.IMAGENET_FILE)
+    cache_dir = tmp_path / "cache"
+    args = [str(clip_folder / "validation"), "--cache", str(cache_dir), "--weights", "imagenet", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == EXIT_USAGE and "ImageNet weights are not cached" in result.stderr
+    assert _nothing_written(cache_dir)
+    retry = runner.invoke(app, [*args[:3], "--weights", "none", *args[5:]])
+    assert retry.exit_code == 0, retry.output
+
+
+def test_an_empty_cache_left_with_another_config_does_not_block_the_next_run(clip_folder, tmp_path):
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    (cache_dir / "config.json").write_text(json.dumps({"weights": "imagenet"}))
+    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY])
+    assert result.exit_code == 0, result.output
+    assert json.loads((cache_dir / "config.json").read_text())["weights"] == "none"
+
+
+def test_a_locked_cache_is_exit_2_naming_the_holder(clip_folder, tmp_path):
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    with CacheLock(cache_dir):
+        result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY])
+    assert result.exit_code == EXIT_USAGE and "is writing to this cache" in result.stderr
+    assert not list(cache_dir.glob("shard-*.h5"))
+
+
+def test_a_missing_haar_cascade_is_exit_2_before_anything_is_written(clip_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path / "no-cascades") + "/")
+    load_cascade.cache_clear()
+    try:
+        result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY])
+    finally:
+        load_cascade.cache_clear()
+    assert result.exit_code == EXIT_USAGE and "cannot load Haar cascade" in result.stderr
+    assert _nothing_written(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("spec", ["absent", "typo=absent/train"])
+def test_a_missing_input_path_is_exit_2_naming_it(spec, tmp_path):
+    result = runner.invoke(app, [str(tmp_path / spec), "--cache", str(tmp_path / "cache"), *TINY])
+    assert result.exit_code == EXIT_USAGE and "no such file or folder" in result.stderr and spec in result.stderr
+    assert _nothing_written(tmp_path / "cache")
+
+
+def test_a_parent_folder_of_splits_is_pointed_out(clip_folder, tmp_path):
+    result = runner.invoke(app, [str(clip_folder), "--cache", str(tmp_path / "cache"), *TINY])
+    assert result.exit_code == 0
+    assert "holds folders named train, validation, but all its videos go to split" in result.stderr
+
+
+def test_the_default_cache_folder_is_features_not_the_cache_package():
+    assert DEFAULT_CACHE.name == "features"
+    help_text = " ".join(runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output.split())
+    assert "--cache FOLDER Cache folder (created if missing). [default: features]" in help_text
+
+
+def test_the_cache_package_folder_is_refused_as_a_cache(clip_folder, tmp_path):
+    package = tmp_path / "cache"
+    shutil.copytree(Path(__import__("cache").__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = sorted(path.name for path in package.iterdir())
+    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(package), *TINY])
+    assert result.exit_code == EXIT_USAGE and "holds Python source" in result.stderr
+    assert sorted(path.name for path in package.iterdir()) == before
+
+
+def test_window_audio_and_no_crops_end_to_end(clip_folder, tmp_path):
+    cache_dir = tmp_path / "cache"
+    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY, "--audio-mode", "window", "--no-crops"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(next(cache_dir.glob("shard-*.h5"))) as shard:
+        assert "face_crops" not in shard
+    arrays = CacheReader(cache_dir).read("validation", ("audio_features", "face_embeddings"))
+    decoded = decode(clip_folder / "validation" / "validation0.mp4", 4, 1, "centre", 16000)
+    window = audio_features(decoded.audio, 16000, decoded.duration, 4, 0.050, 0.025, "window")
+    assert not np.allclose(window, audio_features(decoded.audio, 16000, decoded.duration, 4, 0.050, 0.025, "mean"))
+    np.testing.assert_array_equal(arrays["audio_features"][0], window)

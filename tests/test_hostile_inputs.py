@@ -26,17 +26,19 @@ from extract.config import ExtractOptions
 from extract.faces import locate_faces
 from extract.inputs import discover, identify
 from extract.run import extract_to_cache
-from extract.synthetic import compose_frame, face_image, talking_head_clip
+from extract.synthetic import compose_frame, face_image, long_clip_with_sound, talking_head_clip, write_timed_clip
 from extract.video import TRUNCATION_TOLERANCE, VideoError, decode
 
 FRAMES = 4  # T of every run here
 RATE = 16000  # Hz, the default --audio-rate
-MILLISECOND = Fraction(1, 1000)  # time base of the clips written with explicit timestamps
 LONG_SECONDS = 600  # the "long video" of the issue: 10 minutes
 LONG_FPS = 1  # frames per second of the long clip, so that it encodes in about a second
-# Peak resident memory a 10-minute decode may add over a 10-second one. Keeping every
-# 320x240 frame of the long clip as RGB would add 138 MB.
+# Peak resident memory that decoding 10 minutes with sound and computing its audio
+# features may add over 10 seconds, beyond the sound track itself held once as int16
+# (2 bytes a sample: 19 MB at 16 kHz). Keeping every 320x240 frame of the long clip as
+# RGB would add 138 MB; the sound as float64 with every analysis window, over 100 MB.
 LONG_MEMORY_BUDGET = 20 * 2**20
+SOUND_SAMPLE_BYTES = 2  # int16
 SPLIT = "data"
 NON_UTF8_NAME = os.fsdecode(b"caf\xe9 latin-1.mp4")  # a Latin-1 name, as old Windows tools write them
 QUOTED_NAME = "interview 'take 2' \"final\" ñandú 日本.mp4"
@@ -53,19 +55,7 @@ def _encode(path: Path, frames, times_ms=None, fps: int = 25, codec: str = "libx
     frames = list(frames)
     times_ms = list(times_ms) if times_ms is not None else [round(index * 1000 / fps) for index in range(len(frames))]
     options = {"preset": "ultrafast"} if codec == "libx264" else {}
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps, options=options)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = pixel_format
-        stream.time_base = stream.codec_context.time_base = MILLISECOND
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for pixels, time in zip(frames, times_ms):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts, frame.time_base = int(time), MILLISECOND
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+    return write_timed_clip(path, frames, times_ms, fps, codec, pixel_format, rotation, options)
 
 
 def _remux(source: Path, target: Path, options: dict | None = None) -> Path:
@@ -387,7 +377,7 @@ def test_a_resolution_change_mid_stream_keeps_the_first_size(tmp_path):
 
 
 def _peak_memory_of_decode(path: Path) -> int:
-    """Peak resident bytes of a fresh process that decodes ``path``.
+    """Peak resident bytes of a fresh process that decodes ``path`` and computes its audio features.
 
     VmHWM belongs to the process's own address space, unlike ru_maxrss, which a
     child inherits from its (here much larger) parent across exec.
@@ -395,20 +385,46 @@ def _peak_memory_of_decode(path: Path) -> int:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
+        "from extract.audio import audio_features\n"
+        "from extract.config import ExtractOptions\n"
         "from extract.video import decode\n"
-        f"decode(Path(sys.argv[1]), {FRAMES}, 1, 'centre', {RATE})\n"
+        "options = ExtractOptions()\n"
+        f"decoded = decode(Path(sys.argv[1]), {FRAMES}, 1, 'centre', {RATE})\n"
+        "assert decoded.audio is not None\n"
+        f"audio_features(decoded.audio, {RATE}, decoded.duration, {FRAMES}, options.audio_window, options.audio_step, options.audio_mode)\n"
         "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True, timeout=300)
     return int(result.stdout) * 1024
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak memory from Linux's /proc")
-def test_decoding_ten_minutes_keeps_memory_bounded(corpus, tmp_path):
-    looks = _looks(320, 240, 8)
-    short = _encode(tmp_path / "ten-seconds.mp4", (looks[index % len(looks)] for index in range(10 * LONG_FPS)), fps=LONG_FPS)
-    extra = _peak_memory_of_decode(corpus["long.mp4"]) - _peak_memory_of_decode(short)
-    assert extra < LONG_MEMORY_BUDGET, f"decoding 10 minutes took {extra / 2**20:.0f} MB more than 10 s"
+def test_decoding_ten_minutes_keeps_memory_bounded(tmp_path):
+    short = long_clip_with_sound(tmp_path / "ten-seconds.mp4", 10, fps=LONG_FPS, audio_rate=RATE)
+    long = long_clip_with_sound(tmp_path / "ten-minutes.mp4", LONG_SECONDS, fps=LONG_FPS, audio_rate=RATE)
+    extra = _peak_memory_of_decode(long) - _peak_memory_of_decode(short)
+    sound_track = SOUND_SAMPLE_BYTES * RATE * (LONG_SECONDS - 10)
+    assert extra < sound_track + LONG_MEMORY_BUDGET, f"10 minutes with sound took {extra / 2**20:.0f} MiB more than 10 s (the int16 sound itself: {sound_track / 2**20:.0f} MiB)"
+
+
+def _decode_outcome(path: Path, skip_frames: bool):
+    """What `decode` makes of a file: the decoded video, or its one-line reason."""
+    try:
+        return decode(path, FRAMES, 1, "centre", RATE, skip_frames=skip_frames)
+    except VideoError as error:
+        return str(error)
+
+
+@pytest.mark.parametrize("name", sorted({**PROCESSED, **FAILED}))
+def test_skipping_frames_gives_the_full_decodes_result_or_reason(corpus, name):
+    path = corpus.get(name, corpus["root"] / SPLIT / name)  # data/clip.mp4 is the corpus' "clip"
+    skipped, full = _decode_outcome(path, True), _decode_outcome(path, False)
+    if isinstance(full, str):
+        assert skipped == full
+        return
+    assert skipped.frames.shape == full.frames.shape and skipped.frames.tobytes() == full.frames.tobytes()
+    assert skipped.frame_times.tobytes() == full.frame_times.tobytes() and skipped.duration == full.duration
+    assert (skipped.audio is None and full.audio is None) or skipped.audio.tobytes() == full.audio.tobytes()
 
 
 def _fails_within(seconds: float, work) -> object:

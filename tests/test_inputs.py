@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from extract.inputs import discover, identify, parse_input, unusable_reason
+from extract.inputs import InputError, check_inputs, discover, identify, parse_input, unused_split_folders, unusable_reason
 
 
 def _touch(path: Path, content: bytes = b"video bytes") -> Path:
@@ -54,16 +54,45 @@ def test_a_folder_named_like_a_video_and_a_symlink_loop_are_not_followed(tmp_pat
     assert [path.name for path, _ in videos] == ["real.mp4"] and failures == []
 
 
-def test_copies_become_one_job_and_name_clashes_are_refused(tmp_path):
+def test_copies_under_other_names_are_kept_and_name_clashes_are_refused(tmp_path):
     original = _touch(tmp_path / "a" / "clip.mp4", b"first")
     copy = tmp_path / "b" / "clip-copy.mp4"
     copy.parent.mkdir()
     shutil.copyfile(original, copy)
     clash = _touch(tmp_path / "c" / "clip.mp4", b"different bytes")
-    jobs, failures = identify([(original, "train"), (copy, "train"), (clash, "train")])
-    assert [job.path for job in jobs] == [str(original)]
-    assert len(jobs[0].content_hash) == 64
+    jobs, failures = identify([(original, "train"), (copy, "train"), (original, "train"), (clash, "train")])
+    assert [job.path for job in jobs] == [str(original), str(copy)]
+    assert jobs[0].content_hash == jobs[1].content_hash and len(jobs[0].content_hash) == 64
     assert len(failures) == 1 and failures[0].path == str(clash) and str(original) in failures[0].reason
+
+
+def test_one_name_in_two_splits_is_refused_even_with_identical_bytes(tmp_path):
+    first = _touch(tmp_path / "train" / "clip.mp4", b"same")
+    second = tmp_path / "test" / "clip.mp4"
+    second.parent.mkdir()
+    shutil.copyfile(first, second)
+    jobs, failures = identify([(first, "train"), (second, "test")])
+    assert [job.split for job in jobs] == ["train"]
+    assert failures[0].path == str(second) and "identical file in split 'train'" in failures[0].reason
+
+
+def test_a_missing_input_or_an_empty_folder_is_refused_before_any_work(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _touch(tmp_path / "data" / "clip.mp4")
+    check_inputs([str(tmp_path / "data"), f"train={tmp_path / 'data' / 'clip.mp4'}"])
+    with pytest.raises(InputError, match=r"absent: no such file or folder; expected a video file or a folder"):
+        check_inputs([str(tmp_path / "data"), str(tmp_path / "absent")])
+    with pytest.raises(InputError, match=r"empty: folder holds no videos \(looked for"):
+        check_inputs([f"test={tmp_path / 'empty'}"])
+
+
+def test_folders_named_like_splits_inside_an_input_are_pointed_out(tmp_path):
+    for split in ("train", "test", "notes"):
+        _touch(tmp_path / "data" / split / "clip.mp4")
+    warnings = unused_split_folders([str(tmp_path / "data"), f"train={tmp_path / 'data' / 'train'}"])
+    assert len(warnings) == 1
+    assert "holds folders named test, train, but all its videos go to split 'data'" in warnings[0]
+    assert warnings[0].endswith(f"pass test={tmp_path / 'data' / 'test'} train={tmp_path / 'data' / 'train'}")
 
 
 def test_unusable_reason_says_what_the_path_is(tmp_path):

@@ -18,6 +18,8 @@ from cache.manifest import (
     config_differences,
     config_hash,
     file_digest,
+    foreign_problem,
+    plural,
     read_config,
     read_failures,
     shard_entry,
@@ -182,3 +184,18 @@ def test_shard_file_problem_sees_missing_and_resized_files(tmp_path):
     assert "size 4 bytes, index says 10" in shard_file_problem(path, recorded)
     path.unlink()
     assert shard_file_problem(path, recorded) == "missing"
+
+
+def test_plural_counts():
+    assert [plural(count, "shard") for count in (0, 1, 2)] == ["0 shards", "1 shard", "2 shards"]
+
+
+def test_foreign_problem_names_the_options_that_differ():
+    config = {"frames": 4, "weights": "none"}
+    assert foreign_problem({"config_hash": config_hash(config), "config": json.dumps(config)}, config) is None
+    other = {**config, "weights": "imagenet", "crop_size": 64}
+    assert foreign_problem({"config_hash": config_hash(other), "config": json.dumps(other)}, config) == (
+        f"foreign shard: built with config {config_hash(other)}, crop_size=64, weights='imagenet'; this cache's config is {config_hash(config)}, crop_size=None, weights='none'"
+    )
+    assert foreign_problem({"config_hash": "0123456789abcdef", "config": "{not json"}, config) == f"foreign shard: built with config 0123456789abcdef; this cache's config is {config_hash(config)}"
+    assert foreign_problem({}, config).startswith("foreign shard: it has no config hash")

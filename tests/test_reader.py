@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from test_writer import CONFIG, FRAMES, make_record, write_cache
+from test_writer import CONFIG, FOREIGN_CONFIG, FRAMES, add_foreign_shard, make_record, write_cache
 
+import cache
 from cache.errors import CacheError
 from cache.labels import write_labels
-from cache.manifest import Index, config_hash
+from cache.manifest import Index, config_hash, shard_entry
 from cache.reader import DEFAULT_DATASETS, CacheReader
 from cache.schema import CROPS_DATASET, LABEL_NAMES, NUMERIC_DATASETS, STRING_DATASETS
 from cache.writer import CacheWriter, shard_name
@@ -156,6 +158,21 @@ def test_a_folder_that_is_not_a_cache(tmp_path):
         CacheReader(tmp_path)
 
 
+def test_a_file_or_a_folder_of_python_source_is_refused(cache_dir, tmp_path):
+    shard = cache_dir / shard_name(0)
+    with pytest.raises(CacheError) as caught:
+        CacheReader(shard)
+    assert str(caught.value) == f"{shard} is a file, not a cache folder; give --cache a folder, e.g. features/"
+    package = Path(cache.__file__).parent  # the old default --cache, read-only here
+    with pytest.raises(CacheError) as caught:
+        CacheReader(package)
+    message = str(caught.value)
+    assert message.startswith(f"{package}: holds Python source (__init__.py, ") and "--cache features/" in message and "\n" not in message
+    (cache_dir / "helper.py").write_text("")  # a real cache that someone put code into
+    with pytest.raises(CacheError, match="holds Python source \\(helper.py\\)"):
+        CacheReader(cache_dir)
+
+
 # --- damage: the trainer relies on these refusals ------------------------------------------------
 
 
@@ -225,3 +242,20 @@ def test_a_flipped_byte_in_a_string_is_refused_when_read(cache_dir):
     with pytest.raises(CacheError, match="content_hash values differ from the index") as caught:
         reader.read(entry.splits[1], ("face_found",))
     assert_refusal(caught.value, path)
+
+
+def test_a_foreign_shard_adopted_by_an_older_version_is_refused_when_read(tmp_path):
+    cache_dir = write_cache(tmp_path / "none-cache", range(4))
+    foreign = add_foreign_shard(cache_dir, [4, 5], tmp_path)
+    index = Index.load(cache_dir)
+    index.shards.append(shard_entry(foreign))  # what the writer did before it checked config hashes
+    index.save(cache_dir)
+    reader = CacheReader(cache_dir)  # opening checks sizes only: they match
+    assert reader.splits() == {"train": 6}
+    for read in (lambda: reader.read("train"), lambda: reader.record(make_record(4).content_hash)):
+        with pytest.raises(CacheError) as caught:
+            read()
+        message = str(caught.value)
+        assert message.startswith(f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'")
+        assert f"python -m cache verify {cache_dir} --repair" in message and "\n" not in message
+    assert_same_record(reader.record(make_record(1).content_hash), make_record(1))  # the cache's own shards still read

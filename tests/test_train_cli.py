@@ -1,6 +1,7 @@
 """``python -m train`` through typer's CliRunner: fit, compare, evaluate, and refusals."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -49,21 +50,23 @@ def test_options_are_saved_as_the_flags_gave_them(workspace):
 
 def test_compare_lists_runs_best_validation_first(workspace, runner):
     root, _, _ = workspace
-    result = runner.invoke(app, ["compare", str(root / "runs"), "--json"])
+    result = runner.invoke(app, ["compare", str(root / "runs"), "--json", "--resamples", "300"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert sorted(row["run"] for row in rows) == ["audio", "seed"]
-    assert rows[0]["validation"] >= rows[1]["validation"]
+    assert rows[0]["splits"]["validation"]["mean_accuracy"] >= rows[1]["splits"]["validation"]["mean_accuracy"]
     audio = next(row for row in rows if row["run"] == "audio")
-    assert audio["seeds"] == [1, 2] and audio["validation_std"] is not None
+    assert audio["seeds"] == [1, 2] and audio["splits"]["validation"]["mean_accuracy_std"] is not None
     seed_metrics = json.loads((root / "runs" / "seed" / "metrics.json").read_text())
     seed = next(row for row in rows if row["run"] == "seed")
-    assert seed["test"] == seed_metrics["test"]["mean_accuracy"] and seed["test_baseline"] == seed_metrics["test"]["baseline_mean_accuracy"]
+    assert seed["splits"]["test"]["mean_accuracy"] == seed_metrics["test"]["mean_accuracy"]
+    assert seed["splits"]["test"]["baseline_mean_accuracy"] == seed_metrics["test"]["baseline_mean_accuracy"]
 
-    table = runner.invoke(app, ["compare", str(root / "runs")])
+    table = runner.invoke(app, ["compare", str(root / "runs"), "--resamples", "300"])
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:3] == ["run", "head", "lr"]
-    assert lines[1].startswith(rows[0]["run"]) and lines[2].startswith(rows[1]["run"])
+    header = lines.index(next(line for line in lines if line.startswith("run ")))
+    assert lines[header].split()[:4] == ["run", "head", "seeds", "cache"]
+    assert lines[header + 1].startswith(rows[0]["run"]) and lines[header + 2].startswith(rows[1]["run"])
     assert "random ResNet50" in table.stdout
 
 
@@ -147,3 +150,22 @@ def test_overwrite_keeps_the_old_run_when_the_new_cache_is_unusable(workspace, r
     result = runner.invoke(app, ["fit", "--cache", str(tmp_path / "no-such-cache"), "--out", str(run), "--overwrite", "--epochs", "1", *SMALL])
     assert result.exit_code != 0 and "no such cache folder" in result.stderr
     assert sorted(path.name for path in run.iterdir()) == before
+
+
+def test_a_split_name_the_cache_lacks_is_a_usage_error_naming_the_splits(workspace, runner, tmp_path):
+    _, cache, _ = workspace
+    result = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "typo"), "--validation-split", "validaton", *SMALL])
+    assert result.exit_code == 2
+    assert "--validation-split 'validaton' names no split; the cache's splits are: test, train, validation" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_fit_help_keeps_flags_whole_and_descriptions_wide_without_python_types(runner, columns):
+    result = runner.invoke(app, ["fit", "--help"], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "--mixed-precision / --no-mixed-precision" in text and "…" not in text
+    fraction = next(line for line in text.splitlines() if "--validation-fraction" in line)
+    assert "--validation-fraction SHARE" in fraction and "Share of the training split's source videos" in fraction
+    assert not re.search(r"<(int|float|str|path|bool)>|<list\[|\{\w+\}", text), "help shows Python types"

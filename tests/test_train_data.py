@@ -6,14 +6,20 @@ import pytest
 from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
 from train.data import (
+    HOLDOUT_SPLIT,
     DataError,
     Normalization,
+    SplitNameError,
     centre_frames,
     fit_normalization,
     load_cache,
     model_inputs,
     partition,
+    resolve_splits,
+    source_ids,
     training_batches,
+    training_dataset,
+    training_stream,
 )
 from train.synthetic import write_synthetic_cache
 
@@ -102,7 +108,33 @@ def test_partition_uses_named_splits_and_reports_the_others(data):
     parts = partition(data.splits, "train", "validation", 0.2, 0)
     assert not parts.held_out
     assert list(parts.named()) == ["train", "validation", "test"]
-    assert len(parts.validation) == 10
+    assert parts.roles() == {"train": "train", "validation": "selection", "test": "report"}
+    assert len(parts.selection) == 10
+
+
+def test_selecting_on_another_split_reports_every_split_under_its_own_name(data):
+    parts = partition(data.splits, "train", "test", 0.2, 0)
+    named = parts.named()
+    assert parts.selection_name == "test" and parts.selection is data.splits["test"]
+    assert set(named) == {"train", "validation", "test"}
+    assert named["validation"] is data.splits["validation"] and named["test"] is data.splits["test"]
+    assert parts.roles() == {"train": "train", "test": "selection", "validation": "report"}
+
+
+@pytest.mark.parametrize(("train_split", "validation_split", "flag"), [("train", "validaton", "--validation-split 'validaton'"), ("trian", "validation", "--train-split 'trian'")])
+def test_a_split_name_the_cache_lacks_is_an_error_naming_the_splits_it_has(data, train_split, validation_split, flag):
+    with pytest.raises(SplitNameError, match=f"{flag} names no labelled split; the cache's labelled splits are: test, train, validation"):
+        partition(data.splits, train_split, validation_split, 0.2, 0)
+
+
+def test_only_the_default_split_names_fall_back(data):
+    assert resolve_splits(["data"], "train", "validation") == ("data", None)
+    assert resolve_splits(["train", "test"], "train", "validation") == ("train", None)
+    assert resolve_splits(["train", "test"], "train", "test") == ("train", "test")
+    with pytest.raises(SplitNameError, match="also the training split"):
+        resolve_splits(["train", "test"], "train", "train")
+    with pytest.raises(SplitNameError, match="--train-split 'data'"):
+        resolve_splits(["train", "test"], "data", "validation")
 
 
 def test_single_labelled_split_holds_out_a_seeded_recorded_fraction(data):
@@ -110,10 +142,40 @@ def test_single_labelled_split_holds_out_a_seeded_recorded_fraction(data):
     parts = partition(only, "train", "validation", 0.2, holdout_seed=7)
     again = partition(only, "train", "validation", 0.2, holdout_seed=7)
     other = partition(only, "train", "validation", 0.2, holdout_seed=8)
-    assert parts.held_out and len(parts.validation) == 6 and len(parts.train) == 24
-    assert set(parts.validation.video_ids).isdisjoint(parts.train.video_ids)
-    assert list(parts.validation.video_ids) == list(again.validation.video_ids)
-    assert list(parts.validation.video_ids) != list(other.validation.video_ids)
+    assert parts.held_out and parts.selection_name == HOLDOUT_SPLIT
+    assert len(parts.selection) == 6 and len(parts.train) == 24
+    assert list(parts.named()) == ["train", HOLDOUT_SPLIT]
+    assert set(parts.selection.video_ids).isdisjoint(parts.train.video_ids)
+    assert list(parts.selection.video_ids) == list(again.selection.video_ids)
+    assert list(parts.selection.video_ids) != list(other.selection.video_ids)
+
+
+def clips_of_sources(split, clips_per_source):
+    """The split with ChaLearn-style ids: ``source-NN.00C.mp4``, ``clips_per_source`` clips per source."""
+    ids = np.array([f"source-{row // clips_per_source:02d}.{row % clips_per_source:03d}.mp4" for row in range(len(split))])
+    return type(split)(ids, split.visual, split.audio, split.face, split.labels)
+
+
+def test_holdout_keeps_every_clip_of_a_source_on_one_side(data):
+    train = clips_of_sources(data.splits["train"], 3)  # 10 sources of 3 clips
+    for seed in range(5):
+        parts = partition({"train": train}, "train", "validation", 0.2, holdout_seed=seed)
+        held, kept = (set(source_ids(split.video_ids, ".")) for split in (parts.selection, parts.train))
+        assert len(held) == 2 and len(kept) == 8 and held.isdisjoint(kept)
+        assert len(parts.selection) == 6 and len(parts.train) == 24
+    draws = {tuple(partition({"train": train}, "train", "validation", 0.2, holdout_seed=seed).selection.video_ids) for seed in range(5)}
+    assert len(draws) > 1, "the hold-out should depend on its seed"
+
+
+def test_source_delimiter_is_an_option(data):
+    train = clips_of_sources(data.splits["train"], 3)
+    assert list(source_ids(train.video_ids[:4], ".")) == ["source-00", "source-00", "source-00", "source-01"]
+    assert list(source_ids(train.video_ids[:2], "-")) == ["source", "source"]
+    assert list(source_ids(train.video_ids[:2], "")) == list(train.video_ids[:2])
+    each_its_own = partition({"train": train}, "train", "validation", 0.2, 0, source_delimiter="")
+    assert len(set(source_ids(each_its_own.selection.video_ids, "."))) > 2, "without grouping, clips of one source land on both sides"
+    with pytest.raises(DataError, match="1 source video"):
+        partition({"train": train}, "train", "validation", 0.2, 0, source_delimiter="-")
 
 
 def test_training_split_without_validation_holds_out_but_never_uses_test(data):
@@ -124,8 +186,10 @@ def test_training_split_without_validation_holds_out_but_never_uses_test(data):
 def test_partition_refuses_unusable_data(data):
     with pytest.raises(DataError, match="no labelled videos"):
         partition({}, "train", "validation", 0.2, 0)
-    with pytest.raises(DataError, match="no labelled split named 'train'"):
+    with pytest.raises(SplitNameError, match="--train-split 'train' names no labelled split; the cache's labelled splits are: a, b"):
         partition({"a": data.splits["train"], "b": data.splits["test"]}, "train", "validation", 0.2, 0)
+    with pytest.raises(SplitNameError, match="split named 'holdout'"):
+        partition({"train": data.splits["train"], "holdout": data.splits["test"]}, "train", "validation", 0.2, 0)
 
 
 def test_training_batches_cover_each_video_once_per_epoch_and_pick_one_frame_per_segment(data):
@@ -164,3 +228,27 @@ def test_random_frames_stay_inside_their_segment():
     segments = picks // 3
     np.testing.assert_array_equal(segments, np.broadcast_to(np.arange(FRAMES), (50, FRAMES)))
     assert set(np.unique(picks % 3)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("names", [("visual", "audio", "face"), ("audio",)])
+def test_tensorflow_stream_equals_the_numpy_stream(data, names):
+    train = data.splits["train"]
+    statistics = fit_normalization(train)
+    numpy_stream = training_batches(train, statistics, FRAMES, 2, 8, 3, names)
+    dataset = iter(training_dataset(train, statistics, FRAMES, 2, 8, 3, names))
+    for _ in range(9):  # two epochs of four batches, and the first of the third
+        (expected, expected_labels), (inputs, labels) = next(numpy_stream), next(dataset)
+        assert set(inputs) == set(names)
+        for name in names:
+            np.testing.assert_array_equal(inputs[name].numpy(), expected[name])
+        np.testing.assert_array_equal(labels.numpy(), expected_labels)
+
+
+def test_other_backends_get_the_numpy_stream(data):
+    train = data.splits["train"]
+    statistics = fit_normalization(train)
+    stream = training_stream(train, statistics, FRAMES, 2, 8, 3, ("audio",), backend="jax")
+    inputs, labels = next(stream)
+    expected, expected_labels = next(training_batches(train, statistics, FRAMES, 2, 8, 3, ("audio",)))
+    np.testing.assert_array_equal(inputs["audio"], expected["audio"])
+    np.testing.assert_array_equal(labels, expected_labels)

@@ -8,8 +8,11 @@ import keras
 import numpy as np
 import pytest
 
+from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
+from cache.schema import TRAITS
 from train.config import HEADS, FitOptions
+from train.data import SplitNameError
 from train.fit import fit
 from train.run import RunError
 from train.synthetic import write_synthetic_cache
@@ -32,7 +35,7 @@ def learnable(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A few videos with two stored frames per segment."""
-    return write_synthetic_cache(tmp_path_factory.mktemp("tiny") / "cache", {"train": 24, "validation": 8, "test": 8}, frames=FRAMES, frames_per_segment=2)
+    return write_synthetic_cache(tmp_path_factory.mktemp("tiny") / "cache", {"train": 24, "validation": 8, "test": 12}, frames=FRAMES, frames_per_segment=2)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +94,7 @@ def test_reported_scores_are_those_of_the_best_validation_epoch(learned_run):
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_trains_an_epoch(head, tiny, tmp_path):
     metrics = fit(FitOptions(cache=str(tiny), out=str(tmp_path / head), head=head, epochs=1, **SMALL), echo=quiet)
-    assert {split: entry["n"] for split, entry in metrics.items()} == {"train": 24, "validation": 8, "test": 8}
+    assert {split: entry["n"] for split, entry in metrics.items()} == {"train": 24, "validation": 8, "test": 12}
     assert (tmp_path / head / "model.keras").exists()
 
 
@@ -103,12 +106,15 @@ def test_mixed_precision_trains_and_restores_the_policy(tiny, tmp_path):
     assert model.get_layer("visual_dense").compute_dtype == "float16"
 
 
-def test_same_seed_same_metrics_other_seed_other_metrics(tiny, tmp_path):
-    runs = {}
+def test_same_seed_same_metrics_and_weights_other_seed_other_metrics(tiny, tmp_path):
+    runs, weights = {}, {}
     for name, seed in (("first", 5), ("again", 5), ("other", 6)):
         fit(FitOptions(cache=str(tiny), out=str(tmp_path / name), head="bilstm", epochs=2, seed=seed, **SMALL), echo=quiet)
         runs[name] = (tmp_path / name / "metrics.json").read_text()
+        weights[name] = keras.saving.load_model(tmp_path / name / "model.keras", compile=False, safe_mode=True).get_weights()
     assert runs["first"] == runs["again"]
+    for first, again in zip(weights["first"], weights["again"], strict=True):
+        np.testing.assert_array_equal(first, again)
     assert runs["first"] != runs["other"]
 
 
@@ -131,9 +137,64 @@ def test_several_seeds_report_mean_and_std_and_keep_the_best_model(tiny, tmp_pat
 def test_single_labelled_split_holds_out_validation_and_records_it(tmp_path):
     cache = write_synthetic_cache(tmp_path / "cache", {"train": 30}, frames=FRAMES)
     metrics = fit(FitOptions(cache=str(cache), out=str(tmp_path / "run"), head="audio", epochs=1, validation_fraction=0.2, **SMALL), echo=quiet)
-    held_out = json.loads((tmp_path / "run" / "holdout.json").read_text())["video_ids"]
-    assert len(held_out) == 6 and metrics["validation"]["n"] == 6 and metrics["train"]["n"] == 24
-    assert "held out" in json.loads((tmp_path / "run" / "run.json").read_text())["validation"]
+    holdout = json.loads((tmp_path / "run" / "holdout.json").read_text())
+    assert len(holdout["video_ids"]) == 6 and metrics["holdout"]["n"] == 6 and metrics["train"]["n"] == 24
+    assert (holdout["split"], holdout["holdout_seed"], holdout["source_delimiter"]) == ("train", 0, ".")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert "held out" in info["selection"] and info["selection_split"] == "holdout"
+    assert info["source_videos"] == {"train": 24, "holdout": 6}
+    assert metrics["holdout"]["role"] == "selection"
+
+
+def test_holdout_keeps_the_clips_of_a_source_video_together_and_reports_source_counts(tmp_path):
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 30}, frames=FRAMES, clips_per_source=3)
+    lines = []
+    out = tmp_path / "run"
+    metrics = fit(FitOptions(cache=str(cache), out=str(out), head="audio", epochs=1, holdout_seed=4, **SMALL), echo=lines.append)
+    holdout = json.loads((out / "holdout.json").read_text())
+    assert len(holdout["sources"]) == 2 and len(holdout["video_ids"]) == 6
+    assert sorted(holdout["video_ids"]) == sorted(f"{source}.{clip:03d}.mp4" for source in holdout["sources"] for clip in range(3))
+    assert json.loads((out / "run.json").read_text())["source_videos"] == {"train": 8, "holdout": 2}
+    assert (metrics["train"]["n"], metrics["holdout"]["n"]) == (24, 6)
+    assert "training on split 'train': 24 videos from 8 source videos" in lines
+    assert any(line.startswith("selecting on 'holdout': 6 videos from 2 source videos, held out of split 'train'") for line in lines)
+
+
+def test_selecting_on_another_split_reports_every_split_under_its_own_name(tiny, tmp_path):
+    lines = []
+    out = tmp_path / "on-test"
+    metrics = fit(FitOptions(cache=str(tiny), out=str(out), head="audio", epochs=3, validation_split="test", **SMALL), echo=lines.append)
+    assert {split: (entry["n"], entry["role"]) for split, entry in metrics.items()} == {"train": (24, "train"), "test": (12, "selection"), "validation": (8, "report")}
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    info = json.loads((out / "run.json").read_text())
+    assert (info["train_split"], info["selection_split"], info["report_splits"]) == ("train", "test", ["validation"])
+    assert info["videos"] == {"train": 24, "test": 12, "validation": 8}
+    with open(out / "history.csv", newline="") as handle:
+        best = max(float(row["val_mean_accuracy"]) for row in csv.DictReader(handle))
+    assert metrics["test"]["mean_accuracy"] == pytest.approx(best, abs=1e-4), "the test split selected the model"
+    assert "selecting on split 'test': 12 videos from 12 source videos" in lines
+    assert "reporting on split 'validation': 8 videos from 8 source videos" in lines
+    table = "\n".join(lines)
+    assert any(line.split()[:3] == ["test", "selection", "12"] for line in table.splitlines())
+
+
+def test_a_split_name_the_cache_lacks_is_refused_before_anything_is_written(tiny, tmp_path):
+    with pytest.raises(SplitNameError, match="--validation-split 'validaton' names no split; the cache's splits are: test, train, validation"):
+        fit(FitOptions(cache=str(tiny), out=str(tmp_path / "typo"), epochs=1, validation_split="validaton", **SMALL), echo=quiet)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_useless_runs_are_warned_about(tmp_path):
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 12, "validation": 6}, frames=FRAMES)
+    write_labels(cache, {video_id: dict.fromkeys(TRAITS, 0.5) for video_id in read_label_table(cache)}, replace=True)
+    lines = []
+    fit(FitOptions(cache=str(cache), out=str(tmp_path / "run"), head="audio", epochs=1, **SMALL), echo=lines.append)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert any("only 12 training videos" in line for line in warnings)
+    assert any("train baseline 1.0000" in line for line in warnings)
+    assert any("below the baseline" in line and "'validation'" in line for line in warnings)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["warnings"]
+    assert len(recorded) == 3 and set(recorded) <= set(warnings)
 
 
 def test_an_existing_run_is_not_replaced_without_overwrite(learned_run, learnable):
@@ -141,3 +202,9 @@ def test_an_existing_run_is_not_replaced_without_overwrite(learned_run, learnabl
     with pytest.raises(RunError, match="--overwrite"):
         fit(FitOptions(cache=str(learnable), out=str(out), epochs=1, **SMALL), echo=quiet)
     assert (out / "model.keras").exists()
+
+
+def test_the_existing_run_check_comes_before_the_cache_is_read(learned_run, tmp_path):
+    out, _ = learned_run
+    with pytest.raises(RunError, match="--overwrite"):
+        fit(FitOptions(cache=str(tmp_path / "no-such-cache"), out=str(out), epochs=1, **SMALL), echo=quiet)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cache.schema import TRAITS
-from train.metrics import aggregate_seeds, format_table, score
+from train.metrics import aggregate_seeds, format_table, plural, score
 
 
 @pytest.fixture
@@ -88,3 +88,25 @@ def test_table_shows_the_baseline_beside_every_figure(scored):
     assert cells[4:6] == [f"{result['mae']:.4f}", f"{result['baseline_mae']:.4f}"]
     openness = next(line for line in table.splitlines() if line.startswith("openness")).split()
     assert openness[1:] == [f"{result['traits']['openness']:.4f}", f"{result['baseline_traits']['openness']:.4f}"]
+
+
+def test_table_names_the_role_of_each_split(scored):
+    _, _, _, result = scored
+    table = format_table({"train": {**result, "role": "train"}, "test": {**result, "role": "selection"}, "validation": {**result, "role": "report"}})
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["split", "role", "n"]
+    assert [line.split()[:2] for line in lines[1:4]] == [["train", "train"], ["test", "selection"], ["validation", "report"]]
+    assert "role" not in format_table({"test": result}).splitlines()[0]
+
+
+def test_per_trait_table_of_several_seeds_says_it_is_a_mean_over_seeds(scored):
+    labels, predictions, baseline, result = scored
+    combined = aggregate_seeds({1: {"test": result}, 2: {"test": score(labels, np.clip(predictions + 0.01, 0, 1), baseline)}})
+    lines = format_table(combined).splitlines()
+    title = lines.index("per-trait accuracy, mean over seeds 1, 2:")
+    assert lines[title + 1].split()[0] == "trait"
+    assert "mean over seeds" not in format_table({"test": result})
+
+
+def test_plural():
+    assert [plural(count, "video") for count in (0, 1, 2)] == ["0 videos", "1 video", "2 videos"]

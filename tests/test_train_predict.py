@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import shutil
 
 import keras
@@ -64,14 +65,37 @@ def test_predict_writes_a_csv_and_repeats_itself(run, face_clip, tmp_path):
 
 
 def test_predict_loads_models_in_safe_mode(run, face_clip, tmp_path):
+    """A Lambda whose code writes a canary file: an unsafe load would run it, predict must not."""
     unsafe = tmp_path / "unsafe"
     shutil.copytree(run, unsafe)
+    canary = tmp_path / "canary.txt"
     inputs = keras.Input((EXTRACTION.frames, 68), name="audio")
-    outputs = keras.layers.Lambda(lambda values: values[:, 0, :5])(inputs)
-    keras.Model(inputs, outputs).save(unsafe / "model.keras")
+    # A source-free lambda with the path inside its code, so the saved bytecode carries it.
+    write_canary = eval(f"lambda values: (open({str(canary)!r}, 'w').write('unsafe code ran'), values[:, 0, :5])[1]")
+    keras.Model(inputs, keras.layers.Lambda(write_canary)(inputs)).save(unsafe / "model.keras")
+    canary.unlink()  # building the model above ran the lambda once
+
     result = CliRunner().invoke(app, ["predict", str(unsafe), str(face_clip)])
     assert result.exit_code == 1
     assert "safe mode" in result.stderr and "Traceback" not in result.output
+    assert not canary.exists(), "predict ran the model file's code"
+
+    keras.saving.load_model(unsafe / "model.keras", safe_mode=False)
+    assert canary.read_text() == "unsafe code ran", "the canary must fire on an unsafe load, or this test proves nothing"
+
+
+def test_predict_with_an_ensemble_averages_its_members(run, face_clip, tmp_path):
+    cache = FitOptions.from_dict(json.loads((run / "options.json").read_text())).cache
+    other = tmp_path / "other"
+    options = FitOptions(cache=cache, out=str(other), head="audio", epochs=1, audio_units=4, lstm_units=4, verbose=0)
+    fit(options, echo=lambda line: None)
+    assert CliRunner().invoke(app, ["ensemble", str(run), str(other), "--out", str(tmp_path / "ens")]).exit_code == 0
+    scores = {}
+    for folder in (run, other, tmp_path / "ens"):
+        result = CliRunner().invoke(app, ["predict", str(folder), str(face_clip)])
+        assert result.exit_code == 0, result.output
+        scores[folder] = np.array([float(read_rows(result.stdout)[0][trait]) for trait in TRAITS])
+    assert scores[tmp_path / "ens"] == pytest.approx((scores[run] + scores[other]) / 2, abs=2e-6)
 
 
 def test_predict_on_a_folder_that_is_no_run(face_clip, tmp_path):

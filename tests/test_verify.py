@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from test_reader import flip_byte_in_embeddings
-from test_writer import CONFIG, make_record, temporaries, write_cache
+from test_writer import CONFIG, FOREIGN_CONFIG, add_foreign_shard, make_record, temporaries, write_cache
 
 from cache.errors import CacheError
-from cache.manifest import Index
+from cache.manifest import Index, config_hash, file_digest, shard_entry
 from cache.reader import CacheReader
 from cache.schema import INDEX_FILE, NUMERIC_DATASETS, STRING_DATASETS
-from cache.verify import Problem, repair, verify
+from cache.verify import Problem, Repaired, repair, verify
 from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name
 
 VIDEOS = 9
@@ -68,7 +68,7 @@ def test_damage_is_named_and_repaired(cache_dir, kind):
     if "damaged" not in words:  # judged by size alone: the very same words
         assert problems[0].reason in str(refused.value)
 
-    assert repair(cache_dir, problems) == PER_SHARD
+    assert repair(cache_dir, problems) == Repaired(PER_SHARD, ())
     assert verify(cache_dir) == []
     assert not path.exists()
     lost = {make_record(number).video_id for number in range(PER_SHARD, 2 * PER_SHARD)}
@@ -89,7 +89,7 @@ def test_stray_temporaries_are_named_and_removed(cache_dir):
     problems = verify(cache_dir)
     assert sorted(problem.path for problem in problems) == sorted(strays)
     assert all("temporary" in problem.reason for problem in problems)
-    assert repair(cache_dir, problems) == 0
+    assert repair(cache_dir, problems) == Repaired(0, ())
     assert verify(cache_dir) == [] and temporaries(cache_dir) == []
     assert len(read_everything(cache_dir)) == VIDEOS
 
@@ -103,7 +103,7 @@ def test_an_orphan_is_adopted_if_it_reads_and_removed_if_not(cache_dir):
     problems = verify(cache_dir)
     assert [problem.path.name for problem in problems] == [orphan.name, junk.name]
     assert all("not in the index" in problem.reason for problem in problems)
-    assert repair(cache_dir, problems) == 0
+    assert repair(cache_dir, problems) == Repaired(0, ())
     assert Index.load(cache_dir).shards[-1] == orphan and not junk.exists()
     assert verify(cache_dir) == [] and len(read_everything(cache_dir)) == VIDEOS
 
@@ -126,6 +126,55 @@ def test_a_lost_index_is_rebuilt_from_the_shards_in_write_order(cache_dir, index
     assert [entry.name for entry in rebuilt.shards] == [shard_name(0), shard_name(1), shard_name(3)]
     assert rebuilt.shards == [entry for entry in expected.shards if entry.name != shard_name(2)]
     assert CacheReader(cache_dir).record(make_record(4, version=1).content_hash).video_id == make_record(4).video_id
+
+
+@pytest.mark.parametrize("indexed", [False, True], ids=["copied in", "adopted by an older version"])
+def test_a_foreign_shard_is_named_and_moved_aside_then_its_videos_re_extracted(cache_dir, tmp_path, indexed):
+    foreign = add_foreign_shard(cache_dir, [VIDEOS, VIDEOS + 1], tmp_path)
+    digest = file_digest(foreign)
+    if indexed:  # what the writer did before it checked config hashes
+        index = Index.load(cache_dir)
+        index.shards.append(shard_entry(foreign))
+        index.save(cache_dir)
+    problems = verify(cache_dir)
+    assert [problem.path for problem in problems] == [foreign]
+    reason = problems[0].reason
+    assert f"foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'" in reason
+    assert reason.endswith(f"--repair moves it to {cache_dir / 'foreign'}/")
+    assert reason.startswith("not in the index, and ") != indexed
+
+    moved_to = cache_dir / "foreign" / foreign.name
+    assert repair(cache_dir, problems) == Repaired(2 if indexed else 0, (moved_to,))
+    assert not foreign.exists() and file_digest(moved_to) == digest  # moved, byte for byte: someone's data
+    assert verify(cache_dir) == []
+    assert read_everything(cache_dir) == sorted(make_record(number).video_id for number in range(VIDEOS))
+    with CacheWriter(cache_dir, CONFIG, videos_per_shard=PER_SHARD) as writer:  # what `make features` does next
+        missing = [number for number in range(VIDEOS + 2) if make_record(number).content_hash not in writer.known_hashes()]
+        assert missing == [VIDEOS, VIDEOS + 1]
+        for number in missing:
+            writer.add(make_record(number))
+    assert read_everything(cache_dir) == sorted(make_record(number).video_id for number in range(VIDEOS + 2))
+    assert verify(cache_dir) == []
+
+
+def test_repair_never_overwrites_a_shard_already_moved_aside(cache_dir, tmp_path):
+    first = add_foreign_shard(cache_dir, [VIDEOS], tmp_path / "first")
+    digest = file_digest(first)
+    repair(cache_dir, verify(cache_dir))
+    second = add_foreign_shard(cache_dir, [VIDEOS + 1], tmp_path / "second")
+    assert second.name == first.name
+    assert repair(cache_dir, verify(cache_dir)).moved == (cache_dir / "foreign" / f"{first.stem}.1{first.suffix}",)
+    assert file_digest(cache_dir / "foreign" / first.name) == digest
+    assert verify(cache_dir) == []
+
+
+def test_a_lost_index_is_rebuilt_without_foreign_shards(cache_dir, tmp_path):
+    foreign = add_foreign_shard(cache_dir, [VIDEOS], tmp_path)
+    (cache_dir / INDEX_FILE).unlink()
+    repaired = repair(cache_dir, verify(cache_dir))
+    assert repaired.moved == (cache_dir / "foreign" / foreign.name,)
+    assert [entry.name for entry in Index.load(cache_dir).shards] == [shard_name(0), shard_name(1), shard_name(2)]
+    assert verify(cache_dir) == [] and len(read_everything(cache_dir)) == VIDEOS
 
 
 def test_repair_refuses_while_an_extraction_writes(cache_dir):

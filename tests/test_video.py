@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+from av.video.frame import PictureType
 import numpy as np
 import pytest
 
-from extract.synthetic import talking_head_clip, write_clip
+from extract.synthetic import CHALEARN_X264, chalearn_like_clip, compose_frame, face_image, talking_head_clip, write_clip, write_timed_clip
 from extract.video import VideoError, decode, sample_times
 
 
@@ -53,7 +54,8 @@ def test_decode_resamples_the_sound_to_mono_at_the_requested_rate(face_clip):
     decoded = decode(face_clip, 4, 1, "centre", 16000)
     assert decoded.audio.ndim == 1
     assert len(decoded.audio) / 16000 == pytest.approx(decoded.duration, abs=0.1)
-    assert 1000 < np.abs(decoded.audio).max() <= 32768  # int16 range, as pyAudioAnalysis expects
+    assert decoded.audio.dtype == np.int16  # pyAudioAnalysis expects int16-range samples; 2 bytes each keeps long tracks small
+    assert np.abs(decoded.audio.astype(np.int32)).max() > 1000
 
 
 def test_k_frames_per_segment_are_segment_major(face_clip):
@@ -124,7 +126,8 @@ def test_corrupt_audio_packets_become_silence_of_their_length(face_clip, tmp_pat
     # everything after them; silence in their place keeps the length and the rest.
     assert abs(len(decoded.audio) - len(clean.audio)) < 10
     later, lags = slice(30000, 38000), range(-20, 21)  # samples well after the damage
-    matches = [np.dot(decoded.audio[later.start + lag : later.stop + lag], clean.audio[later]) for lag in lags]
+    damaged_sound, clean_sound = decoded.audio.astype(np.float64), clean.audio.astype(np.float64)  # int16 products overflow
+    matches = [np.dot(damaged_sound[later.start + lag : later.stop + lag], clean_sound[later]) for lag in lags]
     assert abs(lags[int(np.argmax(matches))]) <= 2  # the sound after the damage is where it was
     assert np.array_equal(decoded.frames, clean.frames)
 
@@ -137,3 +140,128 @@ def test_a_read_error_is_reported_as_one_not_as_a_bad_video(tmp_path):
     for name, reason in (("io-error.mp4", "cannot open: Input/output error"), ("folder.mp4", "cannot open: Is a directory")):
         with pytest.raises(VideoError, match=reason):
             decode(tmp_path / name, 4, 1, "centre", 16000)
+
+
+# Decoding only what sampling needs: skipping must never change the result.
+
+
+def _assert_same_result(skipped, full):
+    """Byte for byte: chosen frames, their times, the duration and the sound."""
+    assert skipped.frames.shape == full.frames.shape and skipped.frames.tobytes() == full.frames.tobytes()
+    assert skipped.frame_times.tobytes() == full.frame_times.tobytes()
+    assert skipped.duration == full.duration
+    assert (skipped.audio is None) == (full.audio is None)
+    assert skipped.audio is None or skipped.audio.tobytes() == full.audio.tobytes()
+
+
+def _both_ways(path, segments, per_segment, mode, threads=0):
+    """(skipping, full) decodes of one video, random sampling drawn from the same seed."""
+    return [decode(path, segments, per_segment, mode, 16000, np.random.default_rng(5), threads, skip_frames=skip) for skip in (True, False)]
+
+
+def _moving_faces(width, height, count):
+    """Frames of the astronaut's face drifting and brightening, so that x264 chooses B-frames."""
+    face = face_image()
+    return [compose_frame(face, width, height, (0.5 + 0.03 * np.sin(index / 4), 0.5), 0.8, 0.8 + 0.2 * index / count) for index in range(count)]
+
+
+@pytest.fixture(scope="module")
+def gop_clip(tmp_path_factory):
+    """6 s of 320x240 at 29.97 fps with the ChaLearn clips' x264 settings, and sound."""
+    return chalearn_like_clip(tmp_path_factory.mktemp("gop") / "gop.mp4", seconds=6.0, width=320, height=240)
+
+
+def _decode_all(path, skip):
+    """(pts, RGB pixels) of every frame PyAV decodes with ``skip_frame=skip``."""
+    with av.open(str(path)) as container:
+        container.streams.video[0].codec_context.skip_frame = skip
+        return [(frame.pts, frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
+
+
+def test_the_generated_clip_has_the_data_sets_trap_where_p_frames_reference_b_frames(gop_clip):
+    every = dict(_decode_all(gop_clip, "DEFAULT"))
+    without_b = dict(_decode_all(gop_clip, "BIDIR"))
+    without_nonref = dict(_decode_all(gop_clip, "NONREF"))
+    # Skipping every B-frame changes frames that are still decoded; skipping the
+    # non-reference ones changes none: the case the skipping must get right.
+    assert any(not np.array_equal(pixels, every[pts]) for pts, pixels in without_b.items())
+    assert len(without_nonref) < len(every) and all(np.array_equal(pixels, every[pts]) for pts, pixels in without_nonref.items())
+
+
+@pytest.mark.parametrize("segments, per_segment, mode, threads", [(10, 1, "centre", 1), (4, 3, "random", 0), (30, 1, "centre", 0), (1, 1, "centre", 1)])
+def test_skipping_frames_picks_exactly_the_frames_of_the_full_decode(gop_clip, segments, per_segment, mode, threads):
+    skipped, full = _both_ways(gop_clip, segments, per_segment, mode, threads)
+    _assert_same_result(skipped, full)
+    assert skipped.decoded_frames < full.decoded_frames
+
+
+def test_skipping_frames_on_the_chalearn_clips_changes_nothing(chalearn):
+    clips = sorted(chalearn.glob("*/*.mp4"))
+    assert clips
+    for clip in clips:
+        for segments, per_segment, mode in ((10, 1, "centre"), (4, 3, "random")):
+            skipped, full = _both_ways(clip, segments, per_segment, mode, threads=1)
+            _assert_same_result(skipped, full)
+            assert skipped.decoded_frames < full.decoded_frames, clip.name
+
+
+# Variable frame rate (a long pause every third frame), a rotation tag, and timestamps
+# starting at 10 s in both containers that keep them, all with B-frames that reference B-frames.
+ODD_TIMINGS = {
+    "variable-rate.mp4": (np.cumsum([0] + [200 if index % 3 == 0 else 40 for index in range(89)]), None),
+    "rotated.mp4": (range(0, 3600, 40), 90),
+    "late-start.mp4": (range(10000, 13600, 40), None),
+    "late-start.mkv": (range(10000, 13600, 40), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_TIMINGS))
+def test_skipping_frames_changes_nothing_with_odd_timing_or_rotation(tmp_path, name):
+    times_ms, rotation = ODD_TIMINGS[name]
+    path = write_timed_clip(tmp_path / name, _moving_faces(160, 96, len(times_ms)), times_ms, rotation=rotation, options=CHALEARN_X264)
+    skipped, full = _both_ways(path, 10, 1, "centre")
+    _assert_same_result(skipped, full)
+    assert skipped.decoded_frames < full.decoded_frames
+
+
+def _annex_b_clip(path):
+    """An h264 elementary stream with B-frames: its packets carry no timestamps."""
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25, options=CHALEARN_X264)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for pixels in _moving_faces(160, 96, 60):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+FALLBACK_CLIPS = {
+    # Another codec, whose "non-reference" the decoder defines its own way.
+    "mpeg4-with-b-frames.mp4": lambda path: write_timed_clip(path, _moving_faces(160, 96, 60), range(0, 2400, 40), codec="mpeg4", options={"bf": "2"}),
+    "no-timestamps.h264": _annex_b_clip,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FALLBACK_CLIPS))
+def test_a_stream_without_safe_structure_is_decoded_in_full(tmp_path, name):
+    path = FALLBACK_CLIPS[name](tmp_path / name)
+    skipped, full = _both_ways(path, 10, 1, "centre")
+    _assert_same_result(skipped, full)
+    assert skipped.decoded_frames == full.decoded_frames
+    assert len(_decode_all(path, "NONREF")) < len(_decode_all(path, "DEFAULT"))  # there were frames to skip
+
+
+def test_a_corrupt_reference_frame_falls_back_to_the_full_decode(gop_clip, tmp_path):
+    with av.open(str(gop_clip)) as container:
+        types = {frame.pts: frame.pict_type for frame in container.decode(video=0)}
+    with av.open(str(gop_clip)) as container:
+        packets = [packet for packet in container.demux(video=0) if packet.size]
+        (position, size) = next((packet.pos, packet.size) for packet in packets[len(packets) // 2 :] if types[packet.pts] == PictureType.P)
+    data = bytearray(gop_clip.read_bytes())
+    data[position + 8 : position + size] = np.random.default_rng(size).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged-p-frame.mp4"
+    damaged.write_bytes(bytes(data))
+    skipped, full = _both_ways(damaged, 10, 1, "centre")
+    _assert_same_result(skipped, full)
+    # The decoder's complaint stopped the skipping, so every frame was decoded and counted.
+    assert skipped.decoded_frames == full.decoded_frames

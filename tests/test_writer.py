@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import random
+import select
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
 
+import cache
 from cache import writer as writer_module
 from cache.errors import CacheError
 from cache.manifest import Index, config_hash, file_digest
@@ -32,13 +37,15 @@ from cache.schema import (
     STRING_DATASETS,
     VideoRecord,
 )
-from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number
+from cache.writer import TEMPORARY_SUFFIX, CacheWriter, lock_holder, shard_name, shard_number, write_shard
 
 FRAMES = 4  # T: enough rows to tell frames apart, small enough for ~20 KB videos
 CROP = 8  # S, crop side in pixels
 CONFIG = {"frames": FRAMES, "frames_per_segment": 1, "crop_size": CROP, "keep_crops": True, "weights": "none"}
 TESTS = Path(__file__).resolve().parent
 CHILD_START_TIMEOUT = 30  # seconds for a child Python to import h5py and open the cache
+MOUNT_TIMEOUT = 30  # seconds for mount/umount of a small tmpfs
+FOREIGN_CONFIG = {**CONFIG, "weights": "imagenet"}  # what a shard copied from an ImageNet cache was built with
 
 
 def make_record(number: int, split: str = "train", version: int = 0, crops: bool = True) -> VideoRecord:
@@ -61,8 +68,8 @@ def make_record(number: int, split: str = "train", version: int = 0, crops: bool
     )
 
 
-def write_cache(cache_dir: Path, numbers, videos_per_shard: int = 2, **record_options) -> Path:
-    with CacheWriter(cache_dir, CONFIG, videos_per_shard) as writer:
+def write_cache(cache_dir: Path, numbers, videos_per_shard: int = 2, config: dict = CONFIG, **record_options) -> Path:
+    with CacheWriter(cache_dir, config, videos_per_shard) as writer:
         for number in numbers:
             writer.add(make_record(number, **record_options))
     return cache_dir
@@ -81,11 +88,35 @@ def start_child(script: str, *arguments: str) -> subprocess.Popen:
     """Run a Python snippet that can import this module's helpers; wait for it to print 'ready'."""
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r})\n" + textwrap.dedent(script)
     child = subprocess.Popen([sys.executable, "-c", code, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = child.stdout.readline()
+    ready, _, _ = select.select([child.stdout], [], [], CHILD_START_TIMEOUT)
+    line = child.stdout.readline() if ready else ""
     if line.strip() != "ready":
         child.kill()
-        pytest.fail(f"child did not start: {line!r} {child.communicate(timeout=CHILD_START_TIMEOUT)[1][-2000:]}")
+        errors = finish_child(child)[1]
+        pytest.fail(f"child did not print 'ready' within {CHILD_START_TIMEOUT} s: {line!r} {errors[-2000:]}")
     return child
+
+
+def finish_child(child: subprocess.Popen) -> tuple[str, str]:
+    """The child's remaining stdout and stderr; kill it and fail the test when it hangs."""
+    try:
+        return child.communicate(timeout=CHILD_START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate(timeout=CHILD_START_TIMEOUT)
+        pytest.fail(f"child {child.pid} still running after {CHILD_START_TIMEOUT} s: killed")
+
+
+def add_foreign_shard(cache_dir: Path, numbers, work_dir: Path) -> Path:
+    """Copy a real shard built with FOREIGN_CONFIG (a cache in ``work_dir``, videos
+    ``numbers`` in one shard) into ``cache_dir`` under the next free shard name."""
+    foreign_cache = work_dir / "imagenet-cache"
+    write_cache(foreign_cache, numbers, videos_per_shard=len(numbers), config=FOREIGN_CONFIG)
+    source = foreign_cache / Index.load(foreign_cache).shards[-1].name
+    taken = [shard_number(path.name) for path in cache_dir.glob("shard-*.h5")]
+    destination = cache_dir / shard_name(1 + max(taken, default=-1))
+    shutil.copyfile(source, destination)
+    return destination
 
 
 # --- shards and the index --------------------------------------------------------------
@@ -187,6 +218,64 @@ def test_shards_without_a_config_are_refused(tmp_path):
     assert not (tmp_path / CONFIG_FILE).exists()
 
 
+def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
+    cache_dir = write_cache(tmp_path / "none-cache", range(4))
+    foreign = add_foreign_shard(cache_dir, [4, 5], tmp_path)
+    (cache_dir / shard_name(7)).write_bytes(b"not an HDF5 file")  # junk the writer would remove: must stay until the refusal is resolved
+    before = snapshot(cache_dir)
+    with pytest.raises(CacheError) as caught:
+        with CacheWriter(cache_dir, CONFIG):
+            pass
+    message = str(caught.value)
+    assert message.startswith(f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'; ")
+    assert f"python -m cache verify {cache_dir} --repair" in message and f"{cache_dir / 'foreign'}/" in message and "\n" not in message
+    assert snapshot(cache_dir) == before
+    assert [entry.name for entry in Index.load(cache_dir).shards] == [shard_name(0), shard_name(1)]
+
+
+def test_a_shard_without_a_config_hash_is_refused(tmp_path):
+    cache_dir = write_cache(tmp_path, range(2))
+    stranger = cache_dir / shard_name(1)
+    write_shard(stranger, [make_record(2)], {})  # our layout, but no attributes: its features' origin is unknown
+    with pytest.raises(CacheError, match="foreign shard: it has no config hash") as caught:
+        with CacheWriter(cache_dir, CONFIG):
+            pass
+    assert str(caught.value).startswith(f"{stranger}: ")
+    assert stranger.exists() and Index.load(cache_dir).num_videos() == 2
+
+
+# --- the folder ---------------------------------------------------------------------------------
+
+
+def test_a_folder_holding_python_source_is_refused_before_anything_is_written(tmp_path):
+    package_copy = tmp_path / "cache"  # the old default --cache: the package's own folder
+    shutil.copytree(Path(cache.__file__).parent, package_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = snapshot(package_copy)
+    with pytest.raises(CacheError) as caught:
+        with CacheWriter(package_copy, CONFIG):
+            pass
+    message = str(caught.value)
+    assert message.startswith(f"{package_copy}: holds Python source (__init__.py, __main__.py, cli.py, ...)") and "--cache features/" in message and "\n" not in message
+    assert snapshot(package_copy) == before
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    with pytest.raises(CacheError, match="holds Python source \\(__init__.py\\)"):
+        with CacheWriter(package, CONFIG):
+            pass
+    assert sorted(path.name for path in package.iterdir()) == ["__init__.py"]
+
+
+def test_a_cache_path_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "features"
+    path.write_text("someone's notes")
+    with pytest.raises(CacheError) as caught:
+        with CacheWriter(path, CONFIG):
+            pass
+    assert str(caught.value) == f"{path} is a file, not a cache folder; give --cache a folder, e.g. features/"
+    assert path.read_text() == "someone's notes"
+
+
 # --- the lock ---------------------------------------------------------------------------------
 
 
@@ -223,6 +312,37 @@ def test_a_lock_held_by_another_process_blocks_until_it_dies(tmp_path, ending):
     with CacheWriter(tmp_path, CONFIG) as writer:
         writer.add(make_record(0))
     assert Index.load(tmp_path).num_videos() == 1
+
+
+def test_lock_holder_names_the_writing_process_and_never_blocks_it(tmp_path):
+    assert lock_holder(tmp_path) is None  # no lock file yet
+    child = start_child(HOLD_LOCK, str(tmp_path))
+    try:
+        assert lock_holder(tmp_path) == f"pid {child.pid}"
+    finally:
+        child.kill()
+        child.wait(timeout=CHILD_START_TIMEOUT)
+    assert lock_holder(tmp_path) is None
+    with CacheWriter(tmp_path, CONFIG):
+        assert lock_holder(tmp_path) == f"pid {os.getpid()}"
+    assert lock_holder(tmp_path) is None
+
+
+def test_a_writer_starting_while_the_lock_is_probed_waits_instead_of_refusing(tmp_path, monkeypatch):
+    write_cache(tmp_path, [0])
+    probe = open(tmp_path / writer_module.LOCK_FILE, encoding="utf-8")
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what lock_holder holds for an instant
+    retries = []
+
+    def end_the_probe(seconds):
+        retries.append(seconds)
+        probe.close()  # releases the shared lock
+
+    monkeypatch.setattr(writer_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=end_the_probe))
+    with CacheWriter(tmp_path, CONFIG) as writer:
+        writer.add(make_record(1))
+    assert retries == [writer_module.LOCK_RETRY_SECONDS]
+    assert Index.load(tmp_path).num_videos() == 2
 
 
 def test_a_lock_left_by_an_abrupt_exit_does_not_block(tmp_path):
@@ -348,7 +468,7 @@ def test_a_failed_shard_write_is_a_cache_error_that_leaves_the_cache_intact(tmp_
             for number in range(4, 8):
                 writer.add(make_record(number))
     message = str(caught.value)
-    assert shard_name(2) in message and "4 videos already cached are intact" in message and "\n" not in message
+    assert shard_name(2) in message and "the cache is intact (4 videos already cached)" in message and "\n" not in message
     assert len(attempts) == 1, "a failed write must not be retried on exit"
     assert snapshot(tmp_path) == before
     assert check_every_shard_reads(tmp_path) == [make_record(number).video_id for number in range(4)]
@@ -397,9 +517,9 @@ def test_a_real_write_error_from_the_kernel_leaves_the_cache_intact(tmp_path):
     write_cache(tmp_path, range(4), videos_per_shard=2)
     before = snapshot(tmp_path)
     child = start_child(WRITE_PAST_A_SIZE_LIMIT, str(tmp_path), str(FILE_SIZE_LIMIT))
-    output, errors = child.communicate(timeout=CHILD_START_TIMEOUT)
+    output, errors = finish_child(child)
     assert child.returncode == 3, errors[-2000:]
-    assert shard_name(2) in output and "already cached are intact" in output
+    assert shard_name(2) in output and "the cache is intact (4 videos already cached)" in output
     assert {name: digest for name, digest in snapshot(tmp_path).items() if name != writer_module.LOCK_FILE} == {name: digest for name, digest in before.items() if name != writer_module.LOCK_FILE}
     assert temporaries(tmp_path) == []
 
@@ -409,11 +529,11 @@ def small_disk(tmp_path):
     """A 512 KiB tmpfs (skip where mounting is not allowed); unmounted afterwards."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)], capture_output=True, text=True, timeout=MOUNT_TIMEOUT)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+    subprocess.run(["umount", str(mount_point)], check=True, timeout=MOUNT_TIMEOUT)
 
 
 def test_a_full_disk_and_a_read_only_disk_leave_the_cache_intact(small_disk):
@@ -425,7 +545,7 @@ def test_a_full_disk_and_a_read_only_disk_leave_the_cache_intact(small_disk):
     assert check_every_shard_reads(small_disk) == [make_record(number).video_id for number in range(4)]
     assert {name: digest for name, digest in snapshot(small_disk).items() if name.startswith("shard-")} == {name: digest for name, digest in before.items() if name.startswith("shard-")}
 
-    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=MOUNT_TIMEOUT)
     with pytest.raises(CacheError, match="Read-only file system"):
         write_cache(small_disk, [200])
     assert check_every_shard_reads(small_disk) == [make_record(number).video_id for number in range(4)]

@@ -1,98 +1,318 @@
-"""One table of every run under a folder, best validation score first."""
+"""One table of every run (and ensemble) under a folder, best selection score first.
+
+Every mean accuracy comes with a bootstrap 95% interval over videos, a paired
+bootstrap p-value against the best run on the same videos, and the
+predict-the-training-mean baseline; runs of several seeds also show mean ± std
+over seeds. The intervals and tests need each run's ``predictions.csv``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from train.config import FitOptions
-from train.metrics import aligned, format_number
-from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, RANDOM_WEIGHTS, RunError, read_json
+import numpy as np
 
-REPORTED_SPLITS = ("validation", "test")
+from cache.schema import TEMPORARY_SUFFIX, TRAITS
+from train.bootstrap import BOOTSTRAP_RESAMPLES, mean_intervals, paired_p_value
+from train.config import FitOptions
+from train.ensemble import ENSEMBLE_FILE, selection_split_of, training_split_of
+from train.metrics import aligned, format_number
+from train.predictions import PREDICTIONS_FILE, PredictionsError, read_predictions, trait_accuracies
+from train.run import METRICS_FILE, OPTIONS_FILE, RANDOM_WEIGHTS, RUN_FILE, SEED_FOLDER, RunError, read_json
+
+PLOT_RUNS = 8  # runs drawn in --plot, best first: more makes the trait groups unreadable
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``collect_runs`` found.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One JSON-able row per finished run, best first (see ``collect_runs``).
+    unfinished : list of str
+        Run folders without metrics.json.
+    warnings : list of str
+        Why some figures are missing or not comparable.
+    accuracies : dict
+        (run, split) -> (6, N) per-video trait accuracies and their mean (for plots).
+    """
+
+    rows: list[dict]
+    unfinished: list[str]
+    warnings: list[str]
+    accuracies: dict[tuple[str, str], np.ndarray]
 
 
 def _run_folders(root: Path) -> list[Path]:
-    """Folders holding options.json under root, except the per-seed runs inside a run."""
-    folders = sorted(path.parent for path in root.rglob(OPTIONS_FILE))
+    """Run and ensemble folders under root, except the per-seed runs inside a run."""
+    markers = list(root.rglob(OPTIONS_FILE)) + list(root.rglob(ENSEMBLE_FILE))
+    folders = sorted({path.parent for path in markers})
     runs = set(folders)
     return [folder for folder in folders if not any(parent in runs for parent in folder.parents)]
 
 
-def collect_runs(root: Path) -> tuple[list[dict], list[str]]:
-    """Summaries of the finished runs under ``root``, best validation score first.
+def _split_entries(metrics: dict) -> dict[str, dict]:
+    """The per-split score dicts of a metrics.json (other top-level keys describe the run)."""
+    return {name: entry for name, entry in metrics.items() if isinstance(entry, dict) and "mean_accuracy" in entry}
+
+
+def _video_accuracies(folder: Path, seeds: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """split -> (video ids, (6, N) accuracies: five traits and their mean), averaged over seeds.
+
+    A run of several seeds reports the mean over seeds, so its per-video accuracy
+    is the mean of the seeds' per-video accuracies: the two agree exactly.
+    """
+    folders = [folder / SEED_FOLDER.format(seed=seed) for seed in seeds] if len(seeds) > 1 else [folder]
+    per_folder = [read_predictions(path / PREDICTIONS_FILE) for path in folders]
+    result = {}
+    for name, first in per_folder[0].items():
+        stacked = [trait_accuracies(first.labels, first.predictions)]
+        for other in per_folder[1:]:
+            aligned_other = other[name].aligned_to(first.video_ids)
+            stacked.append(trait_accuracies(aligned_other.labels, aligned_other.predictions))
+        traits = np.mean(stacked, axis=0).T
+        result[name] = (first.video_ids, np.vstack([traits, traits.mean(axis=0)]))
+    return result
+
+
+def _describe(folder: Path, root: Path) -> dict:
+    """The row of one finished run or ensemble, before intervals and tests."""
+    info = read_json(folder / RUN_FILE)
+    metrics = read_json(folder / METRICS_FILE)
+    if (folder / ENSEMBLE_FILE).exists():
+        ensemble = read_json(folder / ENSEMBLE_FILE)
+        head, seeds = "ensemble", []
+        options = {"weighting": ensemble["weighting"], "members": len(ensemble["members"])}
+        training = set(ensemble.get("train_splits", []))
+    else:
+        fit_options = FitOptions.from_dict(read_json(folder / OPTIONS_FILE))
+        head, seeds, options = fit_options.head, list(fit_options.run_seeds), fit_options.changed()
+        training = {training_split_of(metrics, fit_options.train_split)}
+    splits = _split_entries(metrics)
+    selection = selection_split_of(info, metrics)
+    reported = [name for name in splits if name not in training]
+    reported.sort(key=lambda name: name != selection)  # the selection split first, then the cache's order
+    return {
+        "run": str(folder.relative_to(root)) if folder != root else folder.name,
+        "kind": "ensemble" if head == "ensemble" else "run",
+        "head": head,
+        "seeds": seeds,
+        "options": options,
+        "cache": info.get("cache", ""),
+        "config_hash": info.get("config_hash", ""),
+        "selection_split": selection,
+        "date": info.get("created", ""),
+        "random_weights": info.get("extraction_config", {}).get("weights") == RANDOM_WEIGHTS,
+        "splits": {
+            name: {
+                "n": splits[name].get("n"),
+                "mean_accuracy": splits[name]["mean_accuracy"],
+                "mean_accuracy_std": splits[name].get("mean_accuracy_std"),
+                "baseline_mean_accuracy": splits[name]["baseline_mean_accuracy"],
+                "ci95": None,
+                "p_value_vs_best": None,
+                "traits": splits[name]["traits"],
+                "baseline_traits": splits[name]["baseline_traits"],
+            }
+            for name in reported
+        },
+    }
+
+
+def _selection_score(row: dict) -> float | None:
+    entry = row["splits"].get(row["selection_split"])
+    return None if entry is None else entry["mean_accuracy"]
+
+
+def _different(rows: list[dict], key: str) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row["run"])
+    return groups if len(groups) > 1 else {}
+
+
+def _consistency_warnings(rows: list[dict]) -> list[str]:
+    """Warnings when the runs compared were not made alike."""
+    warnings = []
+    for key, what in (("cache", "caches"), ("config_hash", "extraction configs"), ("selection_split", "selection splits")):
+        groups = _different(rows, key)
+        if groups:
+            listed = "; ".join(f"{value or '?'}: {', '.join(runs)}" for value, runs in groups.items())
+            warnings.append(f"warning: the runs come from different {what} ({listed}); their scores are not measured alike")
+    return warnings
+
+
+def collect_runs(root: Path, resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
+    """Summaries of the finished runs under ``root``, best selection score first.
 
     Parameters
     ----------
     root : Path
-        A runs folder (or a single run).
+        A runs folder (or a single run or ensemble).
+    resamples : int
+        Bootstrap resamples for intervals and p-values.
 
     Returns
     -------
-    (list of dict, list of str)
-        One row per finished run: ``run`` (path relative to root), ``head``,
-        ``lr``, ``batch_size``, ``seeds``, ``options`` (other non-default options),
-        per reported split ``<split>`` / ``<split>_std`` / ``<split>_baseline``
-        mean accuracies (None when absent), ``date``, ``random_weights``; and the
-        folders skipped because they hold no metrics.json yet.
+    Comparison
+        ``rows``: per run ``run`` (path relative to root), ``kind`` (run or
+        ensemble), ``head``, ``seeds``, ``options`` (non-default options),
+        ``cache``, ``config_hash``, ``selection_split`` (the split that selected
+        the model; ``validation`` for runs that predate the field), ``date``,
+        ``random_weights``, and ``splits``: per reported split (every labelled
+        split but the training one) ``n``, ``mean_accuracy`` (mean over seeds),
+        ``mean_accuracy_std`` (over seeds, or None), ``baseline_mean_accuracy``,
+        ``ci95`` ([low, high] bootstrap over videos, or None), ``p_value_vs_best``
+        (paired bootstrap against the best run on the same videos; None for the
+        best run itself and where no paired test is possible), ``traits`` and
+        ``baseline_traits``. The best run is the one with the highest mean
+        accuracy on its own selection split.
     """
     root = Path(root)
     if not root.is_dir():
         raise RunError(f"{root}: no such folder")
-    rows, unfinished = [], []
+    rows, unfinished, warnings = [], [], []
+    accuracies: dict[tuple[str, str], np.ndarray] = {}
+    videos: dict[tuple[str, str], np.ndarray] = {}
     for folder in _run_folders(root):
         if not (folder / METRICS_FILE).exists():
             unfinished.append(str(folder))
             continue
-        options = FitOptions.from_dict(read_json(folder / OPTIONS_FILE))
-        info = read_json(folder / RUN_FILE)
-        metrics = read_json(folder / METRICS_FILE)
-        row = {
-            "run": str(folder.relative_to(root)) if folder != root else folder.name,
-            "head": options.head,
-            "lr": options.lr,
-            "batch_size": options.batch_size,
-            "seeds": list(options.run_seeds),
-            "options": {key: value for key, value in options.changed().items() if key not in ("lr", "batch_size")},
-        }
-        for split in REPORTED_SPLITS:
-            entry = metrics.get(split, {})
-            row[split] = entry.get("mean_accuracy")
-            row[f"{split}_std"] = entry.get("mean_accuracy_std")
-            row[f"{split}_baseline"] = entry.get("baseline_mean_accuracy")
-        row["date"] = info.get("created", "")
-        row["random_weights"] = info.get("extraction_config", {}).get("weights") == RANDOM_WEIGHTS
+        row = _describe(folder, root)
         rows.append(row)
-    rows.sort(key=lambda row: (row["validation"] is None, -(row["validation"] or 0.0)))
-    return rows, unfinished
+        try:
+            per_split = _video_accuracies(folder, row["seeds"])
+        except PredictionsError as error:
+            warnings.append(f"warning: no intervals or tests for {row['run']}: {error}")
+            continue
+        for name, entry in row["splits"].items():
+            if name in per_split:
+                videos[row["run"], name], accuracies[row["run"], name] = per_split[name]
+                interval = mean_intervals(per_split[name][1][-1:], resamples)
+                entry["ci95"] = None if interval is None else [float(value) for value in interval[0]]
+    rows.sort(key=lambda row: (_selection_score(row) is None, -(_selection_score(row) or 0.0)))
+    if rows and _selection_score(rows[0]) is not None:
+        warnings += _paired_tests(rows, videos, accuracies, resamples)
+    warnings = _consistency_warnings(rows) + warnings
+    return Comparison(rows, unfinished, warnings, accuracies)
 
 
-def format_runs(rows: list[dict]) -> str:
-    """The compare table; runs whose embeddings came from random weights are starred."""
-    header = ("run", "head", "lr", "batch", "seeds", "val acc", "baseline", "test acc", "baseline", "date", "other options")
-    table = [header]
-    for row in rows:
-        table.append(
-            (
-                row["run"] + (" *" if row["random_weights"] else ""),
-                row["head"],
-                f"{row['lr']:g}",
-                str(row["batch_size"]),
-                ",".join(map(str, row["seeds"])),
-                format_number(row["validation"], row["validation_std"], missing="-"),
-                format_number(row["validation_baseline"], None, missing="-"),
-                format_number(row["test"], row["test_std"], missing="-"),
-                format_number(row["test_baseline"], None, missing="-"),
-                row["date"][:16].replace("T", " "),
-                " ".join(f"{key}={value}" for key, value in row["options"].items()) or "-",
-            )
-        )
-    text = aligned(table, left=(0, 1, len(header) - 1))
+def _paired_tests(rows: list[dict], videos: dict, accuracies: dict, resamples: int) -> list[str]:
+    """Fill ``p_value_vs_best`` of every row against rows[0]; warnings where impossible."""
+    best, warnings = rows[0], []
+    for row in rows[1:]:
+        for name, entry in row["splits"].items():
+            key, best_key = (row["run"], name), (best["run"], name)
+            if key not in videos or best_key not in videos:
+                continue
+            if set(videos[key]) != set(videos[best_key]) or len(videos[key]) != len(videos[best_key]):
+                warnings.append(f"warning: no paired test for {row['run']} on {name}: scored on other videos than the best run {best['run']} (n {len(videos[key])} vs {len(videos[best_key])})")
+                continue
+            order = {video_id: index for index, video_id in enumerate(videos[key])}
+            rows_in_best_order = np.array([order[video_id] for video_id in videos[best_key]])
+            entry["p_value_vs_best"] = paired_p_value(accuracies[key][-1, rows_in_best_order], accuracies[best_key][-1], resamples)
+    return warnings
+
+
+def _short_cache(row: dict) -> str:
+    name = Path(row["cache"]).name if row["cache"] else "?"
+    return f"{name}@{row['config_hash'][:8]}" if row["config_hash"] else name
+
+
+def _p_cell(row: dict, best: dict, name: str) -> str:
+    if row is best:
+        return "best"
+    value = row["splits"][name]["p_value_vs_best"]
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_runs(comparison: Comparison) -> str:
+    """The compare tables, one per reported split, runs in the same (ranked) order.
+
+    Columns: n, mean accuracy (± std over seeds), bootstrap 95% CI, baseline and
+    p vs best; the first table also lists each run's non-default options. Runs whose
+    embeddings came from random weights are starred.
+    """
+    rows = comparison.rows
+    selections = sorted({row["selection_split"] for row in rows})
+    lines = [f"ranked by mean accuracy on the split that selected each model ({', '.join(selections)}); acc ± std over seeds; 95% CI and p vs best: bootstrap over videos, paired for p"]
+    names = list(dict.fromkeys(name for row in rows for name in row["splits"]))
+    for position, name in enumerate(names):
+        header = ("run", "head", "seeds", "cache", "n", f"{name} acc", "95% CI", "baseline", "p vs best", *(("other options",) if position == 0 else ()))
+        table = [header]
+        for row in rows:
+            entry = row["splits"].get(name)
+            cells = [row["run"] + (" *" if row["random_weights"] else ""), row["head"], ",".join(map(str, row["seeds"])) or "-", _short_cache(row)]
+            if entry is None:
+                cells += ["-"] * 5
+            else:
+                interval = entry["ci95"]
+                cells += [
+                    str(entry["n"]),
+                    format_number(entry["mean_accuracy"], entry["mean_accuracy_std"]),
+                    "-" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]",
+                    format_number(entry["baseline_mean_accuracy"]),
+                    _p_cell(row, rows[0], name),
+                ]
+            if position == 0:
+                cells.append(" ".join(f"{key}={value}" for key, value in row["options"].items()) or "-")
+            table.append(tuple(cells))
+        lines += ["", aligned(table, left=(0, 1, 2, 3, 9))]
     if any(row["random_weights"] for row in rows):
-        text += "\n* embeddings from --weights none (a random ResNet50): scores say nothing about real faces"
-    return text
+        lines += ["", "* embeddings from --weights none (a random ResNet50): scores say nothing about real faces"]
+    return "\n".join(lines)
 
 
-def runs_json(rows: list[dict]) -> str:
+def runs_json(comparison: Comparison) -> str:
     """The compare rows as a JSON array."""
-    return json.dumps(rows, indent=1)
+    return json.dumps(comparison.rows, indent=1)
+
+
+def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RESAMPLES) -> None:
+    """Per-trait mean accuracy with 95% intervals, beside each run's baseline.
+
+    One panel per reported split; within a panel, one group per trait (and the
+    mean), one point per run (the PLOT_RUNS best), its training-mean baseline a
+    grey tick beside it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    from matplotlib import pyplot
+
+    rows = comparison.rows[:PLOT_RUNS]
+    names = list(dict.fromkeys(name for row in rows for name in row["splits"]))
+    labels = [*TRAITS, "mean"]
+    figure, axes = pyplot.subplots(len(names), 1, figsize=(11, 3.6 * len(names)), squeeze=False)
+    width = 0.8 / max(len(rows), 1)
+    for axis, name in zip(axes[:, 0], names):
+        for index, row in enumerate(rows):
+            entry = row["splits"].get(name)
+            if entry is None:
+                continue
+            positions = np.arange(len(labels)) - 0.4 + width * (index + 0.5)
+            values = np.array([entry["traits"][trait] for trait in TRAITS] + [entry["mean_accuracy"]])
+            baseline = np.array([entry["baseline_traits"][trait] for trait in TRAITS] + [entry["baseline_mean_accuracy"]])
+            accuracies = comparison.accuracies.get((row["run"], name))
+            intervals = None if accuracies is None else mean_intervals(accuracies, resamples)
+            errors = None if intervals is None else np.abs(intervals.T - values)
+            axis.errorbar(positions, values, yerr=errors, fmt="o", capsize=3, label=row["run"])
+            axis.scatter(positions, baseline, marker="_", s=200, color="grey", label="training-mean baseline" if index == 0 else None)
+        axis.set_xticks(np.arange(len(labels)), labels)
+        axis.set_ylabel(f"{name} accuracy (1 - MAE)")
+        axis.grid(alpha=0.3, axis="y")
+        axis.legend(fontsize="small", loc="best")
+    figure.suptitle("mean accuracy per trait with bootstrap 95% intervals over videos")
+    figure.tight_layout()
+    temporary = Path(path).with_name(f".{Path(path).stem}.{os.getpid()}{TEMPORARY_SUFFIX}{Path(path).suffix}")
+    try:
+        figure.savefig(temporary, dpi=100)
+        os.replace(temporary, path)
+    finally:
+        pyplot.close(figure)
+        temporary.unlink(missing_ok=True)

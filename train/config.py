@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 HEADS = ("seed", "bilstm", "attention", "visual", "audio")
+TRAIN_SPLIT = "train"  # default --train-split; when absent, a cache's only labelled split is fitted on
+VALIDATION_SPLIT = "validation"  # default --validation-split; when absent, a share of the training videos is held out
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,21 @@ class FitOptions:
     lr_patience, lr_factor, min_lr : int, float, float
         ReduceLROnPlateau settings.
     train_split, validation_split : str
-        Split names to fit on and to select / early-stop on.
+        Split names to fit on and to select / early-stop on. A name the cache lacks
+        is an error, except the defaults: without a ``train`` split a cache's only
+        labelled split is fitted on, and without a ``validation`` split a share of
+        the training videos is held out (reported as ``holdout``).
     validation_fraction : float
-        Fraction of the training split held out for validation when the cache has
-        no labelled validation split.
+        Fraction of the training split's source videos held out for selection when
+        the cache has no labelled validation split.
     holdout_seed : int
         Seeds that hold-out draw; kept apart from ``seed`` so that repeated seeds
         share one validation set.
+    source_delimiter : str
+        A video's source (the recording its clip was cut from) is the part of its id
+        before the first ``source_delimiter``: ChaLearn's ``_01AyUz9J9I.002.mp4`` is
+        clip 2 of ``_01AyUz9J9I``. A hold-out keeps all clips of a source on one side.
+        Empty: every video is its own source.
     mixed_precision : bool
         Compute in float16 with float32 variables (``mixed_float16`` policy).
     tensorboard : bool
@@ -85,10 +95,11 @@ class FitOptions:
     lr_patience: int = 3
     lr_factor: float = 0.2
     min_lr: float = 5e-7
-    train_split: str = "train"
-    validation_split: str = "validation"
+    train_split: str = TRAIN_SPLIT
+    validation_split: str = VALIDATION_SPLIT
     validation_fraction: float = 0.2
     holdout_seed: int = 0
+    source_delimiter: str = "."
     mixed_precision: bool = False
     tensorboard: bool = False
     overwrite: bool = False

@@ -2,7 +2,7 @@
 
 The cache is read once (10,000 videos x 10 frames x 2048 float16 is about 400 MB)
 and every epoch is cut from those arrays; HDF5 is never re-read while fitting.
-Pure numpy: importing this module does not import Keras.
+Pure numpy at import: only ``training_dataset`` imports TensorFlow, when called.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from cache.reader import CacheReader
 from cache.schema import TRAITS
+from train.config import TRAIN_SPLIT, VALIDATION_SPLIT
 
 CACHE_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
 STD_FLOOR = 1e-6  # features varying less than this over the training split are constant: centre them, do not scale
@@ -104,60 +105,156 @@ def load_cache(reader: CacheReader, splits: tuple[str, ...] | None = None) -> Ca
     return CacheData(reader.config, reader.config_hash, reader.frames, reader.frames_per_segment, loaded, unlabelled)
 
 
-@dataclass(frozen=True)
-class Partition:
-    """Videos to fit on, to select on, and to report.
+HOLDOUT_SPLIT = "holdout"  # reporting name of the training videos held out for selection
 
-    Attributes
-    ----------
-    train, validation : SplitData
-    others : dict of str to SplitData
-        Every other labelled split, reported but never used for fitting.
-    held_out : bool
-        The validation videos were drawn from the training split.
+
+class SplitNameError(DataError):
+    """A split named in the options is not among the cache's (labelled) splits."""
+
+
+def source_ids(video_ids: np.ndarray, delimiter: str) -> np.ndarray:
+    """(N,) str: each video's source, its id up to the first ``delimiter``.
+
+    ChaLearn's ``_01AyUz9J9I.002.mp4`` is clip 2 of the YouTube video
+    ``_01AyUz9J9I``. With an empty ``delimiter`` every video is its own source.
     """
-
-    train: SplitData
-    validation: SplitData
-    others: dict[str, SplitData]
-    held_out: bool
-
-    def named(self) -> dict[str, SplitData]:
-        """Every split by its reporting name: train, validation, then the others."""
-        return {"train": self.train, "validation": self.validation, **self.others}
+    if not delimiter:
+        return np.asarray(video_ids, dtype=str)
+    return np.array([str(video_id).split(delimiter, 1)[0] for video_id in video_ids], dtype=str)
 
 
-def partition(splits: dict[str, SplitData], train_split: str, validation_split: str, validation_fraction: float, holdout_seed: int) -> Partition:
-    """Choose training and validation videos.
+def resolve_splits(available: list[str], train_split: str, validation_split: str, kind: str = "labelled split") -> tuple[str, str | None]:
+    """Which split to fit on and which to select on.
 
-    The split named ``train_split`` is fitted on (or the only labelled split, when
-    there is just one); ``validation_split`` selects and early-stops. Without a
-    labelled validation split, a seeded ``validation_fraction`` of the training
-    videos is held out instead.
+    Parameters
+    ----------
+    available : list of str
+        Split names to choose from.
+    train_split, validation_split : str
+        The names asked for.
+    kind : str
+        What ``available`` holds, for the error message.
+
+    Returns
+    -------
+    (str, str or None)
+        The training split, and the selection split or None when a share of the
+        training videos is to be held out instead.
+
+    Raises
+    ------
+    SplitNameError
+        A name that is not available, unless it is the default: without a ``train``
+        split the only one is fitted on, and without a ``validation`` split (or when
+        it is the training split) a share of the training videos is held out.
+    """
+    listed = ", ".join(available) or "none"
+    if train_split in available:
+        train_name = train_split
+    elif train_split == TRAIN_SPLIT and len(available) == 1:
+        train_name = available[0]
+    else:
+        raise SplitNameError(f"--train-split {train_split!r} names no {kind}; the cache's {kind}s are: {listed}")
+    if validation_split in available and validation_split != train_name:
+        return train_name, validation_split
+    if validation_split == VALIDATION_SPLIT:
+        return train_name, None
+    if validation_split == train_name:
+        raise SplitNameError(f"--validation-split {validation_split!r} is also the training split; name another of: {listed}, or leave it out to hold out a share of {train_name!r}")
+    raise SplitNameError(f"--validation-split {validation_split!r} names no {kind}; the cache's {kind}s are: {listed}")
+
+
+def holdout_rows(sources: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a seeded share of the source videos; every clip of a source goes with it.
+
+    Parameters
+    ----------
+    sources : np.ndarray
+        (N,) str source of each video (``source_ids``).
+    fraction : float
+        Share of the distinct sources to hold out (at least one, never all).
+    seed : int
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        Sorted row indices to fit on and to hold out.
 
     Raises
     ------
     DataError
-        No labelled videos, several labelled splits none of which is ``train_split``,
-        or too few training videos to hold some out.
+        Fewer than two sources.
+    """
+    unique, source_of_row = np.unique(sources, return_inverse=True)
+    held = max(1, round(fraction * len(unique)))
+    if len(unique) - held < 1:
+        raise DataError(f"{len(sources)} training videos from {len(unique)} source video(s): too few to hold out a validation fraction of {fraction}; add videos or name a validation split")
+    chosen = np.random.default_rng(seed).permutation(len(unique))[:held]
+    held_out = np.isin(source_of_row, chosen)
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Videos to fit on, to select on, and to report, under their split names.
+
+    Attributes
+    ----------
+    train_name : str
+        The split fitted on (all of it, or what the hold-out left).
+    train : SplitData
+    selection_name : str
+        The split that selects the best epoch and early-stops: a cache split, or
+        HOLDOUT_SPLIT.
+    selection : SplitData
+    others : dict of str to SplitData
+        Every other labelled split, reported but never used for fitting.
+    held_out : bool
+        The selection videos were drawn from the training split.
+    """
+
+    train_name: str
+    train: SplitData
+    selection_name: str
+    selection: SplitData
+    others: dict[str, SplitData]
+    held_out: bool
+
+    def named(self) -> dict[str, SplitData]:
+        """Every split by its own name: the training split, the selection split, then the others."""
+        return {self.train_name: self.train, self.selection_name: self.selection, **self.others}
+
+    def roles(self) -> dict[str, str]:
+        """Split name -> ``train``, ``selection`` or ``report``, in ``named`` order."""
+        return {self.train_name: "train", self.selection_name: "selection", **dict.fromkeys(self.others, "report")}
+
+
+def partition(splits: dict[str, SplitData], train_split: str, validation_split: str, validation_fraction: float, holdout_seed: int, source_delimiter: str = ".") -> Partition:
+    """Choose training and selection videos (see ``resolve_splits``).
+
+    Without a labelled validation split, a seeded ``validation_fraction`` of the
+    training split's source videos (``source_ids``) is held out, every clip of a
+    source on the same side, and reported as HOLDOUT_SPLIT.
+
+    Raises
+    ------
+    SplitNameError
+        A split name that is not among the labelled splits.
+    DataError
+        No labelled videos, or too few training sources to hold some out.
     """
     if not splits:
         raise DataError("the cache has no labelled videos; attach them with `python -m cache labels CACHE FILE` or `make features LABELS=...`")
-    if train_split in splits:
-        train_name = train_split
-    elif len(splits) == 1:
-        train_name = next(iter(splits))
-    else:
-        raise DataError(f"no labelled split named {train_split!r} among {', '.join(splits)}; name one with --train-split")
+    train_name, selection_name = resolve_splits(list(splits), train_split, validation_split)
     train = splits[train_name]
-    others = {name: split for name, split in splits.items() if name not in (train_name, validation_split)}
-    if validation_split in splits and validation_split != train_name:
-        return Partition(train, splits[validation_split], others, held_out=False)
-    held = max(1, round(validation_fraction * len(train)))
-    if len(train) - held < 1:
-        raise DataError(f"split {train_name!r} has {len(train)} labelled videos: too few to hold out a validation fraction of {validation_fraction}")
-    order = np.random.default_rng(holdout_seed).permutation(len(train))
-    return Partition(train.subset(np.sort(order[held:])), train.subset(np.sort(order[:held])), others, held_out=True)
+    if selection_name is not None:
+        others = {name: split for name, split in splits.items() if name not in (train_name, selection_name)}
+        return Partition(train_name, train, selection_name, splits[selection_name], others, held_out=False)
+    if HOLDOUT_SPLIT in splits:
+        raise SplitNameError(f"the cache has a split named {HOLDOUT_SPLIT!r}, the name a hold-out is reported under; select on it with --validation-split {HOLDOUT_SPLIT}")
+    fit_rows, held_rows = holdout_rows(source_ids(train.video_ids, source_delimiter), validation_fraction, holdout_seed)
+    others = {name: split for name, split in splits.items() if name != train_name}
+    return Partition(train_name, train.subset(fit_rows), HOLDOUT_SPLIT, train.subset(held_rows), others, held_out=True)
 
 
 @dataclass(frozen=True)
@@ -280,22 +377,88 @@ def evaluation_inputs(split: SplitData, normalization: Normalization, frames: in
         yield model_inputs(split, rows, centre_frames(len(rows), frames, per_segment), normalization, names)
 
 
-def training_batches(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...]) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-    """Endless (inputs, labels) batches, epoch after epoch.
+def epoch_order(split_size: int, frames: int, per_segment: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The videos of one epoch, shuffled, and the stored frame each segment uses.
 
-    Each epoch shuffles the videos and, when k > 1, picks one stored frame per
-    segment at random: augmentation that costs no decoding. Epoch e draws from a
-    generator seeded with (seed, e), so the stream depends on nothing else; a
-    single stream (not a per-epoch callback) keeps it exact under prefetching.
-    The last batch of an epoch may be smaller.
+    Epoch ``epoch`` draws from a generator seeded with (seed, epoch), so the order
+    depends on nothing else. When k > 1 one stored frame per segment is picked at
+    random (augmentation that costs no decoding), else the centre frame.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        (N,) int64 video order and (N, T) int64 frame indices, row i for video order[i].
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(split_size)
+    if per_segment > 1:
+        frame_index = random_frames(rng, split_size, frames, per_segment)
+    else:
+        frame_index = centre_frames(split_size, frames, per_segment)
+    return order.astype(np.int64), np.ascontiguousarray(frame_index[order], dtype=np.int64)
+
+
+def training_batches(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...]) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Endless (inputs, labels) batches, epoch after epoch, built in numpy.
+
+    The backend-agnostic stream (``training_stream`` uses it on JAX and torch).
+    Epochs follow ``epoch_order``; a single stream (not a per-epoch callback) keeps
+    it exact under prefetching. The last batch of an epoch may be smaller.
     """
     for epoch in itertools.count():
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(len(split))
-        if per_segment > 1:
-            frame_index = random_frames(rng, len(split), frames, per_segment)
-        else:
-            frame_index = centre_frames(len(split), frames, per_segment)
+        order, frame_index = epoch_order(len(split), frames, per_segment, seed, epoch)
         for start in range(0, len(split), batch_size):
             rows = order[start : start + batch_size]
-            yield model_inputs(split, rows, frame_index[rows], normalization, names), split.labels[rows]
+            yield model_inputs(split, rows, frame_index[start : start + batch_size], normalization, names), split.labels[rows]
+
+
+def training_dataset(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...]):
+    """The same stream as ``training_batches``, as a TensorFlow ``tf.data.Dataset``.
+
+    Only the per-epoch order is drawn in numpy (``epoch_order``, once per epoch);
+    gathering and standardising each batch runs in TensorFlow's data threads,
+    prefetched while the previous step trains, with the same float32 arithmetic
+    as ``model_inputs``, so the batches are equal.
+
+    Returns
+    -------
+    tf.data.Dataset
+        Endless (inputs, labels): inputs as ``model_inputs`` builds them, labels
+        (batch, 5) float32.
+    """
+    import tensorflow as tf
+
+    stored = split.visual.shape[1]
+    with tf.device("/CPU:0"):  # the data pipeline runs on the host; keep its copy there, not on an accelerator
+        visual = tf.constant(split.visual.reshape(-1, split.visual.shape[-1]))
+        face = tf.constant(split.face.reshape(-1))
+        audio = tf.constant((split.audio - normalization.audio_mean) / normalization.audio_std)
+        labels = tf.constant(split.labels)
+        visual_mean, visual_std = tf.constant(normalization.visual_mean), tf.constant(normalization.visual_std)
+
+    def draw(epoch):
+        order, frame_index = tf.numpy_function(lambda number: epoch_order(len(split), frames, per_segment, seed, int(number)), [epoch], (tf.int64, tf.int64), stateful=False)
+        return tf.ensure_shape(order, (len(split),)), tf.ensure_shape(frame_index, (len(split), frames))
+
+    def assemble(rows, frame_index):
+        flat = rows[:, None] * stored + frame_index  # (batch, T) rows of the flattened frames
+        found = tf.gather(face, flat)
+        inputs = {}
+        if "visual" in names:
+            standardised = (tf.cast(tf.gather(visual, flat), tf.float32) - visual_mean) / visual_std
+            inputs["visual"] = tf.where(found[..., None], standardised, tf.zeros_like(standardised))
+        if "audio" in names:
+            inputs["audio"] = tf.gather(audio, rows)
+        if "face" in names:
+            inputs["face"] = tf.cast(found, tf.float32)[..., None]
+        return inputs, tf.gather(labels, rows)
+
+    epochs = tf.data.Dataset.counter().map(draw)
+    batches = epochs.flat_map(lambda order, frame_index: tf.data.Dataset.from_tensor_slices((order, frame_index)).batch(batch_size))
+    return batches.map(assemble).prefetch(tf.data.AUTOTUNE)
+
+
+def training_stream(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...], backend: str):
+    """``training_dataset`` on the TensorFlow backend, ``training_batches`` on any other."""
+    make = training_dataset if backend == "tensorflow" else training_batches
+    return make(split, normalization, frames, per_segment, batch_size, seed, names)

@@ -10,7 +10,8 @@ from cache.reader import CacheReader
 from train.data import Normalization, SplitData, evaluation_inputs, load_cache
 from train.metrics import score
 from train.model import input_names
-from train.run import Run, RunError, open_run
+from train.predictions import SplitPredictions, write_predictions
+from train.run import Run, RunError
 
 PREDICT_CHUNK = 512  # videos per model call: bounds memory at ~40 MB of float32 inputs (T = 10)
 
@@ -38,18 +39,25 @@ def predict_split(model, split: SplitData, normalization: Normalization, frames:
     return np.concatenate(parts)
 
 
-def score_splits(model, splits: dict[str, SplitData], normalization: Normalization, frames: int, per_segment: int) -> dict[str, dict]:
-    """``train.metrics.score`` of every split, the training mean as baseline."""
-    return {name: score(split.labels, predict_split(model, split, normalization, frames, per_segment), normalization.label_mean) for name, split in splits.items()}
+def score_splits(model, splits: dict[str, SplitData], normalization: Normalization, frames: int, per_segment: int, predictions_path: Path | None = None) -> dict[str, dict]:
+    """``train.metrics.score`` of every split, the training mean as baseline.
+
+    With ``predictions_path``, the per-video predictions are also written there
+    (``train.predictions``) for ``compare``'s intervals and ``ensemble``.
+    """
+    predicted = {name: predict_split(model, split, normalization, frames, per_segment) for name, split in splits.items()}
+    if predictions_path is not None:
+        write_predictions(predictions_path, {name: SplitPredictions(splits[name].video_ids, values, splits[name].labels) for name, values in predicted.items()})
+    return {name: score(splits[name].labels, values, normalization.label_mean) for name, values in predicted.items()}
 
 
 def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = None) -> tuple[Run, dict[str, dict]]:
-    """Score a run on splits of a cache built with the run's extraction config.
+    """Score a run or an ensemble on splits of a cache built with its extraction config.
 
     Parameters
     ----------
     run_path : Path
-        Run folder written by ``train fit``.
+        Run folder written by ``train fit``, or ensemble folder by ``train ensemble``.
     cache_path : Path
         Cache folder.
     splits : tuple of str, optional
@@ -57,7 +65,7 @@ def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = 
 
     Returns
     -------
-    (Run, dict)
+    (Run or Ensemble, dict)
         The opened run, and split -> scores as ``train.metrics.score`` gives them.
 
     Raises
@@ -66,11 +74,13 @@ def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = 
         The cache was built with another extraction config (the differing keys are
         named), or none of the splits has labelled videos.
     """
-    run = open_run(run_path)
+    from train.ensemble import baseline_of, open_run_or_ensemble, predict_with  # ensemble builds on predict_split above
+
+    opened = open_run_or_ensemble(run_path)
     reader = CacheReader(cache_path)
-    run.check_cache(reader.config, reader.config_hash, Path(cache_path))
+    opened.check_cache(reader.config, reader.config_hash, Path(cache_path))
     data = load_cache(reader, splits)
     if not data.splits:
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
-    model = run.load_model()
-    return run, score_splits(model, data.splits, run.normalization, data.frames, data.frames_per_segment)
+    predicted = predict_with(opened, data.splits)
+    return opened, {name: score(split.labels, predicted[name], baseline_of(opened)) for name, split in data.splits.items()}

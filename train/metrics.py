@@ -123,6 +123,11 @@ def aggregate_seeds(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     return combined
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 video``, ``2 videos``: a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def format_number(value: float | None, std: float | None = None, missing: str = "n/a") -> str:
     """A score to four decimals, with ``±std`` when given; ``missing`` for None."""
     if value is None:
@@ -136,20 +141,24 @@ def format_table(metrics: dict[str, dict]) -> str:
     Parameters
     ----------
     metrics : dict
-        split -> the dict ``score`` (or ``aggregate_seeds``) returns.
+        split -> the dict ``score`` (or ``aggregate_seeds``) returns, with an
+        optional ``role`` (``train``, ``selection``, ``report``).
 
     Returns
     -------
     str
-        Two aligned tables. The baseline of Pearson's r is "n/a": a constant
-        prediction has no correlation.
+        Two aligned tables; a ``role`` column when the entries have roles, and
+        a title over the per-trait table when they are means over seeds. The
+        baseline of Pearson's r is "n/a": a constant prediction has no correlation.
     """
-    header = ("split", "n", "mean acc", "baseline", "mae", "baseline", "r2", "baseline", "pearson r", "baseline")
+    roles = any("role" in entry for entry in metrics.values())
+    header = ("split", *(("role",) if roles else ()), "n", "mean acc", "baseline", "mae", "baseline", "r2", "baseline", "pearson r", "baseline")
     rows = [header]
     for split, entry in metrics.items():
         rows.append(
             (
                 split,
+                *((entry.get("role", "-"),) if roles else ()),
                 str(entry["n"]),
                 format_number(entry["mean_accuracy"], entry.get("mean_accuracy_std")),
                 format_number(entry["baseline_mean_accuracy"]),
@@ -168,7 +177,9 @@ def format_table(metrics: dict[str, dict]) -> str:
         for entry in metrics.values():
             cells += [format_number(entry["traits"][trait]), format_number(entry["baseline_traits"][trait])]
         trait_rows.append(tuple(cells))
-    return aligned(rows) + "\n\n" + aligned(trait_rows)
+    seeds = next((entry["seeds"] for entry in metrics.values() if "seeds" in entry), None)
+    title = f"per-trait accuracy, mean over seeds {', '.join(seeds)}:\n" if seeds else ""
+    return aligned(rows, left=(0, 1) if roles else (0,)) + "\n\n" + title + aligned(trait_rows)
 
 
 def aligned(rows: list[tuple[str, ...]], left: tuple[int, ...] = (0,)) -> str:

@@ -17,8 +17,8 @@ import numpy as np
 from cache.manifest import file_digest
 from cache.schema import TRAITS, VideoRecord
 from train.data import SplitData
-from train.evaluate import predict_split
-from train.run import RunError, open_run, weights_warning
+from train.ensemble import open_run_or_ensemble, predict_with
+from train.run import RunError, weights_warning
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     Parameters
     ----------
     run_path : Path
-        Run folder written by ``train fit``.
+        Run folder written by ``train fit``, or ensemble folder by ``train ensemble``.
     paths : list of Path
         Video files.
 
@@ -84,7 +84,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     from extract.config import ExtractOptions
     from extract.run import featurize
 
-    run = open_run(run_path)
+    run = open_run_or_ensemble(run_path)
     options = ExtractOptions.from_dict(run.extraction_config)
     _check_weights_file(run.extraction_config)
     records: list[VideoRecord] = []
@@ -96,8 +96,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
             failures.append((str(result.path), result.reason))
     if not records:
         return Predictions([], np.zeros((0, len(TRAITS)), np.float32), failures, weights_warning(run.extraction_config))
-    model = run.load_model()
-    scores = predict_split(model, records_to_split(records), run.normalization, run.frames, run.frames_per_segment)
+    scores = predict_with(run, {"new": records_to_split(records)})["new"]
     return Predictions([record.video_id for record in records], scores, failures, weights_warning(run.extraction_config))
 
 

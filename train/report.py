@@ -25,8 +25,8 @@ def write_combined_history(histories: dict[int, list[dict[str, str]]], path: Pat
                 writer.writerow({"seed": seed, **row})
 
 
-def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: str, baselines: dict[str, float]) -> None:
-    """Loss and mean accuracy per epoch, training and validation, one line per seed.
+def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: str, baselines: dict[str, float], selection_name: str) -> None:
+    """Loss and mean accuracy per epoch, training and selection split, one line per seed.
 
     Parameters
     ----------
@@ -39,7 +39,9 @@ def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: s
         Figure title.
     baselines : dict
         ``loss`` and ``mean_accuracy`` of predicting the training mean on the
-        validation videos, drawn as horizontal lines.
+        selection videos, drawn as horizontal lines.
+    selection_name : str
+        The split the ``val_`` columns were measured on, for the legend.
     """
     import matplotlib
 
@@ -52,8 +54,8 @@ def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: s
             suffix = f" (seed {seed})" if len(histories) > 1 else ""
             epochs = [int(row["epoch"]) + 1 for row in rows]
             axis.plot(epochs, [float(row[metric]) for row in rows], label=f"train{suffix}")
-            axis.plot(epochs, [float(row[f"val_{metric}"]) for row in rows], linestyle="--", label=f"validation{suffix}")
-        axis.axhline(baselines[metric], color="grey", linestyle=":", label="validation baseline (training mean)")
+            axis.plot(epochs, [float(row[f"val_{metric}"]) for row in rows], linestyle="--", label=f"{selection_name}{suffix}")
+        axis.axhline(baselines[metric], color="grey", linestyle=":", label=f"{selection_name} baseline (training mean)")
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)

@@ -86,7 +86,9 @@ def feature_labels(features: dict[str, np.ndarray]) -> np.ndarray:
     return (0.5 + LABEL_SPREAD * np.tanh((visual - audio) / 2.0)).astype(np.float32)
 
 
-def write_synthetic_cache(cache_dir: Path, splits: dict[str, int], frames: int = 4, frames_per_segment: int = 1, labels: str = "features", seed: int = 0, config: dict | None = None) -> Path:
+def write_synthetic_cache(
+    cache_dir: Path, splits: dict[str, int], frames: int = 4, frames_per_segment: int = 1, labels: str = "features", seed: int = 0, config: dict | None = None, clips_per_source: int = 1
+) -> Path:
     """Write a synthetic cache with CacheWriter and attach labels.
 
     Parameters
@@ -105,6 +107,9 @@ def write_synthetic_cache(cache_dir: Path, splits: dict[str, int], frames: int =
     config : dict, optional
         Extraction config to record instead of ``synthetic_config``; must agree
         with ``frames`` and ``frames_per_segment``.
+    clips_per_source : int
+        Above 1, ids are ChaLearn-like clips of shared source videos:
+        ``train-00000.000.mp4``, ``train-00000.001.mp4``, ... (else ``train-00000.mp4``).
 
     Returns
     -------
@@ -119,7 +124,10 @@ def write_synthetic_cache(cache_dir: Path, splits: dict[str, int], frames: int =
     times = np.linspace(0.0, 15.0, stored, endpoint=False, dtype=np.float32)
     with CacheWriter(Path(cache_dir), config or synthetic_config(frames, frames_per_segment)) as writer:
         for split, count in splits.items():
-            video_ids = [f"{split}-{index:05d}.mp4" for index in range(count)]
+            if clips_per_source > 1:
+                video_ids = [f"{split}-{index // clips_per_source:05d}.{index % clips_per_source:03d}.mp4" for index in range(count)]
+            else:
+                video_ids = [f"{split}-{index:05d}.mp4" for index in range(count)]
             scores = []
             for start in range(0, count, CHUNK):
                 features = synthetic_features(rng, min(CHUNK, count - start), frames, frames_per_segment)

@@ -1,0 +1,104 @@
+"""Run the per-video work in parallel (loky processes or a Dask cluster) and turn
+its results into cache records, in job order."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import joblib
+
+from cache.schema import VideoRecord
+from extract.batching import CropBatcher
+from extract.config import ExtractOptions
+from extract.inputs import Failure, VideoJob, discover, make_job
+from extract.worker import PreparedVideo, prepare_video
+
+VIDEOS_PER_BLOCK_PER_WORKER = 8  # jobs handed to the pool at once: bounds memory, keeps workers busy
+
+
+def embeds_in_workers(options: ExtractOptions) -> bool:
+    """Whether workers embed their own crops (one ResNet50 per worker process).
+
+    On a Dask cluster they do, so that throughput grows with the workers instead of
+    being capped by the client. Local loky workers hand their crops to the parent,
+    which embeds them in full batches across videos: on one machine the cores are
+    shared either way, and one model instead of one per worker saves memory.
+    """
+    return options.backend == "dask"
+
+
+@contextlib.contextmanager
+def parallel_backend(options: ExtractOptions) -> Iterator[int]:
+    """joblib's backend for the run: loky processes, or a Dask cluster on loopback
+    (started and stopped here) or at ``options.scheduler``.
+
+    Yields
+    ------
+    int
+        Parallel workers the backend offers (cluster threads for Dask).
+    """
+    if options.backend == "loky":
+        yield options.workers
+        return
+    from dask.distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if options.scheduler:
+            client = stack.enter_context(Client(options.scheduler))
+        else:
+            cluster = stack.enter_context(LocalCluster(n_workers=options.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        stack.enter_context(joblib.parallel_config(backend="dask"))
+        yield max(1, sum(client.ncores().values()))
+
+
+def _results(jobs: list[VideoJob], options: ExtractOptions, embed_here: bool) -> Iterator[PreparedVideo | VideoRecord | Failure]:
+    # joblib keeps dispatching while finished results wait to be consumed, so when
+    # embedding is slower than decoding the backlog (1.5 MB of crops per video)
+    # would grow with the data set; feeding jobs in blocks bounds it.
+    with parallel_backend(options) as workers, joblib.Parallel(n_jobs=workers, return_as="generator") as parallel:
+        block = VIDEOS_PER_BLOCK_PER_WORKER * workers
+        for start in range(0, len(jobs), block):
+            yield from parallel(joblib.delayed(prepare_video)(job, options, embed_here) for job in jobs[start : start + block])
+
+
+def featurize_jobs(jobs: list[VideoJob], options: ExtractOptions, stop: threading.Event | None = None) -> Iterator[VideoRecord | Failure]:
+    """Features of each job's video, in job order (failures as soon as known).
+
+    When ``stop`` is set, no further video is started: the videos already decoded
+    are embedded and yielded, then the generator ends, so a Ctrl-C keeps every
+    video whose work is done.
+    """
+    batcher = CropBatcher(options)
+    results = _results(jobs, options, embeds_in_workers(options))
+    try:
+        for result in results:
+            if isinstance(result, PreparedVideo):
+                yield from batcher.add(result)
+            else:
+                yield result
+            if stop is not None and stop.is_set():
+                break
+    finally:
+        # Abandoning the pool mid-run makes joblib warn about the tasks it drops;
+        # a requested stop is expected, and what was dropped is said by the caller.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            results.close()
+    yield from batcher.finish()
+
+
+def featurize(paths: Iterable[Path], options: ExtractOptions, split: str = "") -> Iterator[VideoRecord | Failure]:
+    """Features of video files without any cache (what ``train predict`` uses).
+
+    Unlike a cache, which keeps one record per video_id, every input path gets its
+    own result: copies and same-named files in other folders are all featurised.
+    """
+    videos, failures = discover([str(path) for path in paths])
+    jobs = [make_job(path, split) for path, _ in videos]
+    yield from failures + [job for job in jobs if isinstance(job, Failure)]
+    yield from featurize_jobs([job for job in jobs if isinstance(job, VideoJob)], options)

@@ -1,0 +1,62 @@
+"""extract/parallel.py: streaming results in job order, and stopping without losing work."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+
+import extract.parallel as parallel
+from extract.config import ExtractOptions
+from extract.inputs import identify
+from extract.parallel import featurize_jobs
+from extract.synthetic import talking_head_clip
+
+
+def test_a_stop_after_the_first_record_still_yields_every_video_already_decoded(tmp_path, monkeypatch):
+    # The defaults that matter here: T=10 frames and 32 crops per ResNet50 batch, so the
+    # first batch completes three videos at once and a fourth is decoded and waiting.
+    defaults = ExtractOptions()
+    options = ExtractOptions(crop_size=32, weights="none", jobs=1)
+    assert (options.frames, options.batch_size) == (defaults.frames, defaults.batch_size) == (10, 32)
+    paths = []
+    for index in range(6):
+        paths.append(tmp_path / f"clip{index}.mp4")
+        talking_head_clip(paths[-1], seconds=1.0, brightness=0.4 + 0.1 * index)
+    jobs, _ = identify([(path, "train") for path in paths])
+    prepared = []
+    original = parallel.prepare_video
+
+    def counted(job, *arguments):
+        prepared.append(job.video_id)
+        return original(job, *arguments)
+
+    monkeypatch.setattr(parallel, "prepare_video", counted)
+    stop = threading.Event()
+    records = []
+    for record in featurize_jobs(jobs, options, stop):
+        records.append(record)
+        stop.set()
+    assert [record.video_id for record in records] == prepared == ["clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
+    assert all(record.face_embeddings.shape == (10, 2048) for record in records)
+
+
+def test_workers_that_embed_give_the_records_the_parent_would(clip_folder, tmp_path):
+    options = ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1)
+    jobs, _ = identify([(path, "train") for path in sorted((clip_folder / "train").glob("*.mp4"))])
+    batched = list(featurize_jobs(jobs, options))
+    in_workers = []
+    for job in jobs:
+        in_workers.append(parallel.prepare_video(job, options, embed_here=True))
+    for expected, actual in zip(batched, in_workers):
+        assert actual.video_id == expected.video_id
+        np.testing.assert_array_equal(actual.face_crops, expected.face_crops)
+        np.testing.assert_array_equal(actual.audio_features, expected.audio_features)
+        # Another batch composition changes the last float32 bits, never the float16 value by more than a step.
+        np.testing.assert_allclose(actual.face_embeddings.astype(np.float32), expected.face_embeddings.astype(np.float32), rtol=2e-3, atol=2e-3)
+
+
+def test_only_a_dask_run_embeds_in_its_workers():
+    assert not parallel.embeds_in_workers(ExtractOptions())
+    assert parallel.embeds_in_workers(dataclasses.replace(ExtractOptions(), backend="dask"))

@@ -1,0 +1,131 @@
+"""``python -m train sweep``: grids over fit options, one run per configuration, resumed after a real kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from train.cli import app
+from train.run import METRICS_FILE
+from train.sweep import SweepError, SweepOptions, configurations, folder_name, is_finished, parse_grid
+from train.synthetic import write_synthetic_cache
+
+FRAMES = 4
+TINY = ["--grid", "visual-units=8", "--grid", "visual-projection=4", "--grid", "audio-units=4", "--grid", "lstm-units=4"]
+KILL_TIMEOUT = 240  # s: the first configuration must finish within this, or the test fails instead of hanging
+RUN_TIMEOUT = 400  # s: a whole sweep of three tiny configurations, TensorFlow start-up included
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return write_synthetic_cache(tmp_path_factory.mktemp("sweep") / "cache", {"train": 40, "validation": 12, "test": 12}, frames=FRAMES)
+
+
+def test_grid_values_are_typed_and_checked_against_the_fit_options():
+    grid = dict(parse_grid(["head=seed,bilstm", "lr=1e-3,1e-4", "batch-size=4", "mixed_precision=false"]))
+    assert grid == {"head": ("seed", "bilstm"), "lr": (1e-3, 1e-4), "batch_size": (4,), "mixed_precision": (False,)}
+    with pytest.raises(SweepError, match="no fit option of that name; grid axes are: .*head.*lr"):
+        parse_grid(["learning_rate=1e-3"])
+    with pytest.raises(SweepError, match="'fast' is not a float"):
+        parse_grid(["lr=fast"])
+    with pytest.raises(SweepError, match="set by --cache"):
+        parse_grid(["cache=a,b"])
+    with pytest.raises(SweepError, match="repeated"):
+        parse_grid(["lr=1e-3,0.001"])
+    with pytest.raises(SweepError, match="--head must be one of"):
+        SweepOptions("c", "out", parse_grid(["head=seed,transformer"]))
+
+
+def test_configurations_cover_the_grid_and_a_random_search_draws_the_same_ones_again():
+    grid = parse_grid(["head=seed,bilstm,attention", "lr=1e-3,1e-4", "dropout=0.1,0.3"])
+    every = configurations(SweepOptions("c", "out", grid))
+    assert len(every) == 12 and len({folder_name(values) for values in every}) == 12
+    drawn = configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=3))
+    assert len(drawn) == 5 and all(values in every for values in drawn)
+    assert drawn == configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=3))
+    assert drawn != configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=4))
+    swapped = parse_grid(["dropout=0.1,0.3", "lr=1e-3,1e-4", "head=seed,bilstm,attention"])
+    assert sorted(map(folder_name, configurations(SweepOptions("c", "out", swapped)))) == sorted(map(folder_name, every))
+    assert folder_name({"lr": 1e-4, "head": "seed"}) == "head=seed,lr=0.0001"
+
+
+def test_bad_grids_are_usage_errors(cache, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["sweep", "--cache", str(cache), "--out", str(tmp_path / "s"), "--grid", "lrate=1e-3"])
+    assert result.exit_code == 2 and "grid axes are:" in result.stderr and "batch_size" in result.stderr
+    result = runner.invoke(app, ["sweep", "--cache", str(cache), "--out", str(tmp_path / "s"), "--grid", "lr=1e-3", "--trials", "3"])
+    assert result.exit_code == 2 and "--trials needs --search random" in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_sweep_writes_one_run_per_configuration_and_a_rerun_touches_nothing(cache, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "s"
+    arguments = ["sweep", "--cache", str(cache), "--out", str(out), "--grid", "head=seed,audio", "--grid", "epochs=1", *TINY, "--resamples", "200"]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    folders = sorted(path for path in out.iterdir() if path.is_dir())
+    assert [folder.name.split(",")[0] for folder in folders] == ["head=audio", "head=seed"]
+    for folder in folders:
+        assert is_finished(folder)
+        options = json.loads((folder / "options.json").read_text())
+        assert options["out"] == str(folder) and options["epochs"] == 1 and options["visual_units"] == 8
+        assert {"model.keras", "normalization.npz", "history.csv", "predictions.csv", "curves.png"} <= {path.name for path in folder.iterdir()}
+    assert "ranked by mean accuracy" in result.stdout and "p vs best" in result.stdout and "baseline" in result.stdout
+    before = {path: path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*")}
+    again = runner.invoke(app, arguments)
+    assert again.exit_code == 0, again.output
+    assert "2 finished before, 0 to fit" in again.stdout
+    assert {path: path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*")} == before
+    other = runner.invoke(app, [*arguments, "--seeds", "1,2"])
+    assert other.exit_code == 2 and "finished run with other options" in other.stderr and "seeds" in other.stderr
+
+
+def _sweep_command(cache, out, jobs):
+    return [sys.executable, "-m", "train", "sweep", "--cache", str(cache), "--out", str(out), "--grid", "head=seed,audio,visual", "--grid", "epochs=3", *TINY, "--jobs", str(jobs), "--resamples", "200"]
+
+
+def test_a_killed_sweep_redoes_only_unfinished_configurations(cache, tmp_path):
+    out = tmp_path / "killed"
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(_sweep_command(cache, out, 1), cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + KILL_TIMEOUT
+        while time.monotonic() < deadline and process.poll() is None:
+            folders = [path for path in out.glob("*") if path.is_dir()] if out.exists() else []
+            finished = [folder for folder in folders if is_finished(folder)]
+            half_written = [folder for folder in folders if not is_finished(folder)]
+            if finished and half_written:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the sweep neither finished one configuration and started another within {KILL_TIMEOUT} s nor kept running")
+        os.killpg(process.pid, signal.SIGKILL)  # the sweep and anything it started, mid-fit
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    finished = {folder: {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} for folder in out.glob("*") if folder.is_dir() and is_finished(folder)}
+    stamps = {path: path.stat().st_mtime_ns for files in finished.values() for path in files}
+    half_written = [folder for folder in out.glob("*") if folder.is_dir() and not is_finished(folder)]
+    assert finished and half_written and not any((folder / METRICS_FILE).exists() for folder in half_written)
+
+    rerun = subprocess.run(_sweep_command(cache, out, 2), cwd=REPO, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{len(finished)} finished before, {3 - len(finished)} to fit with 2 job(s)" in rerun.stdout
+    folders = sorted(folder for folder in out.glob("*") if folder.is_dir())
+    assert len(folders) == 3 and all(is_finished(folder) for folder in folders)
+    for folder, files in finished.items():
+        assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == files
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    for folder in half_written:
+        assert json.loads((folder / "metrics.json").read_text())["test"]["baseline_mean_accuracy"] > 0
+    assert sum(line.startswith("[") for line in rerun.stdout.splitlines()) == 3 - len(finished)  # a line per configuration fitted now

@@ -1,0 +1,104 @@
+"""Per-video predictions of a run, per split: ``predictions.csv`` in the run folder.
+
+``compare`` bootstraps confidence intervals and paired tests from these rows and
+``ensemble`` averages them, so neither needs the cache or a model again. Pure
+numpy: importing this module does not import Keras.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cache.manifest import write_atomically
+from cache.schema import TRAITS
+
+PREDICTIONS_FILE = "predictions.csv"
+LABEL_SUFFIX = "_label"
+COLUMNS = ("split", "video_id", *TRAITS, *(f"{trait}{LABEL_SUFFIX}" for trait in TRAITS))
+DIGITS = ".9g"  # nine significant digits write a float32 back exactly
+
+
+class PredictionsError(ValueError):
+    """A predictions file is missing, damaged or does not fit the runs it is compared with."""
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    """What a model predicted for the labelled videos of one split.
+
+    Attributes
+    ----------
+    video_ids : np.ndarray
+        (N,) str.
+    predictions : np.ndarray
+        (N, 5) float32 predicted traits, TRAITS order.
+    labels : np.ndarray
+        (N, 5) float32 true traits the run was scored against.
+    """
+
+    video_ids: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+
+    def aligned_to(self, video_ids: np.ndarray) -> SplitPredictions:
+        """The same rows in the order of ``video_ids`` (which must hold exactly these videos)."""
+        position = {video_id: row for row, video_id in enumerate(self.video_ids)}
+        rows = np.array([position[video_id] for video_id in video_ids], dtype=np.int64)
+        return SplitPredictions(self.video_ids[rows], self.predictions[rows], self.labels[rows])
+
+
+def trait_accuracies(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """(N, 5) per-video, per-trait accuracy 1 - |label - prediction|.
+
+    Their mean over videos and traits is the ChaLearn mean accuracy of the split.
+    """
+    return 1.0 - np.abs(np.asarray(labels, dtype=np.float64) - np.asarray(predictions, dtype=np.float64))
+
+
+def write_predictions(path: Path, splits: dict[str, SplitPredictions]) -> None:
+    """Write every split's rows to one CSV (temporary name, then rename)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for name, split in splits.items():
+        for video_id, predicted, label in zip(split.video_ids, split.predictions, split.labels):
+            writer.writerow((name, video_id, *(format(float(value), DIGITS) for value in (*predicted, *label))))
+    write_atomically(Path(path), buffer.getvalue())
+
+
+def read_predictions(path: Path) -> dict[str, SplitPredictions]:
+    """Split name -> its rows, as ``write_predictions`` wrote them.
+
+    Raises
+    ------
+    PredictionsError
+        The file is missing, lacks columns or holds a value that is not a number.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
+            if missing:
+                raise PredictionsError(f"{path}: not a predictions file (missing columns {', '.join(missing)}); it is written by `python -m train fit`")
+            rows: dict[str, list[dict[str, str]]] = {}
+            for row in reader:
+                rows.setdefault(row["split"], []).append(row)
+    except FileNotFoundError:
+        raise PredictionsError(f"{path}: no per-video predictions (the run predates them); train it again with `python -m train fit` to get intervals and tests") from None
+    try:
+        return {
+            name: SplitPredictions(
+                np.array([row["video_id"] for row in split_rows], dtype=object),
+                np.array([[float(row[trait]) for trait in TRAITS] for row in split_rows], dtype=np.float32),
+                np.array([[float(row[f"{trait}{LABEL_SUFFIX}"]) for trait in TRAITS] for row in split_rows], dtype=np.float32),
+            )
+            for name, split_rows in rows.items()
+        }
+    except (TypeError, ValueError) as error:
+        raise PredictionsError(f"{path}: damaged predictions file ({error}); train the run again") from error

@@ -1,0 +1,317 @@
+"""Sweeps: one ``fit`` per configuration of a grid of options, resumable after a kill.
+
+Every configuration is a run folder under the sweep folder, named after its grid
+values (``head=bilstm,lr=0.001``), written by ``train.fit.fit`` exactly as ``fit``
+writes one. A run whose ``metrics.json`` (written last) is present and readable is
+finished and never touched again; any other folder of the sweep is half-written
+and is replaced. The sweep folder also holds ``sweep.json`` (the resolved
+SweepOptions) and a lock, so two sweeps never write into one folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import shutil
+import time
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cache.errors import CacheError
+from cache.manifest import write_atomically
+from cache.writer import CacheLock
+from train.config import FitOptions
+from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, RunError
+
+SWEEP_FILE = "sweep.json"
+SEARCHES = ("grid", "random")
+NOT_AXES = {
+    "cache": "--cache",
+    "out": "--out",
+    "seeds": "--seeds",
+    "overwrite": "nothing (a sweep never replaces a finished run)",
+    "verbose": "nothing (a sweep prints one line per configuration)",
+}
+IGNORED_IN_MATCH = ("cache", "out", "overwrite", "verbose")  # do not change what a run computes (the cache is matched by its resolved path)
+BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+SWEEP_VERBOSE = 0  # Keras output per fit: the sweep prints one line per finished configuration instead
+UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder name
+
+
+class SweepError(ValueError):
+    """A grid that cannot be run, or a sweep folder that holds something else."""
+
+
+def grid_axes() -> dict[str, type]:
+    """Fit options that can be grid axes, with their types."""
+    hints = typing.get_type_hints(FitOptions)
+    return {field.name: hints[field.name] for field in dataclasses.fields(FitOptions) if field.name not in NOT_AXES}
+
+
+def _parse_value(name: str, kind: type, text: str):
+    text = text.strip()
+    if kind is bool:
+        if text.lower() not in BOOLEAN_WORDS:
+            raise SweepError(f"--grid {name}: {text!r} is not a boolean; use true or false")
+        return BOOLEAN_WORDS[text.lower()]
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SweepError(f"--grid {name}: {text!r} is not {'an' if kind is int else 'a'} {kind.__name__}") from None
+    if kind is str and (not value or any(mark in value for mark in UNSAFE_IN_NAMES)):
+        raise SweepError(f"--grid {name}: {text!r} cannot name a folder (empty, or holds one of {' '.join(UNSAFE_IN_NAMES)})")
+    return value
+
+
+def parse_grid(entries: list[str]) -> tuple[tuple[str, tuple], ...]:
+    """``OPTION=V1,V2`` entries -> ((option, values), ...), typed as FitOptions declares.
+
+    Option names take dashes or underscores (``batch-size`` = ``batch_size``).
+
+    Raises
+    ------
+    SweepError
+        An entry without ``=``, an option that is not a fit option (the valid ones
+        are listed), a value of the wrong type, a repeated option or value.
+    """
+    axes = grid_axes()
+    grid: dict[str, tuple] = {}
+    for entry in entries:
+        name, separator, values = entry.partition("=")
+        name = name.strip().replace("-", "_")
+        if not separator or not values.strip():
+            raise SweepError(f"--grid {entry!r}: expected OPTION=V1,V2,... such as lr=1e-3,1e-4")
+        if name in NOT_AXES:
+            raise SweepError(f"--grid {name}: not a grid axis; it is set by {NOT_AXES[name]}")
+        if name not in axes:
+            raise SweepError(f"--grid {name}: no fit option of that name; grid axes are: {', '.join(axes)}")
+        if name in grid:
+            raise SweepError(f"--grid {name}: given twice; list all its values in one --grid {name}=V1,V2")
+        parsed = tuple(_parse_value(name, axes[name], text) for text in values.split(","))
+        if len(set(parsed)) != len(parsed):
+            raise SweepError(f"--grid {name}: a value is repeated in {values!r}")
+        grid[name] = parsed
+    return tuple(grid.items())
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Everything that decides a sweep.
+
+    Attributes
+    ----------
+    cache : str
+        Cache folder every run reads.
+    out : str
+        Sweep folder (``runs/<name>``); one run folder per configuration inside.
+    grid : tuple of (str, tuple)
+        Fit option -> values; every other option keeps its ``fit`` default.
+    seeds : tuple of int
+        Seeds of every configuration (``fit --seeds``); empty: ``fit``'s single seed.
+    search : str
+        ``grid`` (every configuration) or ``random`` (``trials`` of them drawn).
+    trials : int
+        Configurations drawn by a random search (0: all).
+    search_seed : int
+        Seeds that draw, so a rerun draws the same configurations and resumes.
+    jobs : int
+        Configurations fitted at once, each in its own process (1: in this process).
+    """
+
+    cache: str
+    out: str
+    grid: tuple[tuple[str, tuple], ...] = ()
+    seeds: tuple[int, ...] = ()
+    search: str = "grid"
+    trials: int = 0
+    search_seed: int = 0
+    jobs: int = 1
+
+    def __post_init__(self):
+        checks = [
+            (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}"),
+            (self.trials >= 0, f"--trials must be at least 0, got {self.trials}"),
+            (self.search == "random" or self.trials == 0, "--trials needs --search random"),
+            (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
+            (not (self.seeds and "seed" in dict(self.grid)), "--grid seed and --seeds both set the seeds; give one of them"),
+        ]
+        for passed, message in checks:
+            if not passed:
+                raise SweepError(message)
+        for values in configurations(self):
+            self.fit_options(values)  # every configuration must be valid before any runs
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "grid": {name: list(values) for name, values in self.grid}, "seeds": list(self.seeds)}
+
+    def fit_options(self, values: dict) -> FitOptions:
+        """The FitOptions of one configuration (``values``: option -> value)."""
+        try:
+            return FitOptions(cache=self.cache, out=str(Path(self.out) / folder_name(values)), seeds=self.seeds, verbose=SWEEP_VERBOSE, **values)
+        except ValueError as error:
+            raise SweepError(f"--grid configuration {folder_name(values)}: {error}") from error
+
+
+def folder_name(values: dict) -> str:
+    """``option=value,...`` in FitOptions field order (so the order of --grid flags does not matter)."""
+    order = [field.name for field in dataclasses.fields(FitOptions)]
+    parts = [f"{name}={repr(value) if isinstance(value, float) else value}" for name, value in sorted(values.items(), key=lambda item: order.index(item[0]))]
+    return ",".join(parts) or "defaults"
+
+
+def configurations(options: SweepOptions) -> list[dict]:
+    """Option -> value per configuration: the whole grid, or a seeded draw of ``trials`` of it."""
+    names = [name for name, _ in options.grid]
+    sizes = [len(values) for _, values in options.grid]
+    total = int(np.prod(sizes)) if sizes else 1
+    if options.search == "grid" or not options.trials or options.trials >= total:
+        picks: Iterator[int] | np.ndarray = iter(range(total))
+    else:
+        picks = np.random.default_rng(options.search_seed).choice(total, size=options.trials, replace=False)
+    result = []
+    for pick in picks:
+        digits = np.unravel_index(int(pick), sizes) if sizes else ()
+        result.append({name: values[digit] for name, (_, values), digit in zip(names, options.grid, digits)})
+    return result
+
+
+def is_finished(folder: Path) -> bool:
+    """A run whose metrics.json, run.json and options.json are all there and readable."""
+    try:
+        return all(isinstance(json.loads((folder / name).read_text(encoding="utf-8")), dict) for name in (METRICS_FILE, RUN_FILE, OPTIONS_FILE))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def _mismatch(folder: Path, planned: FitOptions) -> str | None:
+    """How a finished run differs from the planned configuration, or None."""
+    saved = json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))
+    wanted = planned.to_dict()
+    differences = [f"{name}: {saved.get(name)!r} -> {wanted[name]!r}" for name in wanted if name not in IGNORED_IN_MATCH and saved.get(name) != wanted[name]]
+    cache = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("cache")
+    if cache != str(Path(planned.cache).resolve()):
+        differences.append(f"cache: {cache} -> {Path(planned.cache).resolve()}")
+    return "; ".join(differences) or None
+
+
+def plan(options: SweepOptions) -> tuple[list[FitOptions], list[FitOptions]]:
+    """Split the configurations into finished runs and runs to do.
+
+    Raises
+    ------
+    SweepError
+        A finished run in the sweep folder was made with other options (another
+        cache or seeds): it would be neither redone nor comparable.
+    """
+    finished, to_do = [], []
+    for values in configurations(options):
+        planned = options.fit_options(values)
+        folder = Path(planned.out)
+        if is_finished(folder):
+            difference = _mismatch(folder, planned)
+            if difference:
+                raise SweepError(f"{folder}: a finished run with other options than this sweep's ({difference}); choose another --out")
+            finished.append(planned)
+        else:
+            to_do.append(planned)
+    return finished, to_do
+
+
+def _clear_half_written(folder: Path) -> None:
+    """Remove a configuration's folder that a killed sweep left without metrics.json."""
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def _fit_one(options: FitOptions, threads: int | None) -> dict:
+    """Fit one configuration (in a worker process when ``threads`` is set); a result record, never an exception for bad data."""
+    if threads is not None:
+        # Each of the sweep's processes gets its share of the cores; TensorFlow reads
+        # these before its first operation, and GPU memory is taken only as needed.
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    from train.data import DataError
+    from train.fit import fit
+
+    started = time.perf_counter()
+    _clear_half_written(Path(options.out))
+    try:
+        metrics = fit(options, echo=lambda line: None)
+    except (RunError, CacheError, DataError) as error:
+        return {"out": options.out, "error": str(error), "seconds": time.perf_counter() - started}
+    return {"out": options.out, "metrics": metrics, "seconds": time.perf_counter() - started}
+
+
+def _summary(result: dict) -> str:
+    """One line per finished configuration, every score beside its baseline."""
+    from train.ensemble import selection_split_of, training_split_of
+
+    name = Path(result["out"]).name
+    if "error" in result:
+        return f"{name}: failed: {result['error']}"
+    metrics = result["metrics"]
+    selection, training = selection_split_of({}, metrics), training_split_of(metrics, "train")
+    shown = [selection] + [split for split, entry in metrics.items() if isinstance(entry, dict) and "mean_accuracy" in entry and split not in (selection, training)]
+    scores = ", ".join(f"{split} {metrics[split]['mean_accuracy']:.4f} (baseline {metrics[split]['baseline_mean_accuracy']:.4f})" for split in shown if split in metrics)
+    return f"{name}: {scores} in {result['seconds']:.0f} s"
+
+
+def _results(to_do: list[FitOptions], jobs: int) -> Iterator[dict]:
+    if jobs == 1 or len(to_do) == 1:
+        for options in to_do:
+            yield _fit_one(options, None)
+        return
+    from joblib import Parallel, delayed
+
+    workers = min(jobs, len(to_do))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(delayed(_fit_one)(options, threads) for options in to_do)
+
+
+def sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> list[dict]:
+    """Fit every configuration that has no finished run yet, then nothing else.
+
+    Parameters
+    ----------
+    options : SweepOptions
+    echo : callable
+        Receives the plan, one line per finished configuration and failures.
+
+    Returns
+    -------
+    list of dict
+        Per configuration fitted now: ``out``, ``seconds``, and ``metrics`` or
+        ``error`` (the reason a run could not be made; the others go on).
+
+    Raises
+    ------
+    SweepError
+        A finished run disagrees with the sweep's options, or another sweep
+        is writing into the same folder.
+    """
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = CacheLock(out)
+    try:
+        lock.__enter__()
+    except CacheError as error:
+        raise SweepError(f"{out}: another sweep is writing into this folder ({error})") from None
+    try:
+        finished, to_do = plan(options)
+        write_atomically(out / SWEEP_FILE, json.dumps(options.to_dict(), indent=1) + "\n")
+        seeds = f" x seeds {','.join(map(str, options.seeds))}" if options.seeds else ""
+        echo(f"sweep {out}: {len(finished) + len(to_do)} configurations{seeds}; {len(finished)} finished before, {len(to_do)} to fit with {options.jobs} job(s)")
+        results = []
+        for index, result in enumerate(_results(to_do, options.jobs), 1):
+            results.append(result)
+            echo(f"[{index}/{len(to_do)}] {_summary(result)}")
+        return results
+    finally:
+        lock.__exit__(None, None, None)
