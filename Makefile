@@ -41,6 +41,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.memory_bench --out bench-out/memory.json
 	$(BIN)/python -m bench.train_bench --out bench-out/train.json
 
+# ResNet50 on the GPU: img/s, clips/s and GPU busy % per batch size (needs pip install -e ".[gpu]" and a GPU).
+.PHONY: bench-gpu
+bench-gpu: $(STAMP)
+	$(BIN)/python -m bench.gpu_bench --out bench-out/gpu.json
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 

@@ -1,4 +1,4 @@
-"""``python -m cache info|verify|export|labels``."""
+"""``python -m cache info|verify|export|labels|show``."""
 
 from __future__ import annotations
 
@@ -44,7 +44,11 @@ def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: b
     typer.echo(f"videos      {summary['videos']} ({splits}) in {plural(summary['shards'], 'shard')}, {summary['labelled']} labelled")
     typer.echo(f"frames      T={summary['frames']} x k={summary['frames_per_segment']}, embeddings {summary['embedding_dim']}-d, audio {summary['audio_dim']}-d")
     rate = summary["face_found_rate"]
-    typer.echo(f"faces       found in {rate:.1%} of frames" if rate is not None else "faces       -")
+    if rate is None:
+        typer.echo("faces       -")
+    else:
+        typer.echo(f"faces       found in {rate:.1%} of frames; look at them with")
+        typer.echo(f"            python -m cache show {cache_dir} VIDEO_ID... --out sheet.png")
     typer.echo(f"config      {summary['config_hash']}  weights={summary['config'].get('weights', '?')}")
     if summary["config"].get("weights") == "none":
         typer.echo("warning     embeddings come from random ResNet50 weights (--weights none): fine for tests, meaningless for research")
@@ -129,3 +133,29 @@ def labels(cache_dir: Path = typer.Argument(..., help="Cache folder."), files: l
         f"{matched} of the {plural(len(cached), 'cached video')} {'is' if matched == 1 else 'are'} among them, "
         f"{plural(outside, 'labelled id')} {'is' if outside == 1 else 'are'} not in the cache"
     )
+
+
+@app.command()
+def show(
+    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    video_ids: list[str] = typer.Argument(
+        ..., metavar="VIDEO_ID", help="Videos to show, a row each (`python -m cache export` lists the ids)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Image file to write, e.g. sheet.png."),
+    frames: bool = typer.Option(
+        False, "--frames", help="Also draw each detected face box on the full frame, decoded again from the source video."
+    ),
+) -> None:
+    """A contact sheet of face crops: each tile shows its time, framed green where the face was detected in that
+    frame, orange where it was borrowed from the nearest frame."""
+    from cache.show import contact_sheet  # matplotlib loads only for this command
+
+    try:
+        warnings = contact_sheet(cache_dir, video_ids, out, with_frames=frames)
+    except CacheError as error:
+        _fail(error)
+    except OSError as error:
+        _fail(CacheError(f"{out}: cannot write ({error.strerror})"))
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"wrote {out}: {plural(len(video_ids), 'video')}")

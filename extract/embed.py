@@ -36,14 +36,23 @@ IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
 IMAGENET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
+GLOROT_SCALE = 6.0  # Glorot uniform draws from +-sqrt(6 / (fan_in + fan_out)): Keras' default kernel initializer
 RUNTIMES = ("auto", "keras", "openvino", "openvino-bf16", "keras-mixed")
 # Runtimes whose numbers differ from Keras float32 by more than float16 storage precision:
 # they are part of the cache config. The others give the same cache.
 REDUCED_PRECISION_RUNTIMES = ("openvino-bf16", "keras-mixed")
 OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # INFERENCE_PRECISION_HINT
+FLOAT16_ROUNDOFF = 2.0**-11  # relative rounding error of float16 storage (10-bit mantissa)
+FLOAT16_SMALLEST_NORMAL = 2.0**-14  # below it float16 keeps less than full relative precision
 # Several one-thread requests, each batch split between them: faster than one request on all
 # cores, and less slowed by decoding workers sharing the cores (bench/embed_bench.py).
 OPENVINO_HINT = "THROUGHPUT"
+
+
+def within_float16_storage(values: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether ``values`` differ from ``reference`` by less than float16 storage rounds away:
+    the condition for two runtimes to share a cache config. Arrays of any equal shape."""
+    return bool(np.all(np.abs(values - reference) <= FLOAT16_ROUNDOFF * np.abs(reference) + FLOAT16_SMALLEST_NORMAL))
 
 
 class WeightsError(Exception):
@@ -87,12 +96,12 @@ def gpu_visible() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _import_openvino():
+def _import_openvino(runtime: str = "openvino"):
     """The ``openvino`` module, or a RuntimeUnavailableError saying how to install it."""
     try:
         import openvino
     except ImportError as error:
-        raise RuntimeUnavailableError(f"--runtime openvino needs the openvino package ({error}); install it with `pip install openvino`, or pass --runtime keras") from error
+        raise RuntimeUnavailableError(f"--runtime {runtime} needs the openvino package ({error}); install it with `pip install openvino`, or pass --runtime keras") from error
     return openvino
 
 
@@ -106,7 +115,7 @@ def check_runtime(runtime: str) -> None:
     """
     if runtime not in OPENVINO_PRECISION:
         return
-    openvino = _import_openvino()
+    openvino = _import_openvino(runtime)
     capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     # Without bf16 instructions OpenVINO would quietly compute in f32 under a bf16 config.
     if runtime == "openvino-bf16" and "BF16" not in capabilities:
@@ -163,7 +172,6 @@ def build_resnet(weights: str, crop_size: int, seed: int = 0, mixed_precision: b
     import keras
 
     if weights == "none":
-        keras.utils.set_random_seed(seed)
         source = None
     elif weights == "imagenet":
         source = str(imagenet_weights_path())
@@ -180,8 +188,29 @@ def build_resnet(weights: str, crop_size: int, seed: int = 0, mixed_precision: b
         raise WeightsError(f"{weights}: cannot load as ResNet50 include_top=False weights ({error})") from error
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    if weights == "none":
+        _draw_random_kernels(model, seed)
     model.trainable = False
     return model
+
+
+def _draw_random_kernels(model, seed: int) -> None:
+    """Give every kernel Keras' default Glorot-uniform values, drawn from numpy with ``seed``.
+
+    Keras draws initial values from process-wide seed state that other threads of a
+    Dask worker consume too, so the same seed gave each worker other random weights;
+    a private generator gives every process the same model. Biases and batch-norm
+    statistics keep their constant initial values.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if len(shape) < 2:
+            continue
+        receptive_field = int(np.prod(shape[:-2]))
+        fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
+        limit = np.sqrt(GLOROT_SCALE / (fan_in + fan_out))
+        variable.assign(rng.uniform(-limit, limit, shape).astype(variable.dtype))
 
 
 @functools.cache
@@ -194,8 +223,8 @@ def _keras_runner(weights: str, crop_size: int, seed: int, runtime: str):
         # off, so the float32 runtime gives float32 numbers on any device.
         tf.config.experimental.enable_tensor_float_32_execution(False)
     model = build_resnet(weights, crop_size, seed, mixed_precision=runtime == "keras-mixed")
-    # predict_on_batch measured faster than model(x, training=False) and a tf.function
-    # of it on CPU at batch 32 (bench/embed_bench.py).
+    # predict_on_batch: as fast as a tf.function of model(x, training=False) and faster
+    # than calling the model eagerly, on CPU at batch 32 (bench/embed_bench.py).
     return lambda batch: np.asarray(model.predict_on_batch(batch), dtype=np.float32)
 
 

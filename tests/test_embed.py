@@ -5,24 +5,25 @@ from __future__ import annotations
 import shutil
 import sys
 
-import cv2
 import keras
 import numpy as np
 import pytest
-from skimage import data
 from typer.testing import CliRunner
 
 import extract.embed
+from bench.embed_bench import face_crops
 from cache.manifest import config_hash
 from extract.cli import EXIT_USAGE, app
 from extract.config import ExtractOptions
 from extract.embed import (
+    FLOAT16_ROUNDOFF,
+    FLOAT16_SMALLEST_NORMAL,
     IMAGENET_FILE,
     REDUCED_PRECISION_RUNTIMES,
     RuntimeUnavailableError,
     WeightsError,
-    check_runtime,
     build_resnet,
+    check_runtime,
     embed,
     embed_float32,
     gpu_visible,
@@ -30,14 +31,13 @@ from extract.embed import (
     openvino_model,
     preprocess,
     resolve_runtime,
+    within_float16_storage,
 )
 
 SIZE = 32  # ResNet50's smallest input: the real architecture at test speed
 # Hash of ExtractOptions().feature_config() computed before --runtime existed: a float32
 # runtime must never change the identity of a cache built with today's defaults.
 DEFAULT_CONFIG_HASH = "67c78ba2f6c9ab32"
-FLOAT16_ROUNDOFF = 2.0**-11  # relative rounding error of float16 storage (10-bit mantissa)
-FLOAT16_SMALLEST_NORMAL = 2.0**-14  # below it float16 keeps less than full relative precision
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port on loopback: nothing listens, the connection is refused at once
 TINY = ["--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
 
@@ -63,16 +63,17 @@ def without_openvino(monkeypatch):
     resolve_runtime.cache_clear()
 
 
-def astronaut_crops(size: int) -> np.ndarray:
-    """(6, size, size, 3) uint8 face crops of skimage's astronaut at shifted boxes, as the pipeline resizes them."""
-    image = data.astronaut()
-    boxes = [(x, y, side) for side in (180, 220) for x, y in ((150, 40), (170, 60), (130, 50))]
-    return np.stack([cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA) for x, y, side in boxes])
-
-
 def assert_equal_within_float16(ours: np.ndarray, keras_output: np.ndarray) -> None:
-    """Differences below what float16 storage rounds away anyway."""
+    """Differences below what float16 storage rounds away anyway (assert_allclose shows the worst ones)."""
     np.testing.assert_allclose(ours, keras_output, rtol=FLOAT16_ROUNDOFF, atol=FLOAT16_SMALLEST_NORMAL)
+    assert within_float16_storage(ours, keras_output)
+
+
+def test_float16_storage_precision_separates_float32_noise_from_bf16_rounding():
+    reference = np.random.default_rng(3).uniform(0.0, 40.0, 2048).astype(np.float32)
+    assert within_float16_storage(reference * np.float32(1 + 2.0**-13), reference)  # a quarter of float16's step
+    assert not within_float16_storage(reference * np.float32(1 + 2.0**-8), reference)  # bfloat16's rounding step
+    assert not within_float16_storage(reference + np.float32(0.13), reference)  # OpenVINO bf16's measured max diff
 
 
 def test_the_model_is_built_once_per_process():
@@ -101,7 +102,7 @@ def test_embeddings_equal_keras_resnet50_loaded_from_the_same_file(weights_file,
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_openvino_float32_equals_keras_within_float16_precision_on_face_crops(size):
-    crops = astronaut_crops(size)
+    crops = face_crops(6, size)
     keras_output = embed_float32(crops, "none", size, batch_size=4, runtime="keras")
     assert keras_output.max() > 1.0  # real activations, not an all-zero output that would match anything
     assert_equal_within_float16(embed_float32(crops, "none", size, batch_size=4, runtime="openvino"), keras_output)
@@ -113,7 +114,7 @@ def test_reduced_precision_runtimes_stay_close_to_keras(runtime):
         check_runtime(runtime)
     except RuntimeUnavailableError as error:
         pytest.skip(str(error))  # bf16 needs a CPU with bf16 instructions
-    crops = astronaut_crops(SIZE)
+    crops = face_crops(6, SIZE)
     keras_output = embed_float32(crops, "none", SIZE, runtime="keras")
     ours = embed_float32(crops, "none", SIZE, runtime=runtime)
     cosine = np.sum(ours * keras_output, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(keras_output, axis=1))
@@ -197,7 +198,7 @@ def test_auto_falls_back_to_keras_without_openvino(without_openvino):
 
 def test_openvino_forced_without_openvino_is_a_clear_error(without_openvino):
     with pytest.raises(RuntimeUnavailableError, match="pip install openvino"):
-        embed(astronaut_crops(SIZE), "none", SIZE, runtime="openvino")
+        embed(face_crops(6, SIZE), "none", SIZE, runtime="openvino")
 
 
 def test_the_cli_exits_2_before_touching_the_cache_when_openvino_is_missing(clip_folder, tmp_path, without_openvino):

@@ -80,3 +80,17 @@ def test_crops_have_the_requested_size():
     crops = crop_faces(frames, boxes.used, margin=0.2, size=64)
     assert crops.shape == (2, 64, 64, 3) and crops.dtype == np.uint8
     assert crops.std() > 10  # a face, not a flat patch
+
+
+def test_a_face_missed_at_the_first_min_neighbors_is_found_by_lowering_it():
+    from skimage import data
+
+    # Downscaled to 240 px, the astronaut photograph gathers fewer than 10 neighbouring
+    # detections: only the retry with a lower minNeighbors finds the face.
+    photograph = data.astronaut()
+    strict = dict(detect_height=240, scale_factor=1.2, min_face=0.125, min_neighbors=10)
+    assert detect_largest_face(photograph, **strict, min_neighbors_floor=10) is None
+    box = detect_largest_face(photograph, **strict, min_neighbors_floor=4)
+    assert box is not None
+    x, y, w, h = box
+    assert 150 < x < x + w < 300 and 40 < y < y + h < 200  # the face, in the 512 px photograph's pixels

@@ -9,7 +9,7 @@ from av.video.frame import PictureType
 import numpy as np
 import pytest
 
-from extract.synthetic import CHALEARN_X264, chalearn_like_clip, compose_frame, face_image, talking_head_clip, write_clip, write_timed_clip
+from extract.synthetic import CHALEARN_X264, chalearn_like_clip, compose_frame, face_image, talking_head_clip, tone, write_clip, write_timed_clip
 from extract.video import VideoError, decode, sample_times
 
 
@@ -56,6 +56,25 @@ def test_decode_resamples_the_sound_to_mono_at_the_requested_rate(face_clip):
     assert len(decoded.audio) / 16000 == pytest.approx(decoded.duration, abs=0.1)
     assert decoded.audio.dtype == np.int16  # pyAudioAnalysis expects int16-range samples; 2 bytes each keeps long tracks small
     assert np.abs(decoded.audio.astype(np.int32)).max() > 1000
+
+
+def _sound_as_pyav_decodes_it(path, rate):
+    """(num_samples,) int16: the whole sound track decoded and resampled by PyAV in one go."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    with av.open(str(path)) as container:
+        chunks = [chunk.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for chunk in resampler.resample(frame)]
+    return np.concatenate(chunks + [chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(None)])
+
+
+@pytest.mark.parametrize("sound_seconds", [3.0, 9.0])
+def test_the_sound_track_is_kept_whole_as_int16_even_when_it_outlasts_the_video(tmp_path, sound_seconds):
+    # 9 s of sound under 3 s of video outgrows the room made for the video's length.
+    frames = [compose_frame(face_image(), 64, 48, (0.5, 0.5), 0.9, 0.8 + 0.01 * index) for index in range(75)]
+    path = write_clip(tmp_path / "sound.mp4", frames, tone(sound_seconds, 300.0, 0.4), options={"preset": "ultrafast"})
+    decoded = decode(path, 4, 1, "centre", 16000)
+    assert decoded.duration == pytest.approx(3.0)
+    assert decoded.audio.dtype == np.int16 and np.array_equal(decoded.audio, _sound_as_pyav_decodes_it(path, 16000))
+    assert len(decoded.audio) / 16000 == pytest.approx(sound_seconds, abs=0.1)
 
 
 def test_k_frames_per_segment_are_segment_major(face_clip):

@@ -123,6 +123,11 @@ def source_ids(video_ids: np.ndarray, delimiter: str) -> np.ndarray:
     return np.array([str(video_id).split(delimiter, 1)[0] for video_id in video_ids], dtype=str)
 
 
+def count_sources(video_ids: np.ndarray, delimiter: str) -> int:
+    """How many distinct source videos ``video_ids`` come from (see ``source_ids``)."""
+    return len(np.unique(source_ids(video_ids, delimiter)))
+
+
 def resolve_splits(available: list[str], train_split: str, validation_split: str, kind: str = "labelled split") -> tuple[str, str | None]:
     """Which split to fit on and which to select on.
 
@@ -148,7 +153,7 @@ def resolve_splits(available: list[str], train_split: str, validation_split: str
         split the only one is fitted on, and without a ``validation`` split (or when
         it is the training split) a share of the training videos is held out.
     """
-    listed = ", ".join(available) or "none"
+    listed = ", ".join(sorted(available)) or "none"
     if train_split in available:
         train_name = train_split
     elif train_split == TRAIN_SPLIT and len(available) == 1:

@@ -10,7 +10,6 @@ refers to its members' folders instead of copying their models; ``evaluate``,
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,21 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.manifest import config_differences, write_atomically
+from cache.manifest import config_differences
 from train.data import SplitData
 from train.evaluate import predict_split
 from train.metrics import format_table, score
 from train.predictions import PREDICTIONS_FILE, SplitPredictions, read_predictions, write_predictions
-from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, Run, RunError, open_run, read_json, weights_warning
+from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, Run, RunError, open_run, read_json, weights_warning, write_json
 
 ENSEMBLE_FILE = "ensemble.json"
 WEIGHTINGS = ("equal", "validation")
 DEFAULT_SELECTION_SPLIT = "validation"  # runs written before run.json named their selection split chose on it
 LABEL_TOLERANCE = 1e-6  # members' labels of one video must agree to float32 rounding
-
-
-def _write_json(path: Path, value) -> None:
-    write_atomically(path, json.dumps(value, indent=1) + "\n")
 
 
 def _roles(metrics: dict) -> dict[str, str]:
@@ -297,7 +292,7 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
 
     metrics = {name: {**score(split.labels, split.predictions, baseline), "role": role(name)} for name, split in averaged.items()}
     first = members[0]
-    _write_json(
+    write_json(
         out / ENSEMBLE_FILE,
         {
             **options.to_dict(),
@@ -305,7 +300,7 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
             "train_splits": train_splits,
         },
     )
-    _write_json(
+    write_json(
         out / RUN_FILE,
         {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -321,7 +316,7 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
         },
     )
     write_predictions(out / PREDICTIONS_FILE, averaged)
-    _write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished ensemble
+    write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished ensemble
     echo(f"ensemble of {len(members)} runs, {options.weighting} weights: " + ", ".join(f"{member.path.name} {weight:.3f}" for member, weight in zip(members, weights)))
     for name, why in left_out.items():
         echo(f"left out split {name}: {why}")

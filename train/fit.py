@@ -15,7 +15,20 @@ import numpy as np
 
 from cache.reader import CacheReader
 from train.config import FitOptions
-from train.data import CacheData, Normalization, Partition, centre_frames, fit_normalization, load_cache, model_inputs, partition, resolve_splits, source_ids, training_stream
+from train.data import (
+    CacheData,
+    Normalization,
+    Partition,
+    centre_frames,
+    count_sources,
+    fit_normalization,
+    load_cache,
+    model_inputs,
+    partition,
+    resolve_splits,
+    source_ids,
+    training_stream,
+)
 from train.metrics import aggregate_seeds, format_table, plural
 from train.report import plot_curves, read_history, write_combined_history
 from train.predictions import PREDICTIONS_FILE
@@ -37,6 +50,7 @@ from train.run import (
 MONITOR = "val_mean_accuracy"  # the ChaLearn metric selects, stops and lowers the rate
 VALIDATION_BATCH = 256  # videos per validation step: larger than training batches, same result
 FEW_TRAINING_VIDEOS = 20  # below this many training videos a head's scores are noise: warn
+MAX_STEPS_PER_EXECUTION = 32  # batches per compiled call on TensorFlow; callbacks act per epoch, so nothing waits on a step
 
 
 def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, dict]:
@@ -109,7 +123,6 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         shutil.copy2(out / SEED_FOLDER.format(seed=selected) / PREDICTIONS_FILE, out / PREDICTIONS_FILE)  # the predictions of that model
         write_combined_history(histories, out / HISTORY_FILE)
         plot_curves(histories, out / CURVES_FILE, f"{options.head} head, seeds {', '.join(map(str, seeds))}", _selection_baselines(parts, normalization), parts.selection_name)
-        write_json(out / METRICS_FILE, metrics)
         echo(f"\nmean ± std over seeds {', '.join(map(str, seeds))}; {MODEL_FILE} is seed {selected} (best {parts.selection_name!r} mean accuracy)")
     if best["mean_accuracy"] < best["baseline_mean_accuracy"]:
         warnings.append(
@@ -117,6 +130,8 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
             f"{best['baseline_mean_accuracy']:.4f}: this head learned nothing useful here"
         )
     write_json(out / RUN_FILE, {**info, "warnings": warnings})
+    if len(seeds) > 1:
+        write_json(out / METRICS_FILE, metrics)  # last: metrics.json marks a finished run
     echo(format_table(metrics))
     for warning in ([info["warning"]] if info["warning"] else []) + warnings:
         echo(warning)
@@ -128,7 +143,7 @@ def describe_partition(parts: Partition, options: FitOptions) -> list[str]:
     """One line per split role: which split, how many videos and source videos."""
 
     def sized(split) -> str:
-        return f"{plural(len(split), 'video')} from {plural(len(np.unique(source_ids(split.video_ids, options.source_delimiter))), 'source video')}"
+        return f"{plural(len(split), 'video')} from {plural(count_sources(split.video_ids, options.source_delimiter), 'source video')}"
 
     lines = [f"training on split {parts.train_name!r}: {sized(parts.train)}"]
     if parts.held_out:
@@ -188,7 +203,7 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
         "selection_split": parts.selection_name,
         "report_splits": list(parts.others),
         "videos": {name: len(split) for name, split in parts.named().items()},
-        "source_videos": {name: int(len(np.unique(source_ids(split.video_ids, options.source_delimiter)))) for name, split in parts.named().items()},
+        "source_videos": {name: count_sources(split.video_ids, options.source_delimiter) for name, split in parts.named().items()},
         "unlabelled_left_out": data.unlabelled,
         "selection": selection,
         "warning": weights_warning(data.config),
@@ -229,7 +244,20 @@ def _precision(mixed: bool):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def compile_head(model, lr: float) -> None:
+def steps_per_execution(steps_per_epoch: int, backend: str) -> int:
+    """Training steps per call into the compiled step function.
+
+    On TensorFlow, the largest divisor of ``steps_per_epoch`` up to
+    MAX_STEPS_PER_EXECUTION: fewer Python round trips per epoch, and epochs keep
+    their boundaries (Keras runs whole executions, so a non-divisor would spill an
+    epoch into the next one's videos). Other backends: 1 (torch allows no other).
+    """
+    if backend != "tensorflow":
+        return 1
+    return max(count for count in range(1, MAX_STEPS_PER_EXECUTION + 1) if steps_per_epoch % count == 0)
+
+
+def compile_head(model, lr: float, steps_per_epoch: int) -> None:
     """Adam, MSE loss, and the per-epoch metrics: MSE, MAE, cosine similarity, mean accuracy."""
     import keras
 
@@ -238,6 +266,7 @@ def compile_head(model, lr: float) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss="mse",
+        steps_per_execution=steps_per_execution(steps_per_epoch, keras.backend.backend()),
         metrics=[
             keras.metrics.MeanSquaredError(name="mse"),
             keras.metrics.MeanAbsoluteError(name="mae"),
@@ -275,7 +304,8 @@ def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition,
     with _precision(options.mixed_precision):
         model = build_head(options.head, data.frames, options)
         names = tuple(input_names(model))
-        compile_head(model, options.lr)
+        steps = math.ceil(len(parts.train) / options.batch_size)
+        compile_head(model, options.lr, steps)
         selection = parts.selection
         rows = np.arange(len(selection))
         selection_inputs = model_inputs(selection, rows, centre_frames(len(selection), data.frames, data.frames_per_segment), normalization, names)
@@ -291,7 +321,7 @@ def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition,
         echo(_baseline_line(parts, normalization))
         model.fit(
             training_stream(parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, seed, names, keras.backend.backend()),
-            steps_per_epoch=math.ceil(len(parts.train) / options.batch_size),
+            steps_per_epoch=steps,
             epochs=options.epochs,
             validation_data=(selection_inputs, selection.labels),
             validation_batch_size=VALIDATION_BATCH,

@@ -1,9 +1,12 @@
 """The run folder: what ``fit`` writes and ``evaluate``, ``predict``, ``compare`` read.
 
 A run folder (``runs/<name>``) holds ``options.json`` (the resolved FitOptions),
-``run.json`` (the cache's extraction config and hash, data sizes, seeds, versions),
-``normalization.npz``, ``model.keras``, ``history.csv``, ``metrics.json`` and
-``curves.png``; a run of several seeds also holds one such folder per seed.
+``run.json`` (the cache's extraction config and hash; ``train_split``,
+``selection_split``, ``report_splits`` with their videos and source videos; seeds,
+versions, warnings), ``normalization.npz``, ``model.keras``, ``history.csv``,
+``metrics.json`` (per split, with its ``role``: train, selection or report) and
+``curves.png``; ``holdout.json`` when the selection videos were held out of the
+training split; a run of several seeds also holds one such folder per seed.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.manifest import config_differences
+from cache.manifest import config_differences, write_atomically
 from train.config import FitOptions
 from train.data import Normalization
 
@@ -34,7 +37,8 @@ class RunError(Exception):
 
 
 def write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    """Write JSON atomically: a killed run never leaves half a metrics.json, the file `sweep` takes as "finished"."""
+    write_atomically(path, json.dumps(value, indent=1, sort_keys=False) + "\n")
 
 
 def read_json(path: Path) -> dict:

@@ -11,7 +11,6 @@ SweepOptions) and a lock, so two sweeps never write into one folder.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import shutil
