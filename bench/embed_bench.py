@@ -56,7 +56,7 @@ def keras_alternatives(seed: int) -> dict:
     import tensorflow as tf
 
     model = build_resnet("none", SIZE, seed)
-    compiled = tf.function(lambda batch: model(batch, training=False))
+    compiled = tf.function(lambda batch: model(batch, training=False), autograph=False)  # no Python control flow to convert
     return {
         "keras model(x)": lambda batch: np.asarray(model(batch, training=False)),
         "keras tf.function": lambda batch: compiled(tf.constant(batch)).numpy(),

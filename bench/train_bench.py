@@ -10,7 +10,7 @@ seconds are reported apart).
 The input-path comparison trains the seed head at batch 8 twice, epoch for epoch in
 turn so that machine drift hits both alike: fit's path (``train.data.training_stream``
 and ``train.fit.compile_head``) and, as the reference, the path before it: the numpy
-generator ``training_batches`` handed to Keras, one step per compiled call. The limit is
+generator ``training_batches`` handed to Keras, Keras' own Adam, one step per compiled call. The limit is
 SPEED_LIMIT times the reference. Run: ``python -m bench.train_bench --out FILE.json``.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 from cache.reader import CacheReader
 from train.config import HEADS, FitOptions
 from train.data import centre_frames, fit_normalization, load_cache, model_inputs, partition, training_batches, training_stream
-from train.fit import VALIDATION_BATCH, compile_head
+from train.fit import VALIDATION_BATCH, compile_head, head_metrics
 from train.metrics import aligned
 from train.model import build_head, input_names
 from train.synthetic import write_synthetic_cache
@@ -60,8 +60,8 @@ def device_names() -> list[str]:
 class Trainer:
     """One compiled head and its training stream, timed an epoch at a time.
 
-    ``reference`` swaps in the path before the tf.data one: the numpy generator
-    handed to Keras, one step per call.
+    ``reference`` swaps in the path before this one: the numpy generator handed
+    to Keras, Keras' Adam, one step per compiled call.
     """
 
     def __init__(self, head: str, data, parts, normalization, options: FitOptions, reference: bool = False):
@@ -70,11 +70,13 @@ class Trainer:
         keras.utils.set_random_seed(options.seed)
         self.model = build_head(head, data.frames, options)
         self.steps = math.ceil(len(parts.train) / options.batch_size)
-        compile_head(self.model, options.lr, self.steps)
+        if reference:
+            self.model.compile(optimizer=keras.optimizers.Adam(options.lr), loss="mse", metrics=head_metrics())
+        else:
+            compile_head(self.model, options.lr, self.steps)
         names = tuple(input_names(self.model))
         arguments = (parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, options.seed, names)
         if reference:
-            self.model.steps_per_execution = 1
             self.stream = training_batches(*arguments)
         else:
             self.stream = training_stream(*arguments, keras.backend.backend())
@@ -223,7 +225,7 @@ def table(result: dict) -> str:
         verdict = "within" if comparison["passed"] else "OVER"
         text += (
             f"\n\ninput paths, {comparison['head']} head, batch {result['batch_size']}, {len(comparison['epoch_seconds']['fit'])} epochs each in turn (median s per epoch):"
-            f"\n  reference (numpy generator, one step per call) {seconds['reference']:.2f}  fit's path {seconds['fit']:.2f}"
+            f"\n  reference (numpy generator, Keras Adam, one step per call) {seconds['reference']:.2f}  fit's path {seconds['fit']:.2f}"
             f"  ratio {comparison['ratio']:.2f}, {verdict} the limit {comparison['limit']}"
             f"\n  CPU s per epoch: reference {comparison['cpu_seconds_per_epoch']['reference']:.2f}  fit's path {comparison['cpu_seconds_per_epoch']['fit']:.2f}"
             f"  ratio {comparison['cpu_ratio']:.2f}; 1-minute load average {min(comparison['load_average']):.1f}-{max(comparison['load_average']):.1f} on {result['machine']['cpus']} CPUs"

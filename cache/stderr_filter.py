@@ -33,7 +33,11 @@ READ_SIZE = 65536  # bytes per read: one pipe buffer
 # progress bars redraw with "\r" and never end their line, while a log record
 # arrives whole in one write.
 PARTIAL_LINE_WAIT = 0.1
-EXIT_WAIT = 2.0  # seconds the command waits at exit for the filter to copy its last lines
+EXIT_WAIT = 2.0  # seconds the command waits at most for the filter to copy what it wrote
+# Written by the command when it takes its stderr back: the filter prints what came
+# before, then answers on its stdout. Worker processes may still hold the pipe, so
+# its end cannot serve as the signal.
+DRAIN_REQUEST = b"\x00traitcache: stderr taken back\x00"
 
 BANNER = rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
 # absl's record header: severity, MMDD, time, thread id, source file:line, "] ". Before
@@ -88,10 +92,11 @@ class StartupLineFilter:
         return self.no_driver and found["source"] == CUINIT_SOURCE and found["message"].startswith(CUINIT_FAILURE)
 
 
-def copy_filtered(source: int, target: int, line_filter: StartupLineFilter) -> None:
+def copy_filtered(source: int, target: int, answer: int, line_filter: StartupLineFilter) -> None:
     """Copy bytes from file descriptor ``source`` to ``target`` until end of file, line by
     line through ``line_filter``; a line left unfinished for ``PARTIAL_LINE_WAIT`` seconds
-    is copied as it stands."""
+    is copied as it stands. On a `DRAIN_REQUEST` line, writes a newline to ``answer``
+    once everything before it is copied."""
     sink = open(target, "wb", closefd=False)  # buffered: writes every byte, however the pipe splits it
     pending = b""
     while True:
@@ -105,7 +110,13 @@ def copy_filtered(source: int, target: int, line_filter: StartupLineFilter) -> N
         if not chunk:
             break
         *lines, pending = (pending + chunk).split(b"\n")
-        sink.write(b"".join(line_filter.keep(line) for line in lines))
+        for line in lines:
+            if line.endswith(DRAIN_REQUEST):
+                sink.write(line[: -len(DRAIN_REQUEST)])  # an unfinished line before the request, as it stands
+                sink.flush()
+                os.write(answer, b"\n")
+            else:
+                sink.write(line_filter.keep(line))
         sink.flush()
     sink.write(pending)
     sink.close()
@@ -113,7 +124,7 @@ def copy_filtered(source: int, target: int, line_filter: StartupLineFilter) -> N
 
 @dataclass
 class _Route:
-    """The filter process, and a copy of the stderr it writes to."""
+    """The filter process (its stdout answers drain requests), and a copy of the stderr it writes to."""
 
     process: subprocess.Popen
     original: int
@@ -144,7 +155,7 @@ def quiet_startup() -> None:
     # A session of its own keeps Ctrl-C (sent to the terminal's foreground group) from
     # the filter, so the command's last words after an interrupt still come through.
     process = subprocess.Popen(
-        [sys.executable, "-I", "-S", __file__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True
+        [sys.executable, "-I", "-S", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
     )
     original = os.dup(STDERR)
     os.dup2(process.stdin.fileno(), STDERR)
@@ -154,25 +165,26 @@ def quiet_startup() -> None:
 
 
 def show_startup_messages() -> None:
-    """Give this process its own stderr back and let the filter print what it still holds.
+    """Give this process its own stderr back, once the filter has printed what it wrote.
 
     A CLI's ``--verbose`` calls this before TensorFlow is imported; it also runs at
-    exit. Does nothing when stderr is not routed.
+    exit. Does nothing when stderr is not routed. Processes started before keep
+    writing through the filter, which ends with the last of them.
     """
     global _route
     if _route is None:
         return
     route, _route = _route, None
     sys.stderr.flush()
-    os.dup2(route.original, STDERR)  # closes this process's end of the pipe: the filter sees its end
+    os.write(STDERR, DRAIN_REQUEST + b"\n")
+    os.dup2(route.original, STDERR)
     os.close(route.original)
     if route.log_level_set:
         os.environ.pop(LOG_LEVEL_VARIABLE, None)
-    try:
-        route.process.wait(timeout=EXIT_WAIT)
-    except subprocess.TimeoutExpired:
-        pass  # worker processes still hold the pipe: the filter ends when they do
+    # The answer, or the end of a filter that died; after EXIT_WAIT go on regardless.
+    select.select([route.process.stdout], [], [], EXIT_WAIT)
+    route.process.stdout.close()
 
 
 if __name__ == "__main__":
-    copy_filtered(sys.stdin.fileno(), STDERR, StartupLineFilter())
+    copy_filtered(sys.stdin.fileno(), STDERR, sys.stdout.fileno(), StartupLineFilter())

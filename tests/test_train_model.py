@@ -114,3 +114,23 @@ def test_mixed_precision_heads_still_output_float32():
         assert model.outputs[0].dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def test_fused_adam_makes_the_updates_of_keras_adam():
+    from train.keras_objects import FusedAdam
+
+    rng = np.random.default_rng(4)
+    inputs = {"visual": rng.normal(size=(8, FRAMES, 2048)).astype("float32"), "audio": rng.normal(size=(8, FRAMES, 68)).astype("float32")}
+    labels = rng.uniform(0.3, 0.7, (8, 5)).astype("float32")
+    weights = {}
+    for name, optimizer in (("keras", keras.optimizers.Adam(1e-3)), ("fused", FusedAdam(1e-3))):
+        keras.utils.set_random_seed(2)
+        model = build_head("seed", FRAMES, TINY)
+        model.compile(optimizer=optimizer, loss="mse")
+        initial = model.get_weights()
+        for _ in range(5):
+            model.train_on_batch(inputs, labels)
+        weights[name] = model.get_weights()
+        assert not np.allclose(weights[name][0], initial[0], rtol=0, atol=1e-4), "the weights should have moved"
+    for keras_weight, fused_weight in zip(weights["keras"], weights["fused"], strict=True):
+        np.testing.assert_allclose(fused_weight, keras_weight, rtol=1e-5, atol=1e-7)

@@ -17,6 +17,7 @@ import numpy as np
 from cache.reader import CacheReader
 from cache.schema import TRAITS
 from train.config import TRAIN_SPLIT, VALIDATION_SPLIT
+from train.metrics import plural
 
 CACHE_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
 STD_FLOOR = 1e-6  # features varying less than this over the training split are constant: centre them, do not scale
@@ -193,7 +194,7 @@ def holdout_rows(sources: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     unique, source_of_row = np.unique(sources, return_inverse=True)
     held = max(1, round(fraction * len(unique)))
     if len(unique) - held < 1:
-        raise DataError(f"{len(sources)} training videos from {len(unique)} source video(s): too few to hold out a validation fraction of {fraction}; add videos or name a validation split")
+        raise DataError(f"{plural(len(sources), 'training video')} from {plural(len(unique), 'source video')}: too few to hold out a validation fraction of {fraction}; add videos or name a validation split")
     chosen = np.random.default_rng(seed).permutation(len(unique))[:held]
     held_out = np.isin(source_of_row, chosen)
     return np.flatnonzero(~held_out), np.flatnonzero(held_out)

@@ -82,7 +82,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
         One row per video that could be decoded; the others as failures.
     """
     from extract.config import ExtractOptions
-    from extract.run import featurize
+    from extract.parallel import featurize
 
     run = open_run_or_ensemble(run_path)
     options = ExtractOptions.from_dict(run.extraction_config)
