@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cache.errors import CacheError, LabelError
+from cache.stderr_filter import show_startup_messages
 from extract.config import ExtractOptions
 from extract.embed import RuntimeUnavailableError, WeightsError
 from extract.faces import FaceError
@@ -55,7 +56,10 @@ def main(
     videos_per_shard: int = typer.Option(DEFAULTS.videos_per_shard, "--videos-per-shard", help="Videos per HDF5 shard."),
     batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", help="Face crops per ResNet50 batch (gathered across videos)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show TensorFlow's start-up messages (or set TRAITCACHE_VERBOSE=1)."),
 ) -> None:
+    if verbose:
+        show_startup_messages()
     try:
         options = ExtractOptions(
             frames=frames, frames_per_segment=frames_per_segment, sampling=sampling, seed=seed, crop_size=crop_size,

@@ -145,3 +145,19 @@ def test_a_changed_weights_file_is_refused(face_clip, tmp_path):
     weights.write_bytes(weights.read_bytes() + b"changed")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
     assert result.exit_code == 1 and "weights file changed" in result.stderr
+
+
+def test_predict_on_a_run_trained_with_several_frames_per_segment(face_clip, tmp_path):
+    """k = 2 frames per segment: predict extracts T*k frames as the cache did and scores them."""
+    extraction = ExtractOptions(frames=4, frames_per_segment=2, crop_size=32, weights="none", jobs=1)
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=4, frames_per_segment=2, config=extraction.feature_config())
+    options = FitOptions(cache=str(cache), out=str(tmp_path / "run"), epochs=1, visual_units=8, visual_projection=4, audio_units=4, lstm_units=4, verbose=0)
+    fit(options, echo=lambda line: None)
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(result.stdout)
+    assert [row["video_id"] for row in rows] == [face_clip.name]
+    scores = np.array([float(rows[0][trait]) for trait in TRAITS])
+    assert np.all((scores > 0) & (scores < 1))
+    again = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
+    assert read_rows(again.stdout) == rows

@@ -157,10 +157,10 @@ RESAMPLES_HELP = "Bootstrap resamples of the videos for the 95% intervals and p-
 
 @app.command()
 def compare(
-    folder: Path = typer.Argument(Path("runs"), help="Folder of runs and ensembles (or one of them)."),
+    folder: Path = typer.Argument(Path("runs"), metavar="FOLDER", help="Folder of runs and ensembles (or one of them)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (per split: ci95, p_value_vs_best, ...) instead of a table."),
-    plot: Path = typer.Option(None, help="Also draw per-trait mean accuracy with 95% intervals beside the baselines into this PNG."),
-    resamples: int = typer.Option(None, min=100, help=RESAMPLES_HELP),
+    plot: Path = typer.Option(None, metavar="FILE.png", help="Also draw per-trait mean accuracy with 95% intervals beside the baselines into this PNG."),
+    resamples: int = typer.Option(None, min=100, metavar="N", help=RESAMPLES_HELP),
 ) -> None:
     """One table of every run under FOLDER, best first by the split that selected each model.
 
@@ -172,15 +172,15 @@ def compare(
 
 @app.command()
 def sweep(
-    cache: Path = typer.Option(Path(DEFAULTS.cache), help="Cache folder every run reads."),
-    out: Path = typer.Option(..., help="Sweep folder (runs/<name>): one run folder per configuration."),
-    grid: list[str] = typer.Option(None, help="OPTION=V1,V2: one axis over any fit option (repeatable), e.g. --grid head=seed,bilstm --grid lr=1e-3,1e-4."),
-    seeds: str = typer.Option("", help="Comma-separated seeds of every configuration, e.g. 1,2,3: reported as mean ± std."),
-    search: str = typer.Option("grid", help="grid: every configuration; random: --trials of them, drawn with --search-seed."),
-    trials: int = typer.Option(0, help="Configurations a random search draws (0: all)."),
-    search_seed: int = typer.Option(0, help="Seed of the random draw; the same seed draws the same configurations, so a rerun resumes."),
-    jobs: int = typer.Option(1, help="Configurations fitted at once, each in its own process with its share of the cores."),
-    resamples: int = typer.Option(None, min=100, help=RESAMPLES_HELP),
+    cache: Path = typer.Option(Path(DEFAULTS.cache), metavar="DIR", help="Cache folder every run reads."),
+    out: Path = typer.Option(..., metavar="DIR", help="Sweep folder (runs/<name>): one run folder per configuration."),
+    grid: list[str] = typer.Option(None, metavar="OPTION=V1,V2", help="OPTION=V1,V2: one axis over any fit option (repeatable), e.g. --grid head=seed,bilstm --grid lr=1e-3,1e-4."),
+    seeds: str = typer.Option("", metavar="N,N,...", help="Comma-separated seeds of every configuration, e.g. 1,2,3: reported as mean ± std."),
+    search: str = typer.Option("grid", metavar="grid|random", help="grid: every configuration; random: --trials of them, drawn with --search-seed."),
+    trials: int = typer.Option(0, metavar="N", help="Configurations a random search draws (0: all)."),
+    search_seed: int = typer.Option(0, metavar="N", help="Seed of the random draw; the same seed draws the same configurations, so a rerun resumes."),
+    jobs: int = typer.Option(1, metavar="N", help="Configurations fitted at once, each in its own process with its share of the cores."),
+    resamples: int = typer.Option(None, min=100, metavar="N", help=RESAMPLES_HELP),
 ) -> None:
     """Fit one run per configuration of a grid into OUT, then print the compare table.
 
@@ -211,9 +211,9 @@ def sweep(
 
 @app.command()
 def ensemble(
-    runs: list[Path] = typer.Argument(..., help="Run folders to average (two or more, from caches with one extraction config)."),
-    out: Path = typer.Option(..., help="Ensemble folder to write (runs/<name>)."),
-    weighting: str = typer.Option("equal", help="equal, or validation: each run weighted by its gain over the baseline on its selection split."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run folders to average (two or more, from caches with one extraction config)."),
+    out: Path = typer.Option(..., metavar="DIR", help="Ensemble folder to write (runs/<name>)."),
+    weighting: str = typer.Option("equal", metavar="equal|validation", help="equal, or validation: each run weighted by its gain over the baseline on its selection split."),
     overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace an ensemble already in OUT."),
 ) -> None:
     """Average the runs' predictions into an ensemble folder and print its scores.

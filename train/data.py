@@ -442,10 +442,13 @@ def training_dataset(split: SplitData, normalization: Normalization, frames: int
         labels = tf.constant(split.labels)
         visual_mean, visual_std = tf.constant(normalization.visual_mean), tf.constant(normalization.visual_std)
 
+    # Plain Python control flow only: AutoGraph has nothing to convert (and fails on some gast versions).
+    @tf.autograph.experimental.do_not_convert
     def draw(epoch):
         order, frame_index = tf.numpy_function(lambda number: epoch_order(len(split), frames, per_segment, seed, int(number)), [epoch], (tf.int64, tf.int64), stateful=False)
         return tf.ensure_shape(order, (len(split),)), tf.ensure_shape(frame_index, (len(split), frames))
 
+    @tf.autograph.experimental.do_not_convert
     def assemble(rows, frame_index):
         flat = rows[:, None] * stored + frame_index  # (batch, T) rows of the flattened frames
         found = tf.gather(face, flat)
