@@ -16,16 +16,23 @@ NAME ?= seed-head
 HEAD ?= seed
 TRAIN_FLAGS ?=
 PYTEST_FLAGS ?=
+GPU ?=
+comma := ,
+# GPU=1 adds TensorFlow's CUDA build (the `gpu` extra) to the environment.
+EXTRAS := dev$(if $(GPU),$(comma)gpu)
 
-.PHONY: install features train test bench demo clean
+.PHONY: install features train test bench bench-gpu demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
+ifneq ($(GPU),)
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+endif
 
 features: $(STAMP)
 	$(BIN)/python -m extract $(DATA) --cache $(CACHE) $(foreach file,$(LABELS),--labels $(file)) --weights $(WEIGHTS) --jobs $(JOBS) $(EXTRACT_FLAGS)
@@ -37,12 +44,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.embed_bench --out bench-out/embed.json
 	$(BIN)/python -m bench.extract_bench --out bench-out/extract.json
+	$(BIN)/python -m bench.cluster_bench --out bench-out/cluster.json
 	$(BIN)/python -m bench.memory_bench --out bench-out/memory.json
 	$(BIN)/python -m bench.train_bench --out bench-out/train.json
 
-# ResNet50 on the GPU: img/s, clips/s and GPU busy % per batch size (needs pip install -e ".[gpu]" and a GPU).
-.PHONY: bench-gpu
+# ResNet50 on the GPU: img/s, clips/s and GPU busy % per batch size (make install GPU=1 first; needs a GPU).
 bench-gpu: $(STAMP)
 	$(BIN)/python -m bench.gpu_bench --out bench-out/gpu.json
 

@@ -21,10 +21,10 @@ from cache.reader import CacheReader
 from cache.schema import VideoRecord
 from cache.writer import CacheWriter
 from extract.config import ExtractOptions
-from extract.embed import check_runtime, imagenet_weights_path
+from extract.embed import check_runtime, imagenet_weights_path, resolve_runtime
 from extract.faces import load_cascade
 from extract.inputs import Failure, VideoJob, check_inputs, discover, identify
-from extract.parallel import featurize_jobs
+from extract.parallel import embeds_in_workers, featurize_jobs
 
 OPTIONS_FILE = "options.json"  # resolved options of the latest run, beside the shards
 EXTRACTION_LIBRARIES = ("tensorflow", "keras", "openvino", "opencv-python-headless", "av", "pyAudioAnalysis", "numpy")  # produce the cached numbers
@@ -193,6 +193,12 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
         if labels:
             write_labels(cache_dir, labels)
         failures_file = write_failures(cache_dir, [(failure.path, failure.reason) for failure in failures])
-        resolved = {**dataclasses.asdict(options), "config_hash": config_hash(config), "inputs": inputs, "labels": [str(path) for path in label_files]}
+        resolved = {
+            **dataclasses.asdict(options),
+            "runtime_used": resolve_runtime(options.runtime) if not embeds_in_workers(options) else "chosen by each worker",
+            "config_hash": config_hash(config),
+            "inputs": inputs,
+            "labels": [str(path) for path in label_files],
+        }
         write_atomically(Path(cache_dir) / OPTIONS_FILE, json.dumps(resolved, indent=1))
     return Summary(extracted, copied, len(plan.from_cache), plan.skipped, failures, cached, failures_file, interrupted)

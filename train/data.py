@@ -462,9 +462,11 @@ def training_dataset(split: SplitData, normalization: Normalization, frames: int
             inputs["face"] = tf.cast(found, tf.float32)[..., None]
         return inputs, tf.gather(labels, rows)
 
-    epochs = tf.data.Dataset.counter().map(draw)
-    batches = epochs.flat_map(lambda order, frame_index: tf.data.Dataset.from_tensor_slices((order, frame_index)).batch(batch_size))
-    return batches.map(assemble).prefetch(tf.data.AUTOTUNE)
+    @tf.autograph.experimental.do_not_convert
+    def batch_rows(order, frame_index):
+        return tf.data.Dataset.from_tensor_slices((order, frame_index)).batch(batch_size)
+
+    return tf.data.Dataset.counter().map(draw).flat_map(batch_rows).map(assemble).prefetch(tf.data.AUTOTUNE)
 
 
 def training_stream(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...], backend: str):
