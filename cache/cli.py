@@ -13,7 +13,7 @@ from cache.manifest import Index, check_cache_folder, plural
 from cache.report import describe, export_csv
 from cache.schema import CONFIG_FILE, INDEX_FILE
 from cache.verify import repair, verify
-from cache.writer import CacheLock, lock_holder
+from cache.lock import CacheLock, lock_holder
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache.")
 

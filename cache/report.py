@@ -11,7 +11,7 @@ from cache.labels import read_label_table
 from cache.manifest import read_failures
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES
-from cache.writer import lock_holder
+from cache.lock import lock_holder
 
 
 def describe(cache_dir: Path) -> dict:

@@ -10,7 +10,8 @@ import h5py
 from cache.errors import CacheError
 from cache.manifest import Index, file_digest, foreign_folder, foreign_problem, read_config, read_shard_attributes, shard_entry, shard_file_problem
 from cache.schema import INDEX_FILE, TEMPORARY_SUFFIX
-from cache.writer import CacheLock, shard_files
+from cache.lock import CacheLock
+from cache.writer import shard_files
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,7 @@ def test_info_and_verify_during_a_run_name_its_pid(tmp_path):
 
 HOLD_ONLY_THE_LOCK = """
     import sys, time
-    from cache.writer import CacheLock
+    from cache.lock import CacheLock
     with CacheLock(sys.argv[1]):
         print("ready", flush=True)
         time.sleep(60)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import extract.embed
 from cache.reader import CacheReader
-from cache.writer import CacheLock
+from cache.lock import CacheLock
 from extract.audio import audio_features
 from extract.cli import DEFAULT_CACHE, EXIT_PARTIAL, EXIT_USAGE, app
 from extract.faces import load_cascade

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import cache
+from cache import lock as lock_module
 from cache import writer as writer_module
 from cache.errors import CacheError
 from cache.manifest import Index, config_hash, file_digest
@@ -37,7 +38,8 @@ from cache.schema import (
     STRING_DATASETS,
     VideoRecord,
 )
-from cache.writer import TEMPORARY_SUFFIX, CacheWriter, lock_holder, shard_name, shard_number, write_shard
+from cache.lock import lock_holder
+from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number, write_shard
 
 FRAMES = 4  # T: enough rows to tell frames apart, small enough for ~20 KB videos
 CROP = 8  # S, crop side in pixels
@@ -330,7 +332,7 @@ def test_lock_holder_names_the_writing_process_and_never_blocks_it(tmp_path):
 
 def test_a_writer_starting_while_the_lock_is_probed_waits_instead_of_refusing(tmp_path, monkeypatch):
     write_cache(tmp_path, [0])
-    probe = open(tmp_path / writer_module.LOCK_FILE, encoding="utf-8")
+    probe = open(tmp_path / lock_module.LOCK_FILE, encoding="utf-8")
     fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what lock_holder holds for an instant
     retries = []
 
@@ -338,10 +340,10 @@ def test_a_writer_starting_while_the_lock_is_probed_waits_instead_of_refusing(tm
         retries.append(seconds)
         probe.close()  # releases the shared lock
 
-    monkeypatch.setattr(writer_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=end_the_probe))
+    monkeypatch.setattr(lock_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=end_the_probe))
     with CacheWriter(tmp_path, CONFIG) as writer:
         writer.add(make_record(1))
-    assert retries == [writer_module.LOCK_RETRY_SECONDS]
+    assert retries == [lock_module.LOCK_RETRY_SECONDS]
     assert Index.load(tmp_path).num_videos() == 2
 
 
@@ -352,7 +354,7 @@ def test_a_lock_left_by_an_abrupt_exit_does_not_block(tmp_path):
         timeout=CHILD_START_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / writer_module.LOCK_FILE).exists()
+    assert (tmp_path / lock_module.LOCK_FILE).exists()
     with CacheWriter(tmp_path, CONFIG):
         pass
 
@@ -520,7 +522,7 @@ def test_a_real_write_error_from_the_kernel_leaves_the_cache_intact(tmp_path):
     output, errors = finish_child(child)
     assert child.returncode == 3, errors[-2000:]
     assert shard_name(2) in output and "the cache is intact (4 videos already cached)" in output
-    assert {name: digest for name, digest in snapshot(tmp_path).items() if name != writer_module.LOCK_FILE} == {name: digest for name, digest in before.items() if name != writer_module.LOCK_FILE}
+    assert {name: digest for name, digest in snapshot(tmp_path).items() if name != lock_module.LOCK_FILE} == {name: digest for name, digest in before.items() if name != lock_module.LOCK_FILE}
     assert temporaries(tmp_path) == []
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from cache.errors import CacheError
 from cache.manifest import write_atomically
-from cache.writer import CacheLock
+from cache.lock import CacheLock
 from train.config import FitOptions
 from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, RunError
 
