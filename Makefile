@@ -21,7 +21,7 @@ comma := ,
 # GPU=1 adds TensorFlow's CUDA build (the `gpu` extra) to the environment.
 EXTRAS := dev$(if $(GPU),$(comma)gpu)
 
-.PHONY: install features train test bench bench-gpu demo clean
+.PHONY: install features train test lint format bench bench-gpu demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.embed_bench --out bench-out/embed.json

@@ -19,6 +19,7 @@ Writes a JSON file and prints a table. Run: ``python -m bench.extract_bench --ou
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -92,7 +93,7 @@ def resnet_images_per_second(options: ExtractOptions) -> dict[str, float]:
             resolve_runtime(runtime)
         except RuntimeUnavailableError:
             continue
-        run = lambda: embed(crops, options.weights, options.crop_size, options.seed, RESNET_BATCH, runtime)  # noqa: E731
+        run = functools.partial(embed, crops, options.weights, options.crop_size, options.seed, RESNET_BATCH, runtime)
         run()
         rates[runtime] = RESNET_BATCH / median_seconds(run, repeats=5)[0]
     return rates

@@ -9,8 +9,9 @@ seconds are reported apart).
 
 The input-path comparison trains the seed head at batch 8 twice, epoch for epoch in
 turn so that machine drift hits both alike: fit's path (``train.data.training_stream``
-and ``train.fit.compile_head``) and, as the reference, the path before it: the numpy
-generator ``training_batches`` handed to Keras, Keras' own Adam, one step per compiled call. The limit is
+and ``train.fit.compile_head``) and, as the reference, the path before it: the seed head
+with TimeDistributed per-frame layers, the numpy generator ``training_batches`` handed to
+Keras, Keras' own Adam, one step per compiled call. The limit is
 SPEED_LIMIT times the reference. Run: ``python -m bench.train_bench --out FILE.json``.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cache.reader import CacheReader
+from cache.schema import AUDIO_DIM, EMBEDDING_DIM
 from train.config import HEADS, FitOptions
 from train.data import centre_frames, fit_normalization, load_cache, model_inputs, partition, training_batches, training_stream
 from train.fit import VALIDATION_BATCH, compile_head, head_metrics
@@ -57,18 +59,39 @@ def device_names() -> list[str]:
     return [device.name for device in tensorflow.config.list_physical_devices("GPU")]
 
 
+def reference_seed_head(frames: int, options: FitOptions):
+    """The seed head as ``train.model`` built it before: per-frame layers wrapped in TimeDistributed.
+
+    The same function and weights as today's seed head; Keras 3 runs each
+    TimeDistributed(Dense) as T matmuls of ``batch`` rows. Kept here only as the
+    reference of the input-path comparison.
+    """
+    import keras
+
+    layers = keras.layers
+    visual = keras.Input((frames, EMBEDDING_DIM), name="visual")
+    audio = keras.Input((frames, AUDIO_DIM), name="audio")
+    stream = layers.TimeDistributed(layers.Dense(options.visual_units, activation="relu"), name="visual_dense")(visual)
+    stream = layers.TimeDistributed(layers.Dense(options.visual_projection), name="visual_projection")(stream)
+    stream = layers.TimeDistributed(layers.Dropout(options.dropout), name="visual_dropout")(stream)
+    sequence = layers.Concatenate(name="fuse")([stream, layers.TimeDistributed(layers.Dense(options.audio_units), name="audio_dense")(audio)])
+    scores = layers.Dense(5, activation="sigmoid", name="scores")(layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")(sequence))
+    return keras.Model([visual, audio], layers.GlobalAveragePooling1D(name="average_over_time")(scores), name="reference_seed_head")
+
+
 class Trainer:
     """One compiled head and its training stream, timed an epoch at a time.
 
-    ``reference`` swaps in the path before this one: the numpy generator handed
-    to Keras, Keras' Adam, one step per compiled call.
+    ``reference`` swaps in the path before this one (seed head only): TimeDistributed
+    per-frame layers, the numpy generator handed to Keras, Keras' Adam, one step per
+    compiled call.
     """
 
     def __init__(self, head: str, data, parts, normalization, options: FitOptions, reference: bool = False):
         import keras
 
         keras.utils.set_random_seed(options.seed)
-        self.model = build_head(head, data.frames, options)
+        self.model = reference_seed_head(data.frames, options) if reference else build_head(head, data.frames, options)
         self.steps = math.ceil(len(parts.train) / options.batch_size)
         if reference:
             self.model.compile(optimizer=keras.optimizers.Adam(options.lr), loss="mse", metrics=head_metrics())
@@ -225,7 +248,7 @@ def table(result: dict) -> str:
         verdict = "within" if comparison["passed"] else "OVER"
         text += (
             f"\n\ninput paths, {comparison['head']} head, batch {result['batch_size']}, {len(comparison['epoch_seconds']['fit'])} epochs each in turn (median s per epoch):"
-            f"\n  reference (numpy generator, Keras Adam, one step per call) {seconds['reference']:.2f}  fit's path {seconds['fit']:.2f}"
+            f"\n  reference (TimeDistributed, numpy generator, Keras Adam, one step per call) {seconds['reference']:.2f}  fit's path {seconds['fit']:.2f}"
             f"  ratio {comparison['ratio']:.2f}, {verdict} the limit {comparison['limit']}"
             f"\n  CPU s per epoch: reference {comparison['cpu_seconds_per_epoch']['reference']:.2f}  fit's path {comparison['cpu_seconds_per_epoch']['fit']:.2f}"
             f"  ratio {comparison['cpu_ratio']:.2f}; 1-minute load average {min(comparison['load_average']):.1f}-{max(comparison['load_average']):.1f} on {result['machine']['cpus']} CPUs"

@@ -42,19 +42,19 @@ def test_seed_head_is_the_original_layer_for_layer():
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     described = []
     for layer in layers:
-        inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
-        config = inner.get_config()
-        described.append((type(layer).__name__, type(inner).__name__, config.get("units"), config.get("activation"), config.get("rate"), config.get("return_sequences")))
+        config = layer.get_config()
+        described.append((type(layer).__name__, config.get("units"), config.get("activation"), config.get("rate"), config.get("return_sequences")))
+    # The original's TimeDistributed(Dense) layers are Dense on the (batch, T, features) sequence: per frame, the same weights.
     assert sorted(described, key=str) == sorted(
         [
-            ("TimeDistributed", "Dense", 1024, "relu", None, None),
-            ("TimeDistributed", "Dense", 128, "linear", None, None),
-            ("TimeDistributed", "Dropout", None, None, 0.2, None),
-            ("TimeDistributed", "Dense", 32, "linear", None, None),
-            ("Concatenate", "Concatenate", None, None, None, None),
-            ("LSTM", "LSTM", 10, "tanh", None, True),
-            ("Dense", "Dense", 5, "sigmoid", None, None),
-            ("GlobalAveragePooling1D", "GlobalAveragePooling1D", None, None, None, None),
+            ("Dense", 1024, "relu", None, None),
+            ("Dense", 128, "linear", None, None),
+            ("Dropout", None, None, 0.2, None),
+            ("Dense", 32, "linear", None, None),
+            ("Concatenate", None, None, None, None),
+            ("LSTM", 10, "tanh", None, True),
+            ("Dense", 5, "sigmoid", None, None),
+            ("GlobalAveragePooling1D", None, None, None, None),
         ],
         key=str,
     )
@@ -134,3 +134,12 @@ def test_fused_adam_makes_the_updates_of_keras_adam():
         assert not np.allclose(weights[name][0], initial[0], rtol=0, atol=1e-4), "the weights should have moved"
     for keras_weight, fused_weight in zip(weights["keras"], weights["fused"], strict=True):
         np.testing.assert_allclose(fused_weight, keras_weight, rtol=1e-5, atol=1e-7)
+
+
+def test_per_frame_dense_layers_act_on_each_frame_alone():
+    model = build_head("visual", FRAMES, TINY)
+    frames = np.random.default_rng(5).normal(size=(3, FRAMES, 2048)).astype("float32")
+    dense_layer = model.get_layer("visual_dense")
+    whole = keras.ops.convert_to_numpy(dense_layer(frames))
+    one_at_a_time = np.stack([keras.ops.convert_to_numpy(dense_layer(frames[:, step])) for step in range(FRAMES)], axis=1)
+    np.testing.assert_allclose(whole, one_at_a_time, rtol=1e-5, atol=1e-6)

@@ -10,6 +10,12 @@ from __future__ import annotations
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS
 from train.config import HEADS, FitOptions
 
+# Per-frame layers are Dense (and Dropout) on the (batch, T, features) sequence: the same
+# function and weights as the original's TimeDistributed(Dense), which Keras 2 ran as one
+# matmul over batch x T rows. Keras 3's TimeDistributed runs T matmuls of ``batch`` rows
+# instead, each re-reading the 2048 x 1024 kernel: batch-8 training steps took about 2x the
+# time (bench/train_bench.py).
+#
 # Heads that see the per-frame "a face was found" flag. ``seed`` stays the original
 # layer for layer, and the audio ablation has no visual stream for it to qualify.
 HEADS_WITH_FACE_FLAG = ("bilstm", "attention", "visual")
@@ -42,15 +48,15 @@ def build_head(head: str, frames: int, options: FitOptions):
     head_inputs, streams = [], []
     if head != "audio":
         visual = keras.Input((frames, EMBEDDING_DIM), name="visual")
-        stream = layers.TimeDistributed(layers.Dense(options.visual_units, activation="relu"), name="visual_dense")(visual)
-        stream = layers.TimeDistributed(layers.Dense(options.visual_projection), name="visual_projection")(stream)
-        stream = layers.TimeDistributed(layers.Dropout(options.dropout), name="visual_dropout")(stream)
+        stream = layers.Dense(options.visual_units, activation="relu", name="visual_dense")(visual)
+        stream = layers.Dense(options.visual_projection, name="visual_projection")(stream)
+        stream = layers.Dropout(options.dropout, name="visual_dropout")(stream)
         head_inputs.append(visual)
         streams.append(stream)
     if head != "visual":
         audio = keras.Input((frames, AUDIO_DIM), name="audio")
         head_inputs.append(audio)
-        streams.append(layers.TimeDistributed(layers.Dense(options.audio_units), name="audio_dense")(audio))
+        streams.append(layers.Dense(options.audio_units, name="audio_dense")(audio))
     if head in HEADS_WITH_FACE_FLAG:
         face = keras.Input((frames, 1), name="face")
         head_inputs.append(face)
