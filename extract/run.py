@@ -16,7 +16,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from cache.labels import load_label_file, merge_tables, write_labels
-from cache.manifest import config_hash, plural, write_atomically, write_failures
+from cache.manifest import check_cache_folder, config_hash, plural, write_atomically, write_failures
 from cache.reader import CacheReader
 from cache.schema import VideoRecord
 from cache.writer import CacheWriter
@@ -162,6 +162,7 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
     options = options.resolved()
     labels = merge_tables([load_label_file(path) for path in label_files])
     check_inputs(inputs)
+    check_cache_folder(cache_dir)
     check_ready(options)
     videos, failures = discover(inputs)
     with tqdm(total=len(videos), desc="hashing", unit="video", disable=not show_progress, leave=False) as progress:
