@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cache.schema import TRAITS
-from train.metrics import aggregate_seeds, format_table, plural, score
+from train.metrics import aggregate_seeds, format_table, score
 
 
 @pytest.fixture
@@ -106,7 +106,3 @@ def test_per_trait_table_of_several_seeds_says_it_is_a_mean_over_seeds(scored):
     title = lines.index("per-trait accuracy, mean over seeds 1, 2:")
     assert lines[title + 1].split()[0] == "trait"
     assert "mean over seeds" not in format_table({"test": result})
-
-
-def test_plural():
-    assert [plural(count, "video") for count in (0, 1, 2)] == ["0 videos", "1 video", "2 videos"]

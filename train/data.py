@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.manifest import plural
 from cache.reader import CacheReader
 from cache.schema import TRAITS
 from train.config import TRAIN_SPLIT, VALIDATION_SPLIT
-from train.metrics import plural
 
 CACHE_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
 STD_FLOOR = 1e-6  # features varying less than this over the training split are constant: centre them, do not scale

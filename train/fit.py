@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.manifest import plural
 from cache.reader import CacheReader
 from train.config import FitOptions
 from train.data import (
@@ -29,7 +30,7 @@ from train.data import (
     source_ids,
     training_stream,
 )
-from train.metrics import aggregate_seeds, format_table, plural
+from train.metrics import aggregate_seeds, format_table
 from train.report import plot_curves, read_history, write_combined_history
 from train.predictions import PREDICTIONS_FILE
 from train.run import (

@@ -123,11 +123,6 @@ def aggregate_seeds(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     return combined
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 video``, ``2 videos``: a count with its noun in the right number."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def format_number(value: float | None, std: float | None = None, missing: str = "n/a") -> str:
     """A score to four decimals, with ``±std`` when given; ``missing`` for None."""
     if value is None:
