@@ -40,7 +40,21 @@ def _children_cpu_seconds() -> float:
 def client_run(folder: Path, cache_dir: Path, address: str) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one ``python -m extract`` client over ``folder``."""
     shutil.rmtree(cache_dir, ignore_errors=True)
-    command = [sys.executable, "-m", "extract", str(folder), "--cache", str(cache_dir), "--weights", "none", "--backend", "dask", "--scheduler", address, "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "extract",
+        str(folder),
+        "--cache",
+        str(cache_dir),
+        "--weights",
+        "none",
+        "--backend",
+        "dask",
+        "--scheduler",
+        address,
+        "--quiet",
+    ]
     cpu_before, start = _children_cpu_seconds(), time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=3600)
     return _children_cpu_seconds() - cpu_before, time.perf_counter() - start
@@ -51,7 +65,22 @@ def start_cluster(scratch: Path) -> tuple[str, list[subprocess.Popen]]:
     dask_command = str(Path(sys.executable).parent / "dask")
     scheduler_file = scratch / "scheduler.json"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
-    processes = [subprocess.Popen([dask_command, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)], **quiet)]
+    processes = [
+        subprocess.Popen(
+            [
+                dask_command,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            **quiet,
+        )
+    ]
     deadline = time.monotonic() + 120
     while not scheduler_file.exists():
         if time.monotonic() > deadline:
@@ -60,7 +89,24 @@ def start_cluster(scratch: Path) -> tuple[str, list[subprocess.Popen]]:
     address = json.loads(scheduler_file.read_text())["address"]
     # One thread per worker process; TensorFlow in each uses one core, as the workers share the machine.
     environment = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    processes.append(subprocess.Popen([dask_command, "worker", address, "--nworkers", str(WORKERS), "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"], env=environment, **quiet))
+    processes.append(
+        subprocess.Popen(
+            [
+                dask_command,
+                "worker",
+                address,
+                "--nworkers",
+                str(WORKERS),
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+            ],
+            env=environment,
+            **quiet,
+        )
+    )
     return address, processes
 
 
@@ -73,7 +119,10 @@ def main() -> None:
         clip = talking_head_clip(scratch / "clip.mp4", seconds=15.0, width=1280, height=720, fps=30)
         address, processes = start_cluster(scratch)
         try:
-            few_folder, many_folder = distinct_copies(clip, FEW, scratch / "few"), distinct_copies(clip, MANY, scratch / "many")
+            few_folder, many_folder = (
+                distinct_copies(clip, FEW, scratch / "few"),
+                distinct_copies(clip, MANY, scratch / "many"),
+            )
             client_run(few_folder, scratch / "warm-up", address)  # workers build their ResNet50 once
             few_cpu, few_wall = client_run(few_folder, scratch / "cache", address)
             many_cpu, many_wall = client_run(many_folder, scratch / "cache", address)
@@ -93,7 +142,9 @@ def main() -> None:
     }
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=1))
-    print(f"client CPU per extra clip: {report['client_cpu_per_extra_clip']:.3f} s (target {CLIENT_CPU_TARGET} s); wall per extra clip: {report['wall_per_extra_clip']:.2f} s with {WORKERS} workers")
+    print(
+        f"client CPU per extra clip: {report['client_cpu_per_extra_clip']:.3f} s (target {CLIENT_CPU_TARGET} s); wall per extra clip: {report['wall_per_extra_clip']:.2f} s with {WORKERS} workers"
+    )
     print(f"wrote {arguments.out}")
 
 

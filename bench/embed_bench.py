@@ -31,7 +31,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from extract.embed import REDUCED_PRECISION_RUNTIMES, RUNTIMES, RuntimeUnavailableError, build_resnet, gpu_visible, inference_function, openvino_function, preprocess, resolve_runtime, within_float16_storage
+from extract.embed import (
+    REDUCED_PRECISION_RUNTIMES,
+    RUNTIMES,
+    RuntimeUnavailableError,
+    build_resnet,
+    gpu_visible,
+    inference_function,
+    openvino_function,
+    preprocess,
+    resolve_runtime,
+    within_float16_storage,
+)
 from extract.synthetic import face_image
 
 BATCH = 32  # crops per call: the extraction default (--batch-size)
@@ -56,7 +67,9 @@ def keras_alternatives(seed: int) -> dict:
     import tensorflow as tf
 
     model = build_resnet("none", SIZE, seed)
-    compiled = tf.function(lambda batch: model(batch, training=False), autograph=False)  # no Python control flow to convert
+    compiled = tf.function(
+        lambda batch: model(batch, training=False), autograph=False
+    )  # no Python control flow to convert
     return {
         "keras model(x)": lambda batch: np.asarray(model(batch, training=False)),
         "keras tf.function": lambda batch: compiled(tf.constant(batch)).numpy(),
@@ -86,7 +99,9 @@ def measure(seed: int = 0) -> dict:
     outputs = {name: function(batch) for name, function in functions.items()}  # warm-up, and the outputs compared
     reference = outputs["keras"]
     times = {name: [] for name in functions}
-    cpu_times = {name: [] for name in functions}  # CPU seconds of all this process's threads: what the call costs the cores
+    cpu_times = {
+        name: [] for name in functions
+    }  # CPU seconds of all this process's threads: what the call costs the cores
     for _ in range(ROUNDS):
         for name, function in functions.items():
             start, cpu_start = time.perf_counter(), time.process_time()
@@ -127,11 +142,21 @@ def main() -> None:
     temporary = arguments.out.with_suffix(".tmp")
     temporary.write_text(json.dumps(report, indent=1))
     temporary.replace(arguments.out)
-    print(f"ResNet50 batch {BATCH} at {SIZE} px, median of {ROUNDS} interleaved calls; GPU: {report['gpu']}; auto = {report['auto_resolves_to']}")
+    print(
+        f"ResNet50 batch {BATCH} at {SIZE} px, median of {ROUNDS} interleaved calls; GPU: {report['gpu']}; auto = {report['auto_resolves_to']}"
+    )
     print(f"{'runtime':<26}{'img/s':>8}{'x keras':>9}{'CPU ms/img':>11}{'max|diff|':>11}  same cache (within float16)")
     for name, result in report["runtimes"].items():
-        same = "yes" if result["within_float16"] and result["float32"] else "no: recorded in the config" if not result["float32"] else "NO"
-        print(f"{name:<26}{result['images_per_second']:8.1f}{result['ratio_to_keras']:9.2f}{result['cpu_ms_per_image']:11.1f}{result['max_abs_diff_vs_keras']:11.2e}  {same}")
+        same = (
+            "yes"
+            if result["within_float16"] and result["float32"]
+            else "no: recorded in the config"
+            if not result["float32"]
+            else "NO"
+        )
+        print(
+            f"{name:<26}{result['images_per_second']:8.1f}{result['ratio_to_keras']:9.2f}{result['cpu_ms_per_image']:11.1f}{result['max_abs_diff_vs_keras']:11.2e}  {same}"
+        )
     for name, reason in report["skipped"].items():
         print(f"{name:<26} skipped: {reason}")
     print(f"(outputs up to {report['max_keras_output']:.1f}; written to {arguments.out})")

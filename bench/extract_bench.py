@@ -79,14 +79,25 @@ def haar_seconds(frames: np.ndarray, options: ExtractOptions) -> float:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        return median_seconds(lambda: locate_faces(frames, options.detect_height, options.scale_factor, options.min_neighbors, options.min_neighbors_floor, options.min_face))[0]
+        return median_seconds(
+            lambda: locate_faces(
+                frames,
+                options.detect_height,
+                options.scale_factor,
+                options.min_neighbors,
+                options.min_neighbors_floor,
+                options.min_face,
+            )
+        )[0]
     finally:
         cv2.setNumThreads(threads)
 
 
 def resnet_images_per_second(options: ExtractOptions) -> dict[str, float]:
     """Bare ResNet50 throughput at batch 32 (after a warm-up call) of each float32 runtime installed."""
-    crops = np.random.default_rng(0).integers(0, 256, (RESNET_BATCH, options.crop_size, options.crop_size, 3), dtype=np.uint8)
+    crops = np.random.default_rng(0).integers(
+        0, 256, (RESNET_BATCH, options.crop_size, options.crop_size, 3), dtype=np.uint8
+    )
     rates = {}
     for runtime in SAME_NUMBER_RUNTIMES:
         try:
@@ -102,15 +113,51 @@ def resnet_images_per_second(options: ExtractOptions) -> dict[str, float]:
 def step_seconds(path: Path, options: ExtractOptions, scratch: Path) -> dict[str, float]:
     """Median seconds of each per-video step on one clip."""
     steps = {}
-    steps["decode"], decoded = median_seconds(lambda: decode(path, options.frames, 1, "centre", options.audio_rate, threads=1))
-    steps["faces"], crops = median_seconds(lambda: crop_faces(decoded.frames, locate_faces(decoded.frames, options.detect_height, options.scale_factor, options.min_neighbors, options.min_neighbors_floor, options.min_face).used, options.face_margin, options.crop_size))
-    steps["audio"], audio = median_seconds(lambda: audio_features(decoded.audio, options.audio_rate, decoded.duration, options.frames, options.audio_window, options.audio_step, options.audio_mode))
+    steps["decode"], decoded = median_seconds(
+        lambda: decode(path, options.frames, 1, "centre", options.audio_rate, threads=1)
+    )
+    steps["faces"], crops = median_seconds(
+        lambda: crop_faces(
+            decoded.frames,
+            locate_faces(
+                decoded.frames,
+                options.detect_height,
+                options.scale_factor,
+                options.min_neighbors,
+                options.min_neighbors_floor,
+                options.min_face,
+            ).used,
+            options.face_margin,
+            options.crop_size,
+        )
+    )
+    steps["audio"], audio = median_seconds(
+        lambda: audio_features(
+            decoded.audio,
+            options.audio_rate,
+            decoded.duration,
+            options.frames,
+            options.audio_window,
+            options.audio_step,
+            options.audio_mode,
+        )
+    )
     embed(crops, options.weights, options.crop_size, options.seed, runtime=options.runtime)
-    steps["embed"], embeddings = median_seconds(lambda: embed(crops, options.weights, options.crop_size, options.seed, runtime=options.runtime))
+    steps["embed"], embeddings = median_seconds(
+        lambda: embed(crops, options.weights, options.crop_size, options.seed, runtime=options.runtime)
+    )
     record = VideoRecord(
-        video_id=path.name, split="bench", content_hash="0" * 64, source=str(path), face_embeddings=embeddings,
-        audio_features=audio, frame_times=decoded.frame_times, face_boxes=np.zeros((options.frames, 4), np.int32),
-        face_found=np.ones(options.frames, bool), has_audio=True, face_crops=crops,
+        video_id=path.name,
+        split="bench",
+        content_hash="0" * 64,
+        source=str(path),
+        face_embeddings=embeddings,
+        audio_features=audio,
+        frame_times=decoded.frame_times,
+        face_boxes=np.zeros((options.frames, 4), np.int32),
+        face_found=np.ones(options.frames, bool),
+        has_audio=True,
+        face_crops=crops,
     )
     steps["write"], _ = median_seconds(lambda: write_shard(scratch / "bench-shard.h5", [record], {}))
     steps["haar_one_thread"] = haar_seconds(decoded.frames, options)
@@ -131,7 +178,19 @@ def distinct_copies(path: Path, count: int, folder: Path) -> Path:
 def extraction_seconds(folder: Path, cache_dir: Path, jobs: int, options: ExtractOptions) -> float:
     """Wall seconds of ``python -m extract`` over a folder (fresh cache)."""
     shutil.rmtree(cache_dir, ignore_errors=True)
-    command = [sys.executable, "-m", "extract", str(folder), "--cache", str(cache_dir), "--weights", options.weights, "--jobs", str(jobs), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "extract",
+        str(folder),
+        "--cache",
+        str(cache_dir),
+        "--weights",
+        options.weights,
+        "--jobs",
+        str(jobs),
+        "--quiet",
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -140,7 +199,9 @@ def extraction_seconds(folder: Path, cache_dir: Path, jobs: int, options: Extrac
 def marginal_seconds(path: Path, jobs: int, options: ExtractOptions, scratch: Path) -> float:
     """Seconds one more video adds to an extraction run at ``jobs`` workers."""
     few = extraction_seconds(distinct_copies(path, FEW, scratch / f"few-{path.stem}"), scratch / "cache", jobs, options)
-    many = extraction_seconds(distinct_copies(path, MANY, scratch / f"many-{path.stem}"), scratch / "cache", jobs, options)
+    many = extraction_seconds(
+        distinct_copies(path, MANY, scratch / f"many-{path.stem}"), scratch / "cache", jobs, options
+    )
     return (many - few) / (MANY - FEW)
 
 
@@ -158,13 +219,16 @@ def bench_clip(path: Path, options: ExtractOptions, resnet_rate: float, scratch:
 
 def print_table(report: dict) -> None:
     rates = ", ".join(f"{runtime} {rate:.1f}" for runtime, rate in report["resnet_images_per_second"].items())
-    print(f"ResNet50 (weights={report['weights']}, {report['crop_size']} px, batch {RESNET_BATCH}) images/s on {report['cores']} cores: {rates}")
+    print(
+        f"ResNet50 (weights={report['weights']}, {report['crop_size']} px, batch {RESNET_BATCH}) images/s on {report['cores']} cores: {rates}"
+    )
     header = f"{'clip':<28}{'decode':>8}{'faces':>8}{'audio':>8}{'embed':>8}{'write':>8}{'jobs1':>8}{'jobs2':>8}{'limit':>8}{'ratio':>7}"
     print(header)
     for clip in report["clips"]:
         steps = clip["steps"]
         print(
-            f"{clip['clip'][:27]:<28}" + "".join(f"{steps[name]:8.3f}" for name in ("decode", "faces", "audio", "embed", "write"))
+            f"{clip['clip'][:27]:<28}"
+            + "".join(f"{steps[name]:8.3f}" for name in ("decode", "faces", "audio", "embed", "write"))
             + f"{clip['marginal_jobs1']:8.3f}{clip['marginal_jobs2']:8.3f}{clip['limit_per_video']:8.3f}{clip['ratio_to_limit_jobs2']:7.2f}"
         )
     print(
@@ -187,8 +251,12 @@ def main() -> None:
             clips += sorted(CHALEARN.glob("*/*.mp4"))
         rates = resnet_images_per_second(options)
         report = {
-            "weights": options.weights, "crop_size": options.crop_size, "frames": options.frames, "cores": os.cpu_count(),
-            "runtime": runtime, "resnet_images_per_second": rates,
+            "weights": options.weights,
+            "crop_size": options.crop_size,
+            "frames": options.frames,
+            "cores": os.cpu_count(),
+            "runtime": runtime,
+            "resnet_images_per_second": rates,
             "clips": [bench_clip(clip, options, max(rates.values()), scratch) for clip in clips],
         }
     arguments.out.parent.mkdir(parents=True, exist_ok=True)

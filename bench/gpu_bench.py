@@ -51,8 +51,18 @@ class UtilizationSampler:
     def __init__(self, gpu_index: str):
         self.samples: list[tuple[float, float]] = []
         self.process = subprocess.Popen(
-            ["nvidia-smi", "-i", gpu_index, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", str(SAMPLE_MILLISECONDS)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                "nvidia-smi",
+                "-i",
+                gpu_index,
+                "--query-gpu=utilization.gpu",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                str(SAMPLE_MILLISECONDS),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -104,7 +114,13 @@ def measure(weights: str) -> dict:
     sampler = UtilizationSampler(gpu_index) if shutil.which("nvidia-smi") else None
     crops = preprocess(face_crops(max(BATCH_SIZES), SIZE))
     reference = cpu_reference(weights, crops[: BATCH_SIZES[0]])
-    report = {"gpu": details.get("device_name", gpus[0].name), "gpus_visible": len(gpus), "weights": weights, "crops_per_clip": CROPS_PER_CLIP, "runtimes": {}}
+    report = {
+        "gpu": details.get("device_name", gpus[0].name),
+        "gpus_visible": len(gpus),
+        "weights": weights,
+        "crops_per_clip": CROPS_PER_CLIP,
+        "runtimes": {},
+    }
     try:
         for runtime in RUNTIMES:
             function = inference_function(weights, SIZE, 0, runtime)
@@ -113,7 +129,14 @@ def measure(weights: str) -> dict:
             for batch_size in BATCH_SIZES:
                 rate, start, end = time_batch_size(function, crops[:batch_size])
                 busy = sampler.mean_between(start, end) if sampler else None
-                rows.append({"batch": batch_size, "images_per_second": rate, "clips_per_second": rate / CROPS_PER_CLIP, "gpu_busy_percent": busy})
+                rows.append(
+                    {
+                        "batch": batch_size,
+                        "images_per_second": rate,
+                        "clips_per_second": rate / CROPS_PER_CLIP,
+                        "gpu_busy_percent": busy,
+                    }
+                )
             report["runtimes"][runtime] = {
                 "max_abs_diff_vs_cpu": float(np.abs(outputs - reference).max()),
                 "within_float16_of_cpu": within_float16_storage(outputs, reference),
@@ -128,7 +151,9 @@ def measure(weights: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-out/gpu.json"))
-    parser.add_argument("--weights", default="none", help="imagenet | none | PATH; the speed does not depend on the values")
+    parser.add_argument(
+        "--weights", default="none", help="imagenet | none | PATH; the speed does not depend on the values"
+    )
     arguments = parser.parse_args()
     if not gpu_visible():
         sys.exit(
@@ -141,7 +166,9 @@ def main() -> None:
     temporary = arguments.out.with_suffix(".tmp")
     temporary.write_text(json.dumps(report, indent=1))
     temporary.replace(arguments.out)
-    print(f"ResNet50 at {SIZE} px on {report['gpu']} ({report['gpus_visible']} GPU(s) visible; one used); clips/s = img/s / {CROPS_PER_CLIP}")
+    print(
+        f"ResNet50 at {SIZE} px on {report['gpu']} ({report['gpus_visible']} GPU(s) visible; one used); clips/s = img/s / {CROPS_PER_CLIP}"
+    )
     for runtime, result in report["runtimes"].items():
         same = "same cache as CPU" if result["within_float16_of_cpu"] else "differs from CPU beyond float16"
         print(f"{runtime}: max |diff| vs CPU {result['max_abs_diff_vs_cpu']:.2e} ({same})")

@@ -49,7 +49,9 @@ def peak_rss_bytes(command: list[str]) -> int:
 
 
 def extraction_peak(folder: Path, cache_dir: Path, jobs: int) -> int:
-    return peak_rss_bytes([sys.executable, "-m", "extract", str(folder), "--cache", str(cache_dir), "--jobs", str(jobs), *TINY])
+    return peak_rss_bytes(
+        [sys.executable, "-m", "extract", str(folder), "--cache", str(cache_dir), "--jobs", str(jobs), *TINY]
+    )
 
 
 def main() -> None:
@@ -65,11 +67,18 @@ def main() -> None:
             clip_folder.mkdir()
             long_clip_with_sound(clip_folder / f"{name}.mp4", seconds, audio_rate=SOUND_RATE)
             # One worker: with two, the idle one's start-up lands inside the long run only, and its libraries would count as growth.
-            report[f"peak_rss_mib_one_{name}_clip"] = extraction_peak(clip_folder, scratch / f"cache-{name}", jobs=1) / mebibyte
+            report[f"peak_rss_mib_one_{name}_clip"] = (
+                extraction_peak(clip_folder, scratch / f"cache-{name}", jobs=1) / mebibyte
+            )
         report["sound_track_mib_60min"] = SOUND_SAMPLE_BYTES * SOUND_RATE * LONG_SECONDS / mebibyte
         short = talking_head_clip(scratch / "15s-320x240.mp4", seconds=15.0, width=320, height=240, fps=25)
         for count in (10, 200):
-            report[f"peak_rss_mib_{count}_videos"] = extraction_peak(distinct_copies(short, count, scratch / f"set-{count}"), scratch / f"cache-set-{count}", jobs=2) / mebibyte
+            report[f"peak_rss_mib_{count}_videos"] = (
+                extraction_peak(
+                    distinct_copies(short, count, scratch / f"set-{count}"), scratch / f"cache-set-{count}", jobs=2
+                )
+                / mebibyte
+            )
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=1))
     for key, value in report.items():

@@ -31,7 +31,15 @@ import numpy as np
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM
 from train.config import HEADS, FitOptions
-from train.data import centre_frames, fit_normalization, load_cache, model_inputs, partition, training_batches, training_stream
+from train.data import (
+    centre_frames,
+    fit_normalization,
+    load_cache,
+    model_inputs,
+    partition,
+    training_batches,
+    training_stream,
+)
 from train.fit import VALIDATION_BATCH, compile_head, head_metrics
 from train.metrics import aligned
 from train.model import build_head, input_names
@@ -74,9 +82,15 @@ def reference_seed_head(frames: int, options: FitOptions):
     stream = layers.TimeDistributed(layers.Dense(options.visual_units, activation="relu"), name="visual_dense")(visual)
     stream = layers.TimeDistributed(layers.Dense(options.visual_projection), name="visual_projection")(stream)
     stream = layers.TimeDistributed(layers.Dropout(options.dropout), name="visual_dropout")(stream)
-    sequence = layers.Concatenate(name="fuse")([stream, layers.TimeDistributed(layers.Dense(options.audio_units), name="audio_dense")(audio)])
-    scores = layers.Dense(5, activation="sigmoid", name="scores")(layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")(sequence))
-    return keras.Model([visual, audio], layers.GlobalAveragePooling1D(name="average_over_time")(scores), name="reference_seed_head")
+    sequence = layers.Concatenate(name="fuse")(
+        [stream, layers.TimeDistributed(layers.Dense(options.audio_units), name="audio_dense")(audio)]
+    )
+    scores = layers.Dense(5, activation="sigmoid", name="scores")(
+        layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")(sequence)
+    )
+    return keras.Model(
+        [visual, audio], layers.GlobalAveragePooling1D(name="average_over_time")(scores), name="reference_seed_head"
+    )
 
 
 class Trainer:
@@ -98,19 +112,41 @@ class Trainer:
         else:
             compile_head(self.model, options.lr, self.steps)
         names = tuple(input_names(self.model))
-        arguments = (parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, options.seed, names)
+        arguments = (
+            parts.train,
+            normalization,
+            data.frames,
+            data.frames_per_segment,
+            options.batch_size,
+            options.seed,
+            names,
+        )
         if reference:
             self.stream = training_batches(*arguments)
         else:
             self.stream = training_stream(*arguments, keras.backend.backend())
         selection = parts.selection
-        inputs = model_inputs(selection, np.arange(len(selection)), centre_frames(len(selection), data.frames, data.frames_per_segment), normalization, names)
+        inputs = model_inputs(
+            selection,
+            np.arange(len(selection)),
+            centre_frames(len(selection), data.frames, data.frames_per_segment),
+            normalization,
+            names,
+        )
         self.validation = (inputs, selection.labels)
 
     def warm_up(self) -> float:
         """Seconds of one execution (one step, or several on TensorFlow) and one validation pass, which trace every function."""
         started = time.perf_counter()
-        self.model.fit(self.stream, steps_per_epoch=self.model.steps_per_execution, epochs=1, validation_data=self.validation, validation_batch_size=VALIDATION_BATCH, shuffle=False, verbose=0)
+        self.model.fit(
+            self.stream,
+            steps_per_epoch=self.model.steps_per_execution,
+            epochs=1,
+            validation_data=self.validation,
+            validation_batch_size=VALIDATION_BATCH,
+            shuffle=False,
+            verbose=0,
+        )
         return time.perf_counter() - started
 
     def epochs(self, count: int, cpu_seconds: list[float] | None = None) -> list[float]:
@@ -128,7 +164,16 @@ class Trainer:
                 seconds.append(time.perf_counter() - self.started[0])
                 cpu.append(time.process_time() - self.started[1])
 
-        self.model.fit(self.stream, steps_per_epoch=self.steps, epochs=count, validation_data=self.validation, validation_batch_size=VALIDATION_BATCH, callbacks=[EpochTimer()], shuffle=False, verbose=0)
+        self.model.fit(
+            self.stream,
+            steps_per_epoch=self.steps,
+            epochs=count,
+            validation_data=self.validation,
+            validation_batch_size=VALIDATION_BATCH,
+            callbacks=[EpochTimer()],
+            shuffle=False,
+            verbose=0,
+        )
         return seconds
 
 
@@ -160,7 +205,10 @@ def compare_paths(data, parts, normalization, options: FitOptions, rounds: int) 
     import keras
 
     keras.backend.clear_session()
-    trainers = {"reference": Trainer(COMPARED_HEAD, data, parts, normalization, options, reference=True), "fit": Trainer(COMPARED_HEAD, data, parts, normalization, options)}
+    trainers = {
+        "reference": Trainer(COMPARED_HEAD, data, parts, normalization, options, reference=True),
+        "fit": Trainer(COMPARED_HEAD, data, parts, normalization, options),
+    }
     for trainer in trainers.values():
         trainer.warm_up()
     seconds: dict[str, list[float]] = {name: [] for name in trainers}
@@ -188,7 +236,15 @@ def compare_paths(data, parts, normalization, options: FitOptions, rounds: int) 
     }
 
 
-def run(videos: int, validation_videos: int, frames: int, epochs: int, heads: tuple[str, ...], rounds: int, cache_dir: Path | None) -> dict:
+def run(
+    videos: int,
+    validation_videos: int,
+    frames: int,
+    epochs: int,
+    heads: tuple[str, ...],
+    rounds: int,
+    cache_dir: Path | None,
+) -> dict:
     import keras
 
     scratch = None
@@ -210,7 +266,12 @@ def run(videos: int, validation_videos: int, frames: int, epochs: int, heads: tu
         comparison = compare_paths(data, parts, normalization, options, rounds) if rounds else None
         results = {head: time_head(head, data, parts, normalization, options, epochs) for head in heads}
         return {
-            "machine": {"cpus": os.cpu_count(), "keras": keras.__version__, "backend": keras.backend.backend(), "accelerators": device_names()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "keras": keras.__version__,
+                "backend": keras.backend.backend(),
+                "accelerators": device_names(),
+            },
             "cache": {
                 "train_videos": len(parts.train),
                 "validation_videos": len(parts.selection),
@@ -218,7 +279,9 @@ def run(videos: int, validation_videos: int, frames: int, epochs: int, heads: tu
                 "bytes": folder_bytes(cache_dir),
                 "write_seconds": write_seconds,
                 "load_seconds": load_seconds,
-                "in_memory_bytes": sum(split.visual.nbytes + split.audio.nbytes + split.face.nbytes for split in data.splits.values()),
+                "in_memory_bytes": sum(
+                    split.visual.nbytes + split.audio.nbytes + split.face.nbytes for split in data.splits.values()
+                ),
             },
             "batch_size": options.batch_size,
             "epochs": epochs,
@@ -240,7 +303,15 @@ def table(result: dict) -> str:
     ]
     rows = [("head", "parameters", "warm-up s", "s per epoch", "ms per step")]
     for head, timing in result["heads"].items():
-        rows.append((head, f"{timing['parameters']:,}", f"{timing['warm_up_seconds']:.1f}", f"{timing['seconds_per_epoch']:.1f}", f"{timing['milliseconds_per_step']:.1f}"))
+        rows.append(
+            (
+                head,
+                f"{timing['parameters']:,}",
+                f"{timing['warm_up_seconds']:.1f}",
+                f"{timing['seconds_per_epoch']:.1f}",
+                f"{timing['milliseconds_per_step']:.1f}",
+            )
+        )
     text = "\n".join(lines) + aligned(rows)
     comparison = result["input_paths"]
     if comparison:
@@ -262,16 +333,30 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=TRAIN_VIDEOS, help="training videos in the synthetic cache")
     parser.add_argument("--validation-videos", type=int, default=VALIDATION_VIDEOS)
     parser.add_argument("--frames", type=int, default=FRAMES, help="T")
-    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per head (median reported), after an untimed warm-up")
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="timed epochs per head (median reported), after an untimed warm-up"
+    )
     parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated heads")
-    parser.add_argument("--rounds", type=int, default=3, help="epochs of each input path, taken in turn (0: skip the comparison)")
-    parser.add_argument("--cache-dir", type=Path, help="keep (or reuse) the synthetic cache here instead of a temporary folder")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="epochs of each input path, taken in turn (0: skip the comparison)"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="keep (or reuse) the synthetic cache here instead of a temporary folder"
+    )
     arguments = parser.parse_args()
     heads = tuple(head for head in arguments.heads.split(",") if head)
     unknown = [head for head in heads if head not in HEADS]
     if unknown:
         parser.error(f"unknown head(s) {', '.join(unknown)}; heads are {', '.join(HEADS)}")
-    result = run(arguments.videos, arguments.validation_videos, arguments.frames, arguments.epochs, heads, arguments.rounds, arguments.cache_dir)
+    result = run(
+        arguments.videos,
+        arguments.validation_videos,
+        arguments.frames,
+        arguments.epochs,
+        heads,
+        arguments.rounds,
+        arguments.cache_dir,
+    )
     print(table(result))
     if arguments.out:
         arguments.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,4 +8,14 @@ from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS, VideoRecord
 from cache.writer import CacheWriter
 
-__all__ = ["AUDIO_DIM", "EMBEDDING_DIM", "LABEL_NAMES", "TRAITS", "CacheError", "CacheReader", "CacheWriter", "LabelError", "VideoRecord"]
+__all__ = [
+    "AUDIO_DIM",
+    "EMBEDDING_DIM",
+    "LABEL_NAMES",
+    "TRAITS",
+    "CacheError",
+    "CacheReader",
+    "CacheWriter",
+    "LabelError",
+    "VideoRecord",
+]

@@ -9,13 +9,15 @@ import typer
 
 from cache.errors import CacheError, LabelError
 from cache.labels import load_label_file, merge_tables, write_labels
+from cache.lock import CacheLock, lock_holder
 from cache.manifest import Index, check_cache_folder, plural
 from cache.report import describe, export_csv
 from cache.schema import CONFIG_FILE, INDEX_FILE
 from cache.verify import repair, verify
-from cache.lock import CacheLock, lock_holder
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache."
+)
 
 EXIT_DAMAGED = 1  # verify found problems
 EXIT_USAGE = 2  # not a cache, bad label file
@@ -27,22 +29,35 @@ def _fail(error: Exception) -> None:
 
 
 @app.command()
-def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def info(
+    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
     """Videos per split, dimensions, face-found rate, config and failures; says when a run is writing."""
     try:
         summary = describe(cache_dir)
     except CacheError as error:
         holder = lock_holder(cache_dir) if cache_dir.is_dir() else None
-        _fail(CacheError(f"{error} (a run, {holder}, is creating it now: try again when it has written a shard)") if holder else error)
+        _fail(
+            CacheError(f"{error} (a run, {holder}, is creating it now: try again when it has written a shard)")
+            if holder
+            else error
+        )
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
     typer.echo(f"cache       {cache_dir}")
     if summary["run_in_progress"]:
-        typer.echo(f"run         in progress ({summary['run_in_progress']}): the counts below are the videos finished so far")
+        typer.echo(
+            f"run         in progress ({summary['run_in_progress']}): the counts below are the videos finished so far"
+        )
     splits = ", ".join(f"{name} {count}" for name, count in summary["splits"].items()) or "none"
-    typer.echo(f"videos      {summary['videos']} ({splits}) in {plural(summary['shards'], 'shard')}, {summary['labelled']} labelled")
-    typer.echo(f"frames      T={summary['frames']} x k={summary['frames_per_segment']}, embeddings {summary['embedding_dim']}-d, audio {summary['audio_dim']}-d")
+    typer.echo(
+        f"videos      {summary['videos']} ({splits}) in {plural(summary['shards'], 'shard')}, {summary['labelled']} labelled"
+    )
+    typer.echo(
+        f"frames      T={summary['frames']} x k={summary['frames_per_segment']}, embeddings {summary['embedding_dim']}-d, audio {summary['audio_dim']}-d"
+    )
     rate = summary["face_found_rate"]
     if rate is None:
         typer.echo("faces       -")
@@ -51,7 +66,9 @@ def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: b
         typer.echo(f"            python -m cache show {cache_dir} VIDEO_ID... --out sheet.png")
     typer.echo(f"config      {summary['config_hash']}  weights={summary['config'].get('weights', '?')}")
     if summary["config"].get("weights") == "none":
-        typer.echo("warning     embeddings come from random ResNet50 weights (--weights none): fine for tests, meaningless for research")
+        typer.echo(
+            "warning     embeddings come from random ResNet50 weights (--weights none): fine for tests, meaningless for research"
+        )
     typer.echo("            " + json.dumps(summary["config"], sort_keys=True))
     typer.echo(f"failures    {len(summary['failures'])}")
     for failure in summary["failures"]:
@@ -62,7 +79,9 @@ def info(cache_dir: Path = typer.Argument(..., help="Cache folder."), as_json: b
 def verify_command(
     cache_dir: Path = typer.Argument(..., help="Cache folder."),
     fix: bool = typer.Option(
-        False, "--repair", help="Delete damaged shards and move shards of another config to CACHE/foreign/, so the next `make features` redoes their videos."
+        False,
+        "--repair",
+        help="Delete damaged shards and move shards of another config to CACHE/foreign/, so the next `make features` redoes their videos.",
     ),
 ) -> None:
     """Check every shard against the index (digest, size, HDF5 checksums, config hash); exit 1 if anything is wrong."""
@@ -73,7 +92,9 @@ def verify_command(
         # A run's own temporary and not-yet-indexed files would read as damage.
         holder = lock_holder(cache_dir)
         if holder:
-            raise CacheError(f"{cache_dir}: a run ({holder}) is writing to this cache; verify it when the run has ended")
+            raise CacheError(
+                f"{cache_dir}: a run ({holder}) is writing to this cache; verify it when the run has ended"
+            )
         problems = verify(cache_dir)
     except CacheError as error:
         _fail(error)
@@ -90,14 +111,22 @@ def verify_command(
         for path in repaired.moved:
             typer.echo(f"moved foreign shard to {path}")
         dropped = plural(repaired.dropped_videos, "video")
-        typer.echo(f"{cache_dir}: repaired {plural(len(problems), 'problem')}, {dropped} to re-extract: run the same `make features` again")
+        typer.echo(
+            f"{cache_dir}: repaired {plural(len(problems), 'problem')}, {dropped} to re-extract: run the same `make features` again"
+        )
         return
-    typer.echo(f"{cache_dir}: {plural(len(problems), 'problem')}; run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract them", err=True)
+    typer.echo(
+        f"{cache_dir}: {plural(len(problems), 'problem')}; run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract them",
+        err=True,
+    )
     raise typer.Exit(EXIT_DAMAGED)
 
 
 @app.command()
-def export(cache_dir: Path = typer.Argument(..., help="Cache folder."), out: Path = typer.Option(..., "--out", help="CSV file to write.")) -> None:
+def export(
+    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+) -> None:
     """One CSV row per video: video_id, split, labels, fraction of frames with a face."""
     try:
         rows = export_csv(cache_dir, out)
@@ -109,7 +138,11 @@ def export(cache_dir: Path = typer.Argument(..., help="Cache folder."), out: Pat
 
 
 @app.command()
-def labels(cache_dir: Path = typer.Argument(..., help="Cache folder."), files: list[Path] = typer.Argument(..., help="ChaLearn .pkl or CSV label files."), replace: bool = typer.Option(False, "--replace", help="Drop the labels already attached instead of merging.")) -> None:
+def labels(
+    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    files: list[Path] = typer.Argument(..., help="ChaLearn .pkl or CSV label files."),
+    replace: bool = typer.Option(False, "--replace", help="Drop the labels already attached instead of merging."),
+) -> None:
     """Attach or replace labels without decoding any video."""
     try:
         check_cache_folder(cache_dir)
@@ -143,7 +176,9 @@ def show(
     ),
     out: Path = typer.Option(..., "--out", help="Image file to write, e.g. sheet.png."),
     frames: bool = typer.Option(
-        False, "--frames", help="Also draw each detected face box on the full frame, decoded again from the source video."
+        False,
+        "--frames",
+        help="Also draw each detected face box on the full frame, decoded again from the source video.",
     ),
 ) -> None:
     """A contact sheet of face crops: each tile shows its time, framed green where the face was detected in that

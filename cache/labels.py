@@ -68,7 +68,9 @@ def load_annotation_pickle(path: Path) -> LabelTable:
         with open(path, "rb") as handle:
             raw = _AnnotationUnpickler(handle, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
-        raise LabelError(f"{path}: not a safe ChaLearn annotation pickle ({error}); expected trait -> {{video: score}} with float scores only") from error
+        raise LabelError(
+            f"{path}: not a safe ChaLearn annotation pickle ({error}); expected trait -> {{video: score}} with float scores only"
+        ) from error
     if not isinstance(raw, dict) or not all(isinstance(scores, dict) for scores in raw.values()):
         raise LabelError(f"{path}: expected a dict of trait -> {{video file name -> score}}")
     table: LabelTable = {}
@@ -111,7 +113,9 @@ def _parse_label_csv(reader: csv.DictReader, path: Path) -> LabelTable:
         raise LabelError(f"{path}: no video_id column; expected a header like video_id,{','.join(LABEL_NAMES[:5])}")
     unknown = [column for column in columns if column not in LABEL_NAMES and column != "video_id"]
     if unknown:
-        raise LabelError(f"{path}: unknown column(s) {', '.join(unknown)}; label columns must be among {', '.join(LABEL_NAMES)}")
+        raise LabelError(
+            f"{path}: unknown column(s) {', '.join(unknown)}; label columns must be among {', '.join(LABEL_NAMES)}"
+        )
     if len(columns) == 1:
         raise LabelError(f"{path}: no label columns; expected some of {', '.join(LABEL_NAMES)}")
     labels = [column for column in columns if column != "video_id"]
@@ -170,9 +174,14 @@ def write_labels(cache_dir: Path, table: LabelTable, replace: bool = False) -> P
     for video_id, scores in table.items():
         unknown = [label for label in scores if label not in LABEL_NAMES]
         if unknown:
-            raise LabelError(f"{video_id}: unknown label(s) {', '.join(map(str, unknown))}; expected some of {', '.join(LABEL_NAMES)}")
+            raise LabelError(
+                f"{video_id}: unknown label(s) {', '.join(map(str, unknown))}; expected some of {', '.join(LABEL_NAMES)}"
+            )
     # float() first: repr() of a numpy scalar reads "np.float64(0.5)", which no CSV reader parses.
-    checked = {video_id: {label: _checked_score(value, str(path), video_id, label) for label, value in scores.items()} for video_id, scores in table.items()}
+    checked = {
+        video_id: {label: _checked_score(value, str(path), video_id, label) for label, value in scores.items()}
+        for video_id, scores in table.items()
+    }
     merged = checked if replace else merge_tables([read_label_table(cache_dir), checked])
     buffer = io.StringIO()
     writer = csv.writer(buffer)

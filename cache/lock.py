@@ -35,7 +35,9 @@ class CacheLock:
         except BlockingIOError:
             holder = _holder(self.handle)
             self.handle.close()
-            raise CacheError(f"{self.path.parent}: another process ({holder}) is writing to this cache; wait for it to finish or stop it") from None
+            raise CacheError(
+                f"{self.path.parent}: another process ({holder}) is writing to this cache; wait for it to finish or stop it"
+            ) from None
         except OSError:
             self.handle.close()  # closing releases the lock
             raise

@@ -18,7 +18,15 @@ from pathlib import Path
 import h5py
 
 from cache.errors import CacheError
-from cache.schema import CONFIG_FILE, FAILURES_FILE, FOREIGN_FOLDER, INDEX_FILE, LABELS_FILE, SHARD_PATTERN, TEMPORARY_SUFFIX
+from cache.schema import (
+    CONFIG_FILE,
+    FAILURES_FILE,
+    FOREIGN_FOLDER,
+    INDEX_FILE,
+    LABELS_FILE,
+    SHARD_PATTERN,
+    TEMPORARY_SUFFIX,
+)
 
 
 def file_digest(path: Path) -> str:
@@ -73,8 +81,17 @@ def shard_entry(path: Path) -> ShardEntry:
         When it lacks the video_id, split or content_hash dataset.
     """
     with h5py.File(path, "r") as shard:
-        columns = {name: [value.decode() for value in shard[name][()]] for name in ("video_id", "split", "content_hash")}
-    return ShardEntry(path.name, file_digest(path), path.stat().st_size, columns["video_id"], columns["split"], columns["content_hash"])
+        columns = {
+            name: [value.decode() for value in shard[name][()]] for name in ("video_id", "split", "content_hash")
+        }
+    return ShardEntry(
+        path.name,
+        file_digest(path),
+        path.stat().st_size,
+        columns["video_id"],
+        columns["split"],
+        columns["content_hash"],
+    )
 
 
 def shard_file_problem(path: Path, entry: ShardEntry) -> str | None:
@@ -163,7 +180,11 @@ def foreign_problem(attributes: Mapping, cache_config: dict) -> str | None:
         shard_config = json.loads(attributes.get("config", "{}"))
     except (TypeError, json.JSONDecodeError):
         shard_config = {}
-    keys = sorted(key for key in set(shard_config) | set(cache_config) if shard_config.get(key) != cache_config.get(key)) if shard_config else []
+    keys = (
+        sorted(key for key in set(shard_config) | set(cache_config) if shard_config.get(key) != cache_config.get(key))
+        if shard_config
+        else []
+    )
     theirs = "".join(f", {key}={shard_config.get(key)!r}" for key in keys)
     ours = "".join(f", {key}={cache_config.get(key)!r}" for key in keys)
     return f"foreign shard: built with config {found}{theirs}; this cache's config is {expected}{ours}"
@@ -199,7 +220,10 @@ class Index:
         for shard_number, entry in enumerate(self.shards):
             for row, video_id in enumerate(entry.video_ids):
                 latest[video_id] = (shard_number, row)
-        return [[latest[video_id] == (shard_number, row) for row, video_id in enumerate(entry.video_ids)] for shard_number, entry in enumerate(self.shards)]
+        return [
+            [latest[video_id] == (shard_number, row) for row, video_id in enumerate(entry.video_ids)]
+            for shard_number, entry in enumerate(self.shards)
+        ]
 
     def live(self):
         """Yield (entry, row) of every current video."""

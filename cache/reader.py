@@ -11,7 +11,16 @@ import numpy as np
 
 from cache.errors import CacheError
 from cache.labels import label_matrix, read_label_table
-from cache.manifest import Index, check_cache_folder, config_hash, foreign_advice, foreign_problem, read_config, repair_advice, shard_file_problem
+from cache.manifest import (
+    Index,
+    check_cache_folder,
+    config_hash,
+    foreign_advice,
+    foreign_problem,
+    read_config,
+    repair_advice,
+    shard_file_problem,
+)
 from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
 
 FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
@@ -120,7 +129,9 @@ class CacheReader:
     def _damaged(self, shard: str, problem: str) -> CacheError:
         return CacheError(f"{self.cache_dir / shard}: {problem}; {repair_advice(self.cache_dir)}")
 
-    def _read_rows(self, entry, rows: np.ndarray, datasets: tuple[str, ...], parts: dict, optional: tuple[str, ...] = ()) -> None:
+    def _read_rows(
+        self, entry, rows: np.ndarray, datasets: tuple[str, ...], parts: dict, optional: tuple[str, ...] = ()
+    ) -> None:
         """Append the given rows of each dataset to ``parts``; datasets named in
         ``optional`` that the shard lacks are skipped instead of refused."""
         try:
@@ -128,17 +139,27 @@ class CacheReader:
                 foreign = foreign_problem(shard.attrs, self.config)
                 if foreign:
                     raise CacheError(f"{self.cache_dir / entry.name}: {foreign}; {foreign_advice(self.cache_dir)}")
-                for name, indexed in (("video_id", entry.video_ids), ("split", entry.splits), ("content_hash", entry.content_hashes)):
+                for name, indexed in (
+                    ("video_id", entry.video_ids),
+                    ("split", entry.splits),
+                    ("content_hash", entry.content_hashes),
+                ):
                     if [value.decode() for value in shard[name][()]] != indexed:
                         raise self._damaged(entry.name, f"its {name} values differ from the index")
                 for name in datasets:
                     if name not in shard:
                         if name in optional:
                             continue
-                        raise CacheError(f"{self.cache_dir / entry.name}: no dataset {name!r} (was the cache built with crops switched off?)")
+                        raise CacheError(
+                            f"{self.cache_dir / entry.name}: no dataset {name!r} (was the cache built with crops switched off?)"
+                        )
                     # Chunks hold one video each: a few rows are read alone, most of
                     # a shard in one call (h5py's point selection is slow for many).
-                    values = shard[name][rows.tolist()] if rows.size * FEW_ROWS_FRACTION < len(entry.video_ids) else shard[name][()][rows]
+                    values = (
+                        shard[name][rows.tolist()]
+                        if rows.size * FEW_ROWS_FRACTION < len(entry.video_ids)
+                        else shard[name][()][rows]
+                    )
                     if name in STRING_DATASETS:
                         values = np.array([value.decode() for value in values], dtype=object)
                     parts[name].append(values)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from cache.labels import read_label_table
+from cache.lock import lock_holder
 from cache.manifest import read_failures
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES
-from cache.lock import lock_holder
 
 
 def describe(cache_dir: Path) -> dict:
@@ -56,7 +56,9 @@ def export_csv(cache_dir: Path, out: Path) -> int:
     """
     reader = CacheReader(cache_dir)
     table = read_label_table(cache_dir)
-    columns = [name for name in LABEL_NAMES if name != "interview" or any("interview" in scores for scores in table.values())]
+    columns = [
+        name for name in LABEL_NAMES if name != "interview" or any("interview" in scores for scores in table.values())
+    ]
     rows = 0
     with open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)

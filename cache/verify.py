@@ -8,9 +8,18 @@ from pathlib import Path
 import h5py
 
 from cache.errors import CacheError
-from cache.manifest import Index, file_digest, foreign_folder, foreign_problem, read_config, read_shard_attributes, shard_entry, shard_file_problem
-from cache.schema import INDEX_FILE, TEMPORARY_SUFFIX
 from cache.lock import CacheLock
+from cache.manifest import (
+    Index,
+    file_digest,
+    foreign_folder,
+    foreign_problem,
+    read_config,
+    read_shard_attributes,
+    shard_entry,
+    shard_file_problem,
+)
+from cache.schema import INDEX_FILE, TEMPORARY_SUFFIX
 from cache.writer import shard_files
 
 
@@ -79,12 +88,20 @@ def verify(cache_dir: Path) -> list[Problem]:
     cache_dir = Path(cache_dir)
     config = read_config(cache_dir)
     moved_to = f"--repair moves it to {foreign_folder(cache_dir)}/"
-    temporaries = [Problem(path, "temporary file left by an interrupted run") for path in sorted(cache_dir.glob(f"*{TEMPORARY_SUFFIX}"))]
+    temporaries = [
+        Problem(path, "temporary file left by an interrupted run")
+        for path in sorted(cache_dir.glob(f"*{TEMPORARY_SUFFIX}"))
+    ]
     index_path = cache_dir / INDEX_FILE
     try:
         index = Index.load(cache_dir)
     except CacheError as error:
-        return [Problem(index_path, f"unreadable ({error.__cause__}); --repair rebuilds it from the shards that read in full"), *temporaries]
+        return [
+            Problem(
+                index_path, f"unreadable ({error.__cause__}); --repair rebuilds it from the shards that read in full"
+            ),
+            *temporaries,
+        ]
     if not index_path.exists() and shard_files(cache_dir):
         return [Problem(index_path, "missing; --repair rebuilds it from the shards that read in full"), *temporaries]
     problems = []
@@ -92,7 +109,11 @@ def verify(cache_dir: Path) -> list[Problem]:
         path = cache_dir / entry.name
         # A foreign file under an indexed name also differs in size or digest: name the cause.
         foreign = _foreign(path, config)
-        reason = f"{foreign}; {moved_to}" if foreign else shard_file_problem(path, entry) or _content_problem(path, entry.sha256)
+        reason = (
+            f"{foreign}; {moved_to}"
+            if foreign
+            else shard_file_problem(path, entry) or _content_problem(path, entry.sha256)
+        )
         if reason:
             problems.append(Problem(path, reason))
     indexed = {entry.name for entry in index.shards}

@@ -97,7 +97,9 @@ def write_shard(path: Path, records: list[VideoRecord], attributes: dict) -> Non
             shard.create_dataset(name, data=data, chunks=(1, *data.shape[1:]), fletcher32=True, track_times=False)
         if records[0].face_crops is not None:
             crops = np.stack([record.face_crops for record in records]).astype(np.uint8, copy=False)
-            shard.create_dataset(CROPS_DATASET, data=crops, chunks=(1, *crops.shape[1:]), fletcher32=True, track_times=False)
+            shard.create_dataset(
+                CROPS_DATASET, data=crops, chunks=(1, *crops.shape[1:]), fletcher32=True, track_times=False
+            )
         for key, value in attributes.items():
             shard.attrs[key] = value
     with open(path, "wb") as handle:
@@ -122,7 +124,13 @@ class CacheWriter:
         Library versions to record beside the storage libraries'.
     """
 
-    def __init__(self, cache_dir: Path, config: dict, videos_per_shard: int = DEFAULT_VIDEOS_PER_SHARD, versions: dict | None = None):
+    def __init__(
+        self,
+        cache_dir: Path,
+        config: dict,
+        videos_per_shard: int = DEFAULT_VIDEOS_PER_SHARD,
+        versions: dict | None = None,
+    ):
         self.cache_dir = Path(cache_dir)
         self.config = config
         self.videos_per_shard = videos_per_shard
@@ -162,7 +170,9 @@ class CacheWriter:
             self._remove_temporary_files()
             self._adopt_unindexed_shards()
         except OSError as error:
-            raise CacheError(f"{self.cache_dir}: cannot prepare the cache for writing ({error}); the videos already cached are intact") from error
+            raise CacheError(
+                f"{self.cache_dir}: cannot prepare the cache for writing ({error}); the videos already cached are intact"
+            ) from error
 
     def _check_config(self) -> None:
         existing = read_config(self.cache_dir)
@@ -170,7 +180,9 @@ class CacheWriter:
             # Without config.json nothing says which features the shards hold: adding
             # to them could mix incompatible features.
             if (self.cache_dir / INDEX_FILE).exists() or shard_files(self.cache_dir):
-                raise CacheError(f"{self.cache_dir}: holds shards but no {CONFIG_FILE}, so their extraction config is unknown; restore {CONFIG_FILE} or use a new --cache folder")
+                raise CacheError(
+                    f"{self.cache_dir}: holds shards but no {CONFIG_FILE}, so their extraction config is unknown; restore {CONFIG_FILE} or use a new --cache folder"
+                )
             write_atomically(self.cache_dir / CONFIG_FILE, json.dumps(self.config, indent=1, sort_keys=True))
         elif config_hash(existing) != config_hash(self.config) and not self._holds_videos():
             # A run that failed before writing any shard leaves only its config behind:
@@ -178,7 +190,9 @@ class CacheWriter:
             write_atomically(self.cache_dir / CONFIG_FILE, json.dumps(self.config, indent=1, sort_keys=True))
         elif config_hash(existing) != config_hash(self.config):
             differences = "; ".join(config_differences(existing, self.config))
-            raise CacheError(f"{self.cache_dir}: cache was built with a different extraction config ({differences}); use a new --cache folder or the original options")
+            raise CacheError(
+                f"{self.cache_dir}: cache was built with a different extraction config ({differences}); use a new --cache folder or the original options"
+            )
 
     def _holds_videos(self) -> bool:
         return bool(shard_files(self.cache_dir)) or Index.load(self.cache_dir).num_videos() > 0
@@ -247,7 +261,9 @@ class CacheWriter:
             # adopted the next time the folder is opened for writing.
             Index([*self.index.shards, entry]).save(self.cache_dir)
         except OSError as error:
-            raise CacheError(f"{final}: cannot write shard ({error}); the cache is intact ({plural(self.index.num_videos(), 'video')} already cached)") from error
+            raise CacheError(
+                f"{final}: cannot write shard ({error}); the cache is intact ({plural(self.index.num_videos(), 'video')} already cached)"
+            ) from error
         finally:
             temporary.unlink(missing_ok=True)  # already renamed when all went well
         self.index.shards.append(entry)

@@ -68,7 +68,9 @@ def short_term_batches(signal: np.ndarray, rate: int, window: float, step: float
     return feature_batches(signal, rate, window_samples, round(step * rate))
 
 
-def frame_features(signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int | None = None) -> np.ndarray:
+def frame_features(
+    signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int | None = None
+) -> np.ndarray:
     """pyAudioAnalysis' ``feature_extraction(..., deltas=True)``, vectorised and transposed.
 
     Parameters
@@ -104,7 +106,9 @@ def frame_features(signal: np.ndarray, rate: int, window_samples: int, step_samp
     return np.concatenate(list(feature_batches(signal, rate, window_samples, step_samples, frames_per_batch)))
 
 
-def feature_batches(signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int | None = None) -> Iterator[np.ndarray]:
+def feature_batches(
+    signal: np.ndarray, rate: int, window_samples: int, step_samples: int, frames_per_batch: int | None = None
+) -> Iterator[np.ndarray]:
     """`frame_features` a batch of consecutive frames at a time.
 
     pyAudioAnalysis first removes the signal's mean and divides by its peak; both
@@ -161,7 +165,9 @@ def _normalisation(signal: np.ndarray) -> tuple[float, float]:
         # Scaling by a power of two commutes with rounding: the mean of the scaled signal, bit for bit.
         offset = float(np.mean(signal, dtype=np.float64)) / INT16_FULL_SCALE
     # The largest distance from the offset lies at one of the extremes.
-    peak = max(abs(float(signal.max()) / INT16_FULL_SCALE - offset), abs(float(signal.min()) / INT16_FULL_SCALE - offset))
+    peak = max(
+        abs(float(signal.max()) / INT16_FULL_SCALE - offset), abs(float(signal.min()) / INT16_FULL_SCALE - offset)
+    )
     return offset, peak
 
 
@@ -207,7 +213,9 @@ def _chroma_weights(spectrum_bins: int, rate: int) -> np.ndarray:
     """
     pitch_classes, bins_per_class = ShortTermFeatures.chroma_features_init(spectrum_bins, rate)
     if pitch_classes.max() >= spectrum_bins:
-        raise ValueError(f"a window of {2 * spectrum_bins} samples is too short for pyAudioAnalysis' chroma features at {rate} Hz")
+        raise ValueError(
+            f"a window of {2 * spectrum_bins} samples is too short for pyAudioAnalysis' chroma features at {rate} Hz"
+        )
     source_bins = np.full(spectrum_bins, -1)
     source_bins[pitch_classes] = np.arange(spectrum_bins)
     positions = np.flatnonzero(source_bins >= 0)
@@ -234,7 +242,9 @@ def _nonzero_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bins, weights[bins]
 
 
-def _spectral_features(frames: np.ndarray, rate: int, mel: tuple[np.ndarray, np.ndarray], chroma: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _spectral_features(
+    frames: np.ndarray, rate: int, mel: tuple[np.ndarray, np.ndarray], chroma: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """The 31 spectrum features of consecutive frames, spectral flux of the first taken as 0.
 
     Parameters
@@ -362,7 +372,9 @@ def _chroma(power: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> np.ndar
     return np.column_stack([chroma, chroma.std(axis=1)])
 
 
-def segment_means(batches: Iterable[np.ndarray], window: float, step: float, duration: float, segments: int) -> np.ndarray:
+def segment_means(
+    batches: Iterable[np.ndarray], window: float, step: float, duration: float, segments: int
+) -> np.ndarray:
     """Average the windows whose centre falls in each of T equal segments, one batch of windows at a time.
 
     Parameters
@@ -424,7 +436,9 @@ def segment_windows(signal: np.ndarray, rate: int, duration: float, segments: in
     return np.concatenate([features, np.repeat(features[-1:], missing, axis=0)]).astype(np.float32)
 
 
-def audio_features(signal: np.ndarray | None, rate: int, duration: float, segments: int, window: float, step: float, mode: str) -> np.ndarray:
+def audio_features(
+    signal: np.ndarray | None, rate: int, duration: float, segments: int, window: float, step: float, mode: str
+) -> np.ndarray:
     """(T, 68) float32 audio features for one video; zeros when it has no sound.
 
     Memory beyond ``signal`` stays bounded however long the recording: the

@@ -102,19 +102,40 @@ class ExtractOptions:
             (self.frames >= 1, f"--frames must be at least 1, got {self.frames}"),
             (self.frames_per_segment >= 1, f"--frames-per-segment must be at least 1, got {self.frames_per_segment}"),
             (self.sampling in SAMPLING_MODES, f"--sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}"),
-            (self.crop_size >= 32, f"--crop-size must be at least 32 (ResNet50's smallest input), got {self.crop_size}"),
+            (
+                self.crop_size >= 32,
+                f"--crop-size must be at least 32 (ResNet50's smallest input), got {self.crop_size}",
+            ),
             (self.audio_mode in AUDIO_MODES, f"--audio-mode must be one of {AUDIO_MODES}, got {self.audio_mode!r}"),
             (self.runtime in RUNTIMES, f"--runtime must be one of {RUNTIMES}, got {self.runtime!r}"),
             (self.backend in BACKENDS, f"--backend must be one of {BACKENDS}, got {self.backend!r}"),
             (self.jobs >= 0, f"--jobs must be 0 (all cores) or more, got {self.jobs}"),
-            (1 <= self.min_neighbors_floor <= self.min_neighbors, "--min-neighbors-floor must be between 1 and --min-neighbors"),
+            (
+                1 <= self.min_neighbors_floor <= self.min_neighbors,
+                "--min-neighbors-floor must be between 1 and --min-neighbors",
+            ),
             (self.detect_height >= 32, f"--detect-height must be at least 32, got {self.detect_height}"),
-            (0.0 < self.min_face <= 1.0, f"--min-face must be a fraction of the frame height in (0, 1], got {self.min_face}"),
-            (self.scale_factor > 1.0, f"--scale-factor must be above 1 (the Haar pyramid's step), got {self.scale_factor}"),
+            (
+                0.0 < self.min_face <= 1.0,
+                f"--min-face must be a fraction of the frame height in (0, 1], got {self.min_face}",
+            ),
+            (
+                self.scale_factor > 1.0,
+                f"--scale-factor must be above 1 (the Haar pyramid's step), got {self.scale_factor}",
+            ),
             (self.face_margin >= 0.0, f"--face-margin must be 0 or more, got {self.face_margin}"),
-            (self.audio_rate >= 8000, f"--audio-rate must be at least 8000 Hz (pyAudioAnalysis' filter bank needs it), got {self.audio_rate}"),
-            (0.0 < self.audio_step and 0.0 < self.audio_window, "--audio-window and --audio-step must be positive seconds"),
-            (self.videos_per_shard >= 1 and self.batch_size >= 1, "--videos-per-shard and --batch-size must be at least 1"),
+            (
+                self.audio_rate >= 8000,
+                f"--audio-rate must be at least 8000 Hz (pyAudioAnalysis' filter bank needs it), got {self.audio_rate}",
+            ),
+            (
+                0.0 < self.audio_step and 0.0 < self.audio_window,
+                "--audio-window and --audio-step must be positive seconds",
+            ),
+            (
+                self.videos_per_shard >= 1 and self.batch_size >= 1,
+                "--videos-per-shard and --batch-size must be at least 1",
+            ),
         ]
         for passed, message in checks:
             if not passed:
@@ -143,7 +164,11 @@ class ExtractOptions:
 
     def feature_config(self) -> dict:
         """The options that decide the cached numbers: the cache's identity."""
-        config = {key: value for key, value in dataclasses.asdict(self).items() if key not in RUN_ONLY_FIELDS and key != "runtime"}
+        config = {
+            key: value
+            for key, value in dataclasses.asdict(self).items()
+            if key not in RUN_ONLY_FIELDS and key != "runtime"
+        }
         # Float32 runtimes give Keras' numbers within float16 storage precision: one cache.
         if self.runtime in REDUCED_PRECISION_RUNTIMES:
             config["runtime"] = self.runtime

@@ -79,7 +79,15 @@ def imagenet_weights_path() -> Path:
     import keras
 
     try:
-        return Path(keras.utils.get_file(IMAGENET_FILE, IMAGENET_ORIGIN, cache_dir=str(keras_home()), cache_subdir="models", file_hash=IMAGENET_MD5))
+        return Path(
+            keras.utils.get_file(
+                IMAGENET_FILE,
+                IMAGENET_ORIGIN,
+                cache_dir=str(keras_home()),
+                cache_subdir="models",
+                file_hash=IMAGENET_MD5,
+            )
+        )
     # keras.utils.get_file re-raises every download failure as a bare Exception.
     except Exception as error:  # noqa: BLE001
         raise WeightsError(
@@ -101,7 +109,9 @@ def _import_openvino(runtime: str = "openvino"):
     try:
         import openvino
     except ImportError as error:
-        raise RuntimeUnavailableError(f"--runtime {runtime} needs the openvino package ({error}); install it with `pip install openvino`, or pass --runtime keras") from error
+        raise RuntimeUnavailableError(
+            f"--runtime {runtime} needs the openvino package ({error}); install it with `pip install openvino`, or pass --runtime keras"
+        ) from error
     return openvino
 
 
@@ -119,7 +129,9 @@ def check_runtime(runtime: str) -> None:
     capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     # Without bf16 instructions OpenVINO would quietly compute in f32 under a bf16 config.
     if runtime == "openvino-bf16" and "BF16" not in capabilities:
-        raise RuntimeUnavailableError(f"--runtime openvino-bf16: this CPU has no bf16 support (OpenVINO reports {capabilities}); pass --runtime openvino")
+        raise RuntimeUnavailableError(
+            f"--runtime openvino-bf16: this CPU has no bf16 support (OpenVINO reports {capabilities}); pass --runtime openvino"
+        )
 
 
 @functools.cache
@@ -177,13 +189,17 @@ def build_resnet(weights: str, crop_size: int, seed: int = 0, mixed_precision: b
         source = str(imagenet_weights_path())
     else:
         if not Path(weights).is_file():
-            raise WeightsError(f"{weights}: weights file not found; expected a ResNet50 include_top=False weights file (.h5 or .weights.h5)")
+            raise WeightsError(
+                f"{weights}: weights file not found; expected a ResNet50 include_top=False weights file (.h5 or .weights.h5)"
+            )
         source = weights
     # keras.applications takes no dtype: the global policy decides it while the layers are built.
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
     try:
-        model = keras.applications.ResNet50(include_top=False, weights=source, input_shape=(crop_size, crop_size, 3), pooling="avg")
+        model = keras.applications.ResNet50(
+            include_top=False, weights=source, input_shape=(crop_size, crop_size, 3), pooling="avg"
+        )
     except (ValueError, OSError) as error:
         raise WeightsError(f"{weights}: cannot load as ResNet50 include_top=False weights ({error})") from error
     finally:
@@ -244,7 +260,9 @@ def compiled_openvino(weights: str, crop_size: int, seed: int, runtime: str, hin
     """The converted model compiled for the CPU at the runtime's precision, once per process."""
     openvino = _import_openvino()
     return openvino.Core().compile_model(
-        openvino_model(weights, crop_size, seed), "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[runtime], "PERFORMANCE_HINT": hint}
+        openvino_model(weights, crop_size, seed),
+        "CPU",
+        {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[runtime], "PERFORMANCE_HINT": hint},
     )
 
 
@@ -261,7 +279,9 @@ def openvino_function(weights: str, crop_size: int, seed: int, runtime: str, hin
         outputs = [None] * len(parts)
 
         def keep(request, index: int) -> None:
-            outputs[index] = request.get_output_tensor(0).data.astype(np.float32)  # a copy: the request's buffer is reused
+            outputs[index] = request.get_output_tensor(0).data.astype(
+                np.float32
+            )  # a copy: the request's buffer is reused
 
         queue.set_callback(keep)
         for index, part in enumerate(parts):
@@ -306,7 +326,9 @@ def preprocess(crops: np.ndarray) -> np.ndarray:
     return preprocess_input(crops.astype(np.float32))
 
 
-def embed_float32(crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto") -> np.ndarray:
+def embed_float32(
+    crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto"
+) -> np.ndarray:
     """ResNet50 embeddings of face crops, before float16 storage.
 
     Parameters
@@ -334,7 +356,9 @@ def embed_float32(crops: np.ndarray, weights: str, crop_size: int, seed: int = 0
     return np.concatenate(outputs) if outputs else np.zeros((0, EMBEDDING_DIM), np.float32)
 
 
-def embed(crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto") -> np.ndarray:
+def embed(
+    crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto"
+) -> np.ndarray:
     """ResNet50 embeddings of face crops, as stored in the cache.
 
     Parameters

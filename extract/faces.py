@@ -46,7 +46,14 @@ class FaceBoxes:
     used: np.ndarray
 
 
-def detect_largest_face(frame: np.ndarray, detect_height: int, scale_factor: float, min_neighbors: int, min_neighbors_floor: int, min_face: float) -> np.ndarray | None:
+def detect_largest_face(
+    frame: np.ndarray,
+    detect_height: int,
+    scale_factor: float,
+    min_neighbors: int,
+    min_neighbors_floor: int,
+    min_face: float,
+) -> np.ndarray | None:
     """The largest face in an RGB frame, searched on a downscaled grayscale copy.
 
     Parameters
@@ -71,14 +78,23 @@ def detect_largest_face(frame: np.ndarray, detect_height: int, scale_factor: flo
     cascade = load_cascade()
     smallest = max(1, round(min_face * gray.shape[0]))
     for neighbors in range(min_neighbors, min_neighbors_floor - 1, -NEIGHBOR_STEP):
-        boxes = cascade.detectMultiScale(gray, scaleFactor=scale_factor, minNeighbors=neighbors, minSize=(smallest, smallest))
+        boxes = cascade.detectMultiScale(
+            gray, scaleFactor=scale_factor, minNeighbors=neighbors, minSize=(smallest, smallest)
+        )
         if len(boxes):
             largest = max(boxes, key=lambda box: box[2] * box[3])
             return np.round(np.asarray(largest) / scale).astype(np.int32)
     return None
 
 
-def locate_faces(frames: np.ndarray, detect_height: int = 240, scale_factor: float = 1.2, min_neighbors: int = 10, min_neighbors_floor: int = 4, min_face: float = 0.125) -> FaceBoxes:
+def locate_faces(
+    frames: np.ndarray,
+    detect_height: int = 240,
+    scale_factor: float = 1.2,
+    min_neighbors: int = 10,
+    min_neighbors_floor: int = 4,
+    min_face: float = 0.125,
+) -> FaceBoxes:
     """Detect a face per frame and fill the gaps.
 
     Parameters
@@ -105,7 +121,9 @@ def locate_faces(frames: np.ndarray, detect_height: int = 240, scale_factor: flo
         used = detected[nearest]
     else:
         side = min(height, width)
-        used = np.tile(np.array([(width - side) // 2, (height - side) // 2, side, side], dtype=np.int32), (num_frames, 1))
+        used = np.tile(
+            np.array([(width - side) // 2, (height - side) // 2, side, side], dtype=np.int32), (num_frames, 1)
+        )
     return FaceBoxes(detected, found, used)
 
 

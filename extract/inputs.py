@@ -126,7 +126,9 @@ def discover(specs: list[str]) -> tuple[list[tuple[Path, str]], list[Failure]]:
             found, unreadable = _videos_under(path)
             failures += unreadable
             if not found and not unreadable:
-                failures.append(Failure(printable(path), f"folder holds no videos (looked for {', '.join(sorted(VIDEO_SUFFIXES))})"))
+                failures.append(
+                    Failure(printable(path), f"folder holds no videos (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+                )
             videos.extend((video, split or path.resolve().name) for video in found)
         elif (reason := unusable_reason(path)) is not None:
             failures.append(Failure(printable(path), reason))
@@ -137,7 +139,11 @@ def discover(specs: list[str]) -> tuple[list[tuple[Path, str]], list[Failure]]:
         if _is_utf8(str(path)) and _is_utf8(split):
             usable.append((path, split))
         else:
-            failures.append(Failure(printable(path), "path is not valid UTF-8, which the cache needs for names and paths; rename it"))
+            failures.append(
+                Failure(
+                    printable(path), "path is not valid UTF-8, which the cache needs for names and paths; rename it"
+                )
+            )
     return usable, failures
 
 
@@ -171,8 +177,16 @@ def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJ
         if taken is None:
             jobs[job.video_id] = job
         elif (taken.content_hash, taken.split) != (job.content_hash, job.split):
-            what = "a different file" if taken.content_hash != job.content_hash else f"an identical file in split {taken.split!r}"
-            failures.append(Failure(str(path), f"video_id {job.video_id} is already taken by {taken.path}, {what}; rename one of them"))
+            what = (
+                "a different file"
+                if taken.content_hash != job.content_hash
+                else f"an identical file in split {taken.split!r}"
+            )
+            failures.append(
+                Failure(
+                    str(path), f"video_id {job.video_id} is already taken by {taken.path}, {what}; rename one of them"
+                )
+            )
     return list(jobs.values()), failures
 
 
@@ -192,8 +206,12 @@ def check_inputs(specs: list[str]) -> None:
     for spec in specs:
         _, path = parse_input(spec)
         if not path.exists() and not path.is_symlink():
-            raise InputError(f"{spec}: no such file or folder; expected a video file or a folder of videos (SPLIT=PATH names the split)")
-        if path.is_dir() and not any(Path(root, name).suffix.lower() in VIDEO_SUFFIXES for root, _, names in os.walk(path) for name in names):
+            raise InputError(
+                f"{spec}: no such file or folder; expected a video file or a folder of videos (SPLIT=PATH names the split)"
+            )
+        if path.is_dir() and not any(
+            Path(root, name).suffix.lower() in VIDEO_SUFFIXES for root, _, names in os.walk(path) for name in names
+        ):
             raise InputError(f"{spec}: folder holds no videos (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
 
 
@@ -215,5 +233,7 @@ def unused_split_folders(specs: list[str]) -> list[str]:
         if named:
             chosen = split or path.resolve().name
             suggestion = " ".join(f"{name}={path / name}" for name in named)
-            warnings.append(f"{spec} holds folders named {', '.join(named)}, but all its videos go to split {chosen!r}; to use them as splits, pass {suggestion}")
+            warnings.append(
+                f"{spec} holds folders named {', '.join(named)}, but all its videos go to split {chosen!r}; to use them as splits, pass {suggestion}"
+            )
     return warnings

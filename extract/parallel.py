@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import joblib
 
@@ -50,23 +50,31 @@ def parallel_backend(options: ExtractOptions) -> Iterator[int]:
         if options.scheduler:
             client = stack.enter_context(Client(options.scheduler))
         else:
-            cluster = stack.enter_context(LocalCluster(n_workers=options.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None))
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=options.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+            )
             client = stack.enter_context(Client(cluster))
         stack.enter_context(joblib.parallel_config(backend="dask"))
         yield max(1, sum(client.ncores().values()))
 
 
-def _results(jobs: list[VideoJob], options: ExtractOptions, embed_here: bool) -> Iterator[PreparedVideo | VideoRecord | Failure]:
+def _results(
+    jobs: list[VideoJob], options: ExtractOptions, embed_here: bool
+) -> Iterator[PreparedVideo | VideoRecord | Failure]:
     # joblib keeps dispatching while finished results wait to be consumed, so when
     # embedding is slower than decoding the backlog (1.5 MB of crops per video)
     # would grow with the data set; feeding jobs in blocks bounds it.
     with parallel_backend(options) as workers, joblib.Parallel(n_jobs=workers, return_as="generator") as parallel:
         block = VIDEOS_PER_BLOCK_PER_WORKER * workers
         for start in range(0, len(jobs), block):
-            yield from parallel(joblib.delayed(prepare_video)(job, options, embed_here) for job in jobs[start : start + block])
+            yield from parallel(
+                joblib.delayed(prepare_video)(job, options, embed_here) for job in jobs[start : start + block]
+            )
 
 
-def featurize_jobs(jobs: list[VideoJob], options: ExtractOptions, stop: threading.Event | None = None) -> Iterator[VideoRecord | Failure]:
+def featurize_jobs(
+    jobs: list[VideoJob], options: ExtractOptions, stop: threading.Event | None = None
+) -> Iterator[VideoRecord | Failure]:
     """Features of each job's video, in job order (failures as soon as known).
 
     When ``stop`` is set, no further video is started: the videos already decoded

@@ -8,10 +8,10 @@ import dataclasses
 import json
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
@@ -27,7 +27,15 @@ from extract.inputs import Failure, VideoJob, check_inputs, discover, identify
 from extract.parallel import embeds_in_workers, featurize_jobs
 
 OPTIONS_FILE = "options.json"  # resolved options of the latest run, beside the shards
-EXTRACTION_LIBRARIES = ("tensorflow", "keras", "openvino", "opencv-python-headless", "av", "pyAudioAnalysis", "numpy")  # produce the cached numbers
+EXTRACTION_LIBRARIES = (
+    "tensorflow",
+    "keras",
+    "openvino",
+    "opencv-python-headless",
+    "av",
+    "pyAudioAnalysis",
+    "numpy",
+)  # produce the cached numbers
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,9 @@ class _Plan:
 
 
 def _plan(jobs: list[VideoJob], writer: CacheWriter) -> _Plan:
-    cached = {entry.video_ids[row]: (entry.content_hashes[row], entry.splits[row]) for entry, row in writer.index.live()}
+    cached = {
+        entry.video_ids[row]: (entry.content_hashes[row], entry.splits[row]) for entry, row in writer.index.live()
+    }
     known = writer.known_hashes()
     to_extract: dict[str, VideoJob] = {}  # by content hash
     copies: dict[str, list[VideoJob]] = {}
@@ -149,7 +159,9 @@ def _renamed(record: VideoRecord, job: VideoJob) -> VideoRecord:
     return dataclasses.replace(record, video_id=job.video_id, split=job.split, source=job.path)
 
 
-def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path], options: ExtractOptions, show_progress: bool = True) -> Summary:
+def extract_to_cache(
+    inputs: list[str], cache_dir: Path, label_files: list[Path], options: ExtractOptions, show_progress: bool = True
+) -> Summary:
     """Extract every input video not yet cached into ``cache_dir``.
 
     Nothing is written before the run can really start: options, label files,
@@ -176,10 +188,16 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
             reader = CacheReader(cache_dir)
             for job in plan.from_cache:
                 writer.add(_renamed(reader.record(job.content_hash), job))
-        with deferred_interrupt() as stop, tqdm(total=len(plan.to_extract), desc="extracting", unit="video", disable=not show_progress) as progress:
+        with (
+            deferred_interrupt() as stop,
+            tqdm(total=len(plan.to_extract), desc="extracting", unit="video", disable=not show_progress) as progress,
+        ):
             for result in featurize_jobs(plan.to_extract, options, stop):
                 if isinstance(result, Failure):
-                    failures += [result] + [Failure(copy.path, f"identical to {result.path}: {result.reason}") for copy in plan.copies.get(result.path, [])]
+                    failures += [result] + [
+                        Failure(copy.path, f"identical to {result.path}: {result.reason}")
+                        for copy in plan.copies.get(result.path, [])
+                    ]
                 else:
                     writer.add(result)
                     extracted += 1
@@ -196,7 +214,9 @@ def extract_to_cache(inputs: list[str], cache_dir: Path, label_files: list[Path]
         failures_file = write_failures(cache_dir, [(failure.path, failure.reason) for failure in failures])
         resolved = {
             **dataclasses.asdict(options),
-            "runtime_used": resolve_runtime(options.runtime) if not embeds_in_workers(options) else "chosen by each worker",
+            "runtime_used": resolve_runtime(options.runtime)
+            if not embeds_in_workers(options)
+            else "chosen by each worker",
             "config_hash": config_hash(config),
             "inputs": inputs,
             "labels": [str(path) for path in label_files],

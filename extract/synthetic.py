@@ -31,7 +31,9 @@ def face_image() -> np.ndarray:
     return data.astronaut()
 
 
-def compose_frame(face: np.ndarray, width: int, height: int, centre: tuple[float, float], face_height: float, brightness: float) -> np.ndarray:
+def compose_frame(
+    face: np.ndarray, width: int, height: int, centre: tuple[float, float], face_height: float, brightness: float
+) -> np.ndarray:
     """A (height, width, 3) uint8 frame with ``face`` scaled and placed on grey.
 
     ``centre`` is the face image's centre as fractions of the frame; ``face_height``
@@ -58,7 +60,14 @@ def tone(seconds: float, frequency: float, amplitude: float, onset: float = 0.0,
 
 
 def write_clip(
-    path: Path, frames, audio: np.ndarray | None = None, fps: int | Fraction = 25, audio_rate: int = AUDIO_RATE, codec: str = "libx264", pixel_format: str = "yuv420p", options: dict | None = None
+    path: Path,
+    frames,
+    audio: np.ndarray | None = None,
+    fps: int | Fraction = 25,
+    audio_rate: int = AUDIO_RATE,
+    codec: str = "libx264",
+    pixel_format: str = "yuv420p",
+    options: dict | None = None,
 ) -> Path:
     """Encode RGB frames (an iterable of (H, W, 3) uint8) and mono audio into a video file.
 
@@ -100,7 +109,14 @@ def write_clip(
 
 
 def write_timed_clip(
-    path: Path, frames, times_ms, fps: int = 25, codec: str = "libx264", pixel_format: str = "yuv420p", rotation: int | None = None, options: dict | None = None
+    path: Path,
+    frames,
+    times_ms,
+    fps: int = 25,
+    codec: str = "libx264",
+    pixel_format: str = "yuv420p",
+    rotation: int | None = None,
+    options: dict | None = None,
 ) -> Path:
     """Write a video-only clip, each frame at its own presentation time in milliseconds.
 
@@ -135,8 +151,19 @@ def write_timed_clip(
 
 
 def talking_head_clip(
-    path: Path, seconds: float = 3.0, width: int = 320, height: int = 240, fps: int | Fraction = 25, brightness: float = 1.0, centre: tuple[float, float] = (0.5, 0.5),
-    face_height: float = 0.9, frequency: float = 220.0, amplitude: float = 0.3, onset: float = 0.0, with_audio: bool = True, options: dict | None = None,
+    path: Path,
+    seconds: float = 3.0,
+    width: int = 320,
+    height: int = 240,
+    fps: int | Fraction = 25,
+    brightness: float = 1.0,
+    centre: tuple[float, float] = (0.5, 0.5),
+    face_height: float = 0.9,
+    frequency: float = 220.0,
+    amplitude: float = 0.3,
+    onset: float = 0.0,
+    with_audio: bool = True,
+    options: dict | None = None,
 ) -> Path:
     """Write a clip of the astronaut's face drifting slightly, with a tone.
 
@@ -166,10 +193,14 @@ def chalearn_like_clip(path: Path, seconds: float = 15.3, width: int = 1280, hei
     The defaults give their length and size (459 frames of 1280x720); tests pass
     smaller ones, which keep the structure.
     """
-    return talking_head_clip(path, seconds=seconds, width=width, height=height, fps=CHALEARN_RATE, options=CHALEARN_X264)
+    return talking_head_clip(
+        path, seconds=seconds, width=width, height=height, fps=CHALEARN_RATE, options=CHALEARN_X264
+    )
 
 
-def long_clip_with_sound(path: Path, seconds: int, fps: int = 1, width: int = 64, height: int = 48, audio_rate: int = 16000) -> Path:
+def long_clip_with_sound(
+    path: Path, seconds: int, fps: int = 1, width: int = 64, height: int = 48, audio_rate: int = 16000
+) -> Path:
     """A long recording that is cheap to make: tiny frames at a low rate, and a full sound track.
 
     What grows with its length is the sound (mono at ``audio_rate``), as in long
@@ -181,7 +212,9 @@ def long_clip_with_sound(path: Path, seconds: int, fps: int = 1, width: int = 64
         ``path``, an h264 + AAC file of ``seconds * fps`` frames.
     """
     face = face_image()
-    looks = [compose_frame(face, width, height, (0.5, 0.5), 0.9, 0.8 + 0.05 * index) for index in range(LONG_CLIP_LOOKS)]
+    looks = [
+        compose_frame(face, width, height, (0.5, 0.5), 0.9, 0.8 + 0.05 * index) for index in range(LONG_CLIP_LOOKS)
+    ]
     frames = (looks[index % LONG_CLIP_LOOKS] for index in range(seconds * fps))
     # One second of tone repeated (a whole number of cycles, so the repeats join smoothly): 4 bytes a sample to make.
     audio = np.tile(tone(1.0, LONG_CLIP_PITCH, 0.3, rate=audio_rate), seconds)

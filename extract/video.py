@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -63,7 +63,9 @@ class DecodedVideo:
     decoded_frames: int
 
 
-def sample_times(duration: float, segments: int, per_segment: int, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
+def sample_times(
+    duration: float, segments: int, per_segment: int, mode: str, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Times to sample: T equal segments, each cut into k equal sub-segments.
 
     Parameters
@@ -97,10 +99,14 @@ def _open(path: Path) -> av.container.InputContainer:
     except av.error.FFmpegError as error:
         if path.stat().st_size == 0:
             raise VideoError("empty file (0 bytes)") from error
-        raise VideoError(f"cannot be read as a video ({error.strerror}): not a video, or truncated or damaged") from error
+        raise VideoError(
+            f"cannot be read as a video ({error.strerror}): not a video, or truncated or damaged"
+        ) from error
 
 
-def _streams(container: av.container.InputContainer) -> tuple[av.video.stream.VideoStream, av.audio.stream.AudioStream | None]:
+def _streams(
+    container: av.container.InputContainer,
+) -> tuple[av.video.stream.VideoStream, av.audio.stream.AudioStream | None]:
     """The first video stream and the first sound stream (None when there is none)."""
     if not container.streams:
         raise VideoError("no streams at all: a truncated or damaged header")
@@ -200,12 +206,18 @@ def _scan_packets(container: av.container.InputContainer, streams: list[av.strea
             video_ends.append(start + length)
     usable = not discarded_video and None not in timestamps
     return _PacketSpan(
-        video_packets, min(video_starts, default=None), max(video_ends, default=None), max(packet_ends, default=None), demuxer.error,
+        video_packets,
+        min(video_starts, default=None),
+        max(video_ends, default=None),
+        max(packet_ends, default=None),
+        demuxer.error,
         np.asarray(timestamps, dtype=np.int64) if usable else None,
     )
 
 
-def _timeline(container: av.container.InputContainer, video: av.video.stream.VideoStream, span: _PacketSpan, rate: float) -> tuple[float, float]:
+def _timeline(
+    container: av.container.InputContainer, video: av.video.stream.VideoStream, span: _PacketSpan, rate: float
+) -> tuple[float, float]:
     """Origin and duration in seconds of the video's frames, checked against its header.
 
     Raises
@@ -223,18 +235,29 @@ def _timeline(container: av.container.InputContainer, video: av.video.stream.Vid
     if video.duration and video.time_base:
         declared = float(video.duration * video.time_base)
         if duration < declared - TRUNCATION_TOLERANCE:
-            raise VideoError(f"truncated or damaged: video data ends after {duration:.2f} s of the {declared:.2f} s its header declares{cause}")
+            raise VideoError(
+                f"truncated or damaged: video data ends after {duration:.2f} s of the {declared:.2f} s its header declares{cause}"
+            )
     elif container.duration and span.data_end is not None:
         # Without per-stream durations (Matroska, WebM) the container's duration runs
         # from timestamp zero, so it is compared with where the data ends in stream time.
         declared = container.duration / av.time_base
         if span.data_end < declared - TRUNCATION_TOLERANCE:
-            raise VideoError(f"truncated or damaged: data ends at {span.data_end:.2f} s of the {declared:.2f} s its header declares{cause}")
+            raise VideoError(
+                f"truncated or damaged: data ends at {span.data_end:.2f} s of the {declared:.2f} s its header declares{cause}"
+            )
     return span.start, duration
 
 
 def decode(
-    path: Path, segments: int, per_segment: int, mode: str, audio_rate: int, rng: np.random.Generator | None = None, threads: int = 0, skip_frames: bool = True
+    path: Path,
+    segments: int,
+    per_segment: int,
+    mode: str,
+    audio_rate: int,
+    rng: np.random.Generator | None = None,
+    threads: int = 0,
+    skip_frames: bool = True,
 ) -> DecodedVideo:
     """Decode the frames nearest to the sample times, and the whole sound track.
 
@@ -293,7 +316,9 @@ def decode(
     return _decode_pass(path, targets, origin, duration, rate, audio_rate, threads, None)
 
 
-def _frames_to_decode(video: av.video.stream.VideoStream, timestamps: np.ndarray | None, origin: float, targets: np.ndarray) -> frozenset[int] | None:
+def _frames_to_decode(
+    video: av.video.stream.VideoStream, timestamps: np.ndarray | None, origin: float, targets: np.ndarray
+) -> frozenset[int] | None:
     """The pts of the frames that the nearest-frame choice of `_NearestFramePicker` can depend on.
 
     For each target these are the last frame before it and the first at or after it
@@ -332,7 +357,14 @@ class _SkippingUnsafe(Exception):
 
 
 def _decode_pass(
-    path: Path, targets: np.ndarray, origin: float, duration: float, rate: float, audio_rate: int, threads: int, needed: frozenset[int] | None
+    path: Path,
+    targets: np.ndarray,
+    origin: float,
+    duration: float,
+    rate: float,
+    audio_rate: int,
+    threads: int,
+    needed: frozenset[int] | None,
 ) -> DecodedVideo:
     """The second pass of `decode`: decode, pick the frames, collect the sound.
 
@@ -373,7 +405,9 @@ def _decode_pass(
                     corrupt_packets += 1
                     last_error = error.strerror
                 elif packet.duration:
-                    sound_track.append(np.zeros(round(float(packet.duration * packet.time_base) * audio_rate), dtype=np.int16))
+                    sound_track.append(
+                        np.zeros(round(float(packet.duration * packet.time_base) * audio_rate), dtype=np.int16)
+                    )
                 continue
             for frame in frames:
                 if is_video:
@@ -400,10 +434,20 @@ def _decode_pass(
             for chunk in resampler.resample(None):
                 sound_track.append(chunk.to_ndarray().reshape(-1))
     if corrupt_packets > MAX_CORRUPT_SHARE * read_packets:
-        raise VideoError(f"{corrupt_packets} of {read_packets} video packets read are corrupt, more than {MAX_CORRUPT_SHARE:.0%} ({last_error})")
+        raise VideoError(
+            f"{corrupt_packets} of {read_packets} video packets read are corrupt, more than {MAX_CORRUPT_SHARE:.0%} ({last_error})"
+        )
     if decoded_frames < len(targets):
-        raise VideoError(f"only {decoded_frames} decodable frame(s), fewer than the {len(targets)} to sample (--frames x --frames-per-segment)")
-    return DecodedVideo(picker.frames(), picker.times(), duration, sound_track.samples() if sound_track is not None and sound_track.length else None, decoded_frames)
+        raise VideoError(
+            f"only {decoded_frames} decodable frame(s), fewer than the {len(targets)} to sample (--frames x --frames-per-segment)"
+        )
+    return DecodedVideo(
+        picker.frames(),
+        picker.times(),
+        duration,
+        sound_track.samples() if sound_track is not None and sound_track.length else None,
+        decoded_frames,
+    )
 
 
 class _SoundTrack:

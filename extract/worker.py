@@ -83,7 +83,9 @@ def embed_crops(crops: np.ndarray, options: ExtractOptions) -> np.ndarray:
     return embed(crops, options.weights, options.crop_size, options.seed, options.batch_size, options.runtime)
 
 
-def prepare_video(job: VideoJob, options: ExtractOptions, embed_here: bool = False) -> PreparedVideo | VideoRecord | Failure:
+def prepare_video(
+    job: VideoJob, options: ExtractOptions, embed_here: bool = False
+) -> PreparedVideo | VideoRecord | Failure:
     """Decode, find faces, crop and compute audio features for one video.
 
     With ``embed_here`` (workers of a cluster) the crops are embedded in this
@@ -94,13 +96,38 @@ def prepare_video(job: VideoJob, options: ExtractOptions, embed_here: bool = Fal
     _configure_worker()
     rng = np.random.default_rng([options.seed, int(job.content_hash[:8], 16)]) if options.sampling == "random" else None
     try:
-        decoded = decode(Path(job.path), options.frames, options.frames_per_segment, options.sampling, options.audio_rate, rng, decoder_threads(options.workers))
-        boxes = locate_faces(decoded.frames, options.detect_height, options.scale_factor, options.min_neighbors, options.min_neighbors_floor, options.min_face)
+        decoded = decode(
+            Path(job.path),
+            options.frames,
+            options.frames_per_segment,
+            options.sampling,
+            options.audio_rate,
+            rng,
+            decoder_threads(options.workers),
+        )
+        boxes = locate_faces(
+            decoded.frames,
+            options.detect_height,
+            options.scale_factor,
+            options.min_neighbors,
+            options.min_neighbors_floor,
+            options.min_face,
+        )
         crops = crop_faces(decoded.frames, boxes.used, options.face_margin, options.crop_size)
-        audio = audio_features(decoded.audio, options.audio_rate, decoded.duration, options.frames, options.audio_window, options.audio_step, options.audio_mode)
+        audio = audio_features(
+            decoded.audio,
+            options.audio_rate,
+            decoded.duration,
+            options.frames,
+            options.audio_window,
+            options.audio_step,
+            options.audio_mode,
+        )
     except VIDEO_FAILURES as error:
         return Failure(job.path, str(error).splitlines()[0] if str(error) else type(error).__name__)
-    prepared = PreparedVideo(job, crops, decoded.frame_times, boxes.detected, boxes.found, audio, decoded.audio is not None)
+    prepared = PreparedVideo(
+        job, crops, decoded.frame_times, boxes.detected, boxes.found, audio, decoded.audio is not None
+    )
     if embed_here:
         return prepared.record(embed_crops(crops, options), options.keep_crops)
     return prepared

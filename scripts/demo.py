@@ -59,10 +59,22 @@ def make_dataset(root: Path, seed: int) -> Path:
     for split, count in SPLITS.items():
         (root / split).mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            brightness, pitch, loudness, position = rng.uniform(*BRIGHTNESS), rng.uniform(*PITCH), rng.uniform(*LOUDNESS), rng.uniform(0.4, 0.6)
+            brightness, pitch, loudness, position = (
+                rng.uniform(*BRIGHTNESS),
+                rng.uniform(*PITCH),
+                rng.uniform(*LOUDNESS),
+                rng.uniform(0.4, 0.6),
+            )
             path = root / split / f"{split}-{index:03d}.mp4"
             if not path.exists():
-                talking_head_clip(path, seconds=SECONDS, brightness=brightness, frequency=pitch, amplitude=loudness, centre=(position, 0.5))
+                talking_head_clip(
+                    path,
+                    seconds=SECONDS,
+                    brightness=brightness,
+                    frequency=pitch,
+                    amplitude=loudness,
+                    centre=(position, 0.5),
+                )
             rows.append({"video_id": path.name, **trait_scores(brightness, pitch)})
     labels = root / "labels.csv"
     with open(labels, "w", encoding="utf-8", newline="") as handle:
@@ -90,14 +102,52 @@ def main() -> int:
     labels = make_dataset(arguments.data, arguments.seed)
     python = sys.executable
     splits = [f"{split}={arguments.data / split}" for split in SPLITS]
-    run([python, "-m", "extract", *splits, "--cache", str(arguments.cache), "--labels", str(labels), "--weights", arguments.weights, "--seed", str(arguments.seed)])
+    run(
+        [
+            python,
+            "-m",
+            "extract",
+            *splits,
+            "--cache",
+            str(arguments.cache),
+            "--labels",
+            str(labels),
+            "--weights",
+            arguments.weights,
+            "--seed",
+            str(arguments.seed),
+        ]
+    )
     run([python, "-m", "cache", "info", str(arguments.cache)])
-    run([python, "-m", "train", "fit", "--cache", str(arguments.cache), "--out", str(arguments.out), "--head", "seed",
-         "--epochs", "150", "--lr", "1e-3", "--seed", str(arguments.seed), "--overwrite", "--verbose", "0"])
+    run(
+        [
+            python,
+            "-m",
+            "train",
+            "fit",
+            "--cache",
+            str(arguments.cache),
+            "--out",
+            str(arguments.out),
+            "--head",
+            "seed",
+            "--epochs",
+            "150",
+            "--lr",
+            "1e-3",
+            "--seed",
+            str(arguments.seed),
+            "--overwrite",
+            "--verbose",
+            "0",
+        ]
+    )
     test = json.loads((arguments.out / "metrics.json").read_text())["test"]
     gain = test["mean_accuracy"] - test["baseline_mean_accuracy"]
     verdict = "learns" if gain >= MARGIN else "does NOT clearly beat the baseline"
-    print(f"\ntest mean accuracy {test['mean_accuracy']:.4f} vs mean baseline {test['baseline_mean_accuracy']:.4f} ({gain:+.4f}): the pipeline {verdict}")
+    print(
+        f"\ntest mean accuracy {test['mean_accuracy']:.4f} vs mean baseline {test['baseline_mean_accuracy']:.4f} ({gain:+.4f}): the pipeline {verdict}"
+    )
     return 0 if gain >= MARGIN else 1
 
 

@@ -30,7 +30,12 @@ def clip_folder(tmp_path_factory) -> Path:
         for index in range(count):
             # Distinct bytes per clip: identical files would be recognised as one video.
             variant = index + 3 * offset
-            talking_head_clip(root / split / f"{split}{index}.mp4", seconds=2.0, brightness=0.6 + 0.12 * variant, frequency=180.0 + 90 * variant)
+            talking_head_clip(
+                root / split / f"{split}{index}.mp4",
+                seconds=2.0,
+                brightness=0.6 + 0.12 * variant,
+                frequency=180.0 + 90 * variant,
+            )
     return root
 
 

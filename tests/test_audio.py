@@ -7,7 +7,14 @@ import pytest
 from pyAudioAnalysis import ShortTermFeatures
 
 from cache.schema import AUDIO_DIM
-from extract.audio import audio_features, frame_features, segment_means, segment_windows, short_term_batches, short_term_features
+from extract.audio import (
+    audio_features,
+    frame_features,
+    segment_means,
+    segment_windows,
+    short_term_batches,
+    short_term_features,
+)
 from extract.synthetic import tone
 
 RATE = 16000
@@ -37,7 +44,9 @@ def assert_agrees(ours, reference):
     scale = np.tile(np.maximum(np.abs(reference[:, :BASE_FEATURES]).max(axis=0), 1.0), 2)
     excess = np.abs(ours - reference) / (TOLERANCE * scale)
     frame, feature = np.unravel_index(np.argmax(excess), excess.shape)
-    assert (excess <= 1).all(), f"feature {feature}, frame {frame}: {ours[frame, feature]!r} != {reference[frame, feature]!r}"
+    assert (excess <= 1).all(), (
+        f"feature {feature}, frame {frame}: {ours[frame, feature]!r} != {reference[frame, feature]!r}"
+    )
 
 
 SIGNAL_NAMES = ["tone", "noise", "silence", "int16_full_range", "tone_after_silence", "fading_noise_with_dc"]
@@ -97,7 +106,9 @@ def test_silence_gives_finite_features_like_pyaudioanalysis():
     assert np.isfinite(reference).all()
     assert_agrees(short_term_features(silence, RATE, 0.050, 0.025), reference)
     features = audio_features(silence, RATE, 1.0, 4, 0.050, 0.025, "mean")
-    assert np.isfinite(features).all() and np.isfinite(audio_features(silence, RATE, 1.0, 4, 0.050, 0.025, "window")).all()
+    assert (
+        np.isfinite(features).all() and np.isfinite(audio_features(silence, RATE, 1.0, 4, 0.050, 0.025, "window")).all()
+    )
 
 
 def test_a_window_too_short_for_the_chroma_map_fails_as_in_pyaudioanalysis():
@@ -168,7 +179,9 @@ def _pyaudioanalysis_segments(signal, rate, duration, segments, window_samples, 
     twice_length = 2 * round(duration * rate)
     means = []
     for segment in range(segments):
-        members = (segment * twice_length <= twice_centres * segments) & (twice_centres * segments < (segment + 1) * twice_length)
+        members = (segment * twice_length <= twice_centres * segments) & (
+            twice_centres * segments < (segment + 1) * twice_length
+        )
         assert members.any()
         means.append(windows[members].mean(axis=0))
     return np.array(means)
@@ -180,7 +193,11 @@ def _pyaudioanalysis_segments(signal, rate, duration, segments, window_samples, 
 @pytest.mark.parametrize("mode", ["mean", "window"])
 def test_audio_features_equal_pyaudioanalysis_per_segment(mode, duration):
     segments, window, step = 7, 0.050, 0.025
-    signal = np.round(_test_signal("fading_noise_with_dc", 3.0, RATE) + _test_signal("tone_after_silence", 3.0, RATE)).clip(-(2**15), 2**15 - 1).astype(np.int16)  # int16, as decode gives it
+    signal = (
+        np.round(_test_signal("fading_noise_with_dc", 3.0, RATE) + _test_signal("tone_after_silence", 3.0, RATE))
+        .clip(-(2**15), 2**15 - 1)
+        .astype(np.int16)
+    )  # int16, as decode gives it
     window_samples = round(duration / segments * RATE) if mode == "window" else round(window * RATE)
     expected = _pyaudioanalysis_segments(signal, RATE, duration, segments, window_samples, round(step * RATE), mode)
     ours = audio_features(signal, RATE, duration, segments, window, step, mode)
@@ -189,7 +206,9 @@ def test_audio_features_equal_pyaudioanalysis_per_segment(mode, duration):
     scale = np.tile(np.maximum(np.abs(expected[:, :BASE_FEATURES]).max(axis=0), 1.0), 2)
     excess = np.abs(ours - expected) / (2.0**-24 * np.abs(expected) + TOLERANCE * scale)
     segment, feature = np.unravel_index(np.argmax(excess), excess.shape)
-    assert (excess <= 1).all(), f"segment {segment}, feature {feature}: {ours[segment, feature]!r} != {expected[segment, feature]!r}"
+    assert (excess <= 1).all(), (
+        f"segment {segment}, feature {feature}: {ours[segment, feature]!r} != {expected[segment, feature]!r}"
+    )
 
 
 def test_batches_of_a_long_track_give_the_features_of_one_batch():
@@ -199,4 +218,6 @@ def test_batches_of_a_long_track_give_the_features_of_one_batch():
     assert len(batches) > 1
     whole = frame_features(signal, RATE, 800, 400, frames_per_batch=len(signal))
     assert_agrees(np.concatenate(batches), whole)
-    np.testing.assert_allclose(segment_means(batches, 0.050, 0.025, 100.0, 10), segment_means([whole], 0.050, 0.025, 100.0, 10), rtol=1e-6)
+    np.testing.assert_allclose(
+        segment_means(batches, 0.050, 0.025, 100.0, 10), segment_means([whole], 0.050, 0.025, 100.0, 10), rtol=1e-6
+    )

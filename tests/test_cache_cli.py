@@ -66,7 +66,12 @@ def test_info_json(cache_dir):
 
 
 def test_python_dash_m_cache(cache_dir):
-    result = subprocess.run([sys.executable, "-m", "cache", "info", str(cache_dir), "--json"], capture_output=True, text=True, timeout=CHILD_START_TIMEOUT)
+    result = subprocess.run(
+        [sys.executable, "-m", "cache", "info", str(cache_dir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_START_TIMEOUT,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["videos"] == VIDEOS
 
@@ -105,7 +110,10 @@ def test_labels_merge_and_replace(cache_dir, tmp_path):
     second.write_text(f"video_id,openness\n{make_record(0).video_id},0.75\n{make_record(1).video_id},0.125\n")
     merged = run("labels", cache_dir, first)
     assert merged.exit_code == 0, merged.output
-    assert "labels for 2 videos merged; 1 of the 6 cached videos is among them, 1 labelled id is not in the cache" in merged.stdout
+    assert (
+        "labels for 2 videos merged; 1 of the 6 cached videos is among them, 1 labelled id is not in the cache"
+        in merged.stdout
+    )
     assert run("labels", cache_dir, second).exit_code == 0
     assert read_label_table(cache_dir) == {
         make_record(0).video_id: {"openness": 0.75, "neuroticism": 0.25},
@@ -114,7 +122,10 @@ def test_labels_merge_and_replace(cache_dir, tmp_path):
     }
     replaced = run("labels", cache_dir, second, "--replace")
     assert replaced.exit_code == 0 and "replaced" in replaced.stdout
-    assert read_label_table(cache_dir) == {make_record(0).video_id: {"openness": 0.75}, make_record(1).video_id: {"openness": 0.125}}
+    assert read_label_table(cache_dir) == {
+        make_record(0).video_id: {"openness": 0.75},
+        make_record(1).video_id: {"openness": 0.125},
+    }
     assert json.loads(run("info", cache_dir, "--json").stdout)["labelled"] == 2
 
 
@@ -126,32 +137,66 @@ def test_a_bad_label_file_changes_nothing(cache_dir, tmp_path):
     assert read_label_table(cache_dir) == {}
 
 
-@pytest.mark.parametrize("command", [["info"], ["info", "--json"], ["verify"], ["verify", "--repair"], ["export", "--out", "x.csv"], ["labels", "labels.csv"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["info"],
+        ["info", "--json"],
+        ["verify"],
+        ["verify", "--repair"],
+        ["export", "--out", "x.csv"],
+        ["labels", "labels.csv"],
+    ],
+)
 def test_a_folder_that_is_not_a_cache(tmp_path, command):
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "labels.csv").write_text("video_id,openness\na.mp4,0.5\n")
-    arguments = [command[0], folder, *[folder / argument if argument.endswith(".csv") else argument for argument in command[1:]]]
+    arguments = [
+        command[0],
+        folder,
+        *[folder / argument if argument.endswith(".csv") else argument for argument in command[1:]],
+    ]
     assert_usage_error(run(*arguments), str(folder), "not a cache")
     assert sorted(path.name for path in folder.iterdir()) == ["labels.csv"]
 
 
-@pytest.mark.parametrize("command", [["info"], ["info", "--json"], ["verify"], ["verify", "--repair"], ["export", "--out", "x.csv"], ["labels", "labels.csv"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["info"],
+        ["info", "--json"],
+        ["verify"],
+        ["verify", "--repair"],
+        ["export", "--out", "x.csv"],
+        ["labels", "labels.csv"],
+    ],
+)
 def test_a_cache_path_that_is_a_file(tmp_path, command):
     path = tmp_path / "features"
     path.write_text("not a folder")
     (tmp_path / "labels.csv").write_text("video_id,openness\na.mp4,0.5\n")
-    arguments = [command[0], path, *[tmp_path / argument if argument.endswith(".csv") else argument for argument in command[1:]]]
+    arguments = [
+        command[0],
+        path,
+        *[tmp_path / argument if argument.endswith(".csv") else argument for argument in command[1:]],
+    ]
     assert_usage_error(run(*arguments), f"{path} is a file, not a cache folder")
     assert path.read_text() == "not a folder" and not (tmp_path / "x.csv").exists()
 
 
-@pytest.mark.parametrize("command", [["info"], ["verify"], ["verify", "--repair"], ["export", "--out", "x.csv"], ["labels", "labels.csv"]])
+@pytest.mark.parametrize(
+    "command", [["info"], ["verify"], ["verify", "--repair"], ["export", "--out", "x.csv"], ["labels", "labels.csv"]]
+)
 def test_a_cache_folder_holding_python_source(cache_dir, tmp_path, command):
     (cache_dir / "__init__.py").write_text("")
     (tmp_path / "labels.csv").write_text(f"video_id,openness\n{make_record(0).video_id},0.5\n")
     before = sorted(path.name for path in cache_dir.iterdir())
-    arguments = [command[0], cache_dir, *[tmp_path / argument if argument.endswith(".csv") else argument for argument in command[1:]]]
+    arguments = [
+        command[0],
+        cache_dir,
+        *[tmp_path / argument if argument.endswith(".csv") else argument for argument in command[1:]],
+    ]
     assert_usage_error(run(*arguments), f"{cache_dir}: holds Python source (__init__.py)", "--cache features/")
     assert sorted(path.name for path in cache_dir.iterdir()) == before
 
@@ -161,7 +206,10 @@ def test_counts_of_one_are_singular(tmp_path):
     assert "videos      1 (train 1) in 1 shard, 0 labelled" in run("info", cache_dir).stdout
     labels = tmp_path / "labels.csv"
     labels.write_text(f"video_id,openness\n{make_record(0).video_id},0.5\n")
-    assert "labels for 1 video merged; 1 of the 1 cached video is among them, 0 labelled ids are not in the cache" in run("labels", cache_dir, labels).stdout
+    assert (
+        "labels for 1 video merged; 1 of the 1 cached video is among them, 0 labelled ids are not in the cache"
+        in run("labels", cache_dir, labels).stdout
+    )
     (cache_dir / shard_name(0)).unlink()
     found = run("verify", cache_dir)
     assert f"{cache_dir}: 1 problem; run" in found.stderr
@@ -174,7 +222,10 @@ def test_info_and_verify_during_a_run_name_its_pid(tmp_path):
     try:
         shown = run("info", cache_dir)
         assert shown.exit_code == 0, shown.output
-        assert f"run         in progress (pid {child.pid}): the counts below are the videos finished so far" in shown.stdout
+        assert (
+            f"run         in progress (pid {child.pid}): the counts below are the videos finished so far"
+            in shown.stdout
+        )
         assert "videos      0 (none) in 0 shards" in shown.stdout
         assert json.loads(run("info", cache_dir, "--json").stdout)["run_in_progress"] == f"pid {child.pid}"
         assert_usage_error(run("verify", cache_dir), f"a run (pid {child.pid}) is writing to this cache")
@@ -199,7 +250,9 @@ HOLD_ONLY_THE_LOCK = """
 def test_info_of_a_cache_a_run_is_still_creating(tmp_path):
     child = start_child(HOLD_ONLY_THE_LOCK, str(tmp_path))  # locked, no config.json yet
     try:
-        assert_usage_error(run("info", tmp_path), f"{tmp_path}: not a cache", f"a run, pid {child.pid}, is creating it now")
+        assert_usage_error(
+            run("info", tmp_path), f"{tmp_path}: not a cache", f"a run, pid {child.pid}, is creating it now"
+        )
     finally:
         child.kill()
         child.wait(timeout=CHILD_START_TIMEOUT)
@@ -209,7 +262,10 @@ def test_verify_names_a_foreign_shard_and_repair_moves_it_aside(cache_dir, tmp_p
     foreign = add_foreign_shard(cache_dir, [VIDEOS], tmp_path)
     found = run("verify", cache_dir)
     assert found.exit_code == EXIT_DAMAGED
-    assert f"{foreign}: not in the index, and foreign shard: built with config " in found.stderr and f"this cache's config is {config_hash(CONFIG)}, weights='none'" in found.stderr
+    assert (
+        f"{foreign}: not in the index, and foreign shard: built with config " in found.stderr
+        and f"this cache's config is {config_hash(CONFIG)}, weights='none'" in found.stderr
+    )
     repaired = run("verify", cache_dir, "--repair")
     assert repaired.exit_code == 0, repaired.output
     assert f"moved foreign shard to {cache_dir / 'foreign' / foreign.name}" in repaired.stdout

@@ -94,7 +94,9 @@ def test_preprocessing_is_caffe_mode():
 def test_embeddings_equal_keras_resnet50_loaded_from_the_same_file(weights_file, runtime):
     crops = np.random.default_rng(1).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
     ours = embed(crops, str(weights_file), SIZE, batch_size=2, runtime=runtime)
-    reference = keras.applications.ResNet50(include_top=False, weights=str(weights_file), input_shape=(SIZE, SIZE, 3), pooling="avg")
+    reference = keras.applications.ResNet50(
+        include_top=False, weights=str(weights_file), input_shape=(SIZE, SIZE, 3), pooling="avg"
+    )
     expected = reference.predict(keras.applications.resnet50.preprocess_input(crops.astype(np.float32)), verbose=0)
     assert ours.shape == (5, 2048) and ours.dtype == np.float16
     np.testing.assert_allclose(ours.astype(np.float32), expected, rtol=2e-3, atol=2e-3)
@@ -202,7 +204,9 @@ def test_openvino_forced_without_openvino_is_a_clear_error(without_openvino):
 
 
 def test_the_cli_exits_2_before_touching_the_cache_when_openvino_is_missing(clip_folder, tmp_path, without_openvino):
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--runtime", "openvino"])
+    result = runner.invoke(
+        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--runtime", "openvino"]
+    )
     assert result.exit_code == EXIT_USAGE, result.output
     assert "--runtime openvino needs the openvino package" in result.output
     assert not list((tmp_path / "cache").glob("*.h5"))

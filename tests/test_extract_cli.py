@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import extract.embed
-from cache.reader import CacheReader
 from cache.lock import CacheLock
+from cache.reader import CacheReader
 from extract.audio import audio_features
 from extract.cli import DEFAULT_CACHE, EXIT_PARTIAL, EXIT_USAGE, app
 from extract.faces import load_cascade
@@ -28,9 +28,13 @@ def test_full_size_defaults_on_a_generated_clip(face_clip, tmp_path):
     data = tmp_path / "train"
     data.mkdir()
     shutil.copyfile(face_clip, data / "astronaut.mp4")
-    result = runner.invoke(app, [str(data), "--cache", str(tmp_path / "cache"), "--weights", "none", "--jobs", "1", "--quiet"])
+    result = runner.invoke(
+        app, [str(data), "--cache", str(tmp_path / "cache"), "--weights", "none", "--jobs", "1", "--quiet"]
+    )
     assert result.exit_code == 0, result.output
-    assert "1 extracted, 0 identical copies, 0 reused, 0 already cached, 0 failed (1 video in the cache)" in result.output
+    assert (
+        "1 extracted, 0 identical copies, 0 reused, 0 already cached, 0 failed (1 video in the cache)" in result.output
+    )
     arrays = CacheReader(tmp_path / "cache").read("train", ("face_embeddings", "face_crops", "face_found"))
     assert arrays["face_embeddings"].shape == (1, 10, 2048) and arrays["face_crops"].shape == (1, 10, 224, 224, 3)
     assert arrays["face_found"].all() and np.isfinite(arrays["face_embeddings"].astype(np.float32)).all()
@@ -49,14 +53,18 @@ def test_a_partial_failure_exits_1_and_points_at_the_failures_file(clip_folder, 
 def test_bad_labels_stop_before_any_decoding(clip_folder, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("video_id,openness\nvalidation0.mp4,1.5\n")
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), "--labels", str(labels), *TINY])
+    result = runner.invoke(
+        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), "--labels", str(labels), *TINY]
+    )
     assert result.exit_code == EXIT_USAGE
     assert "outside [0, 1]" in result.output and str(labels) in result.output
     assert not list((tmp_path / "cache").glob("shard-*.h5"))
 
 
 def test_an_invalid_option_is_a_usage_error(clip_folder, tmp_path):
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--sampling", "sideways"])
+    result = runner.invoke(
+        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--sampling", "sideways"]
+    )
     assert result.exit_code == EXIT_USAGE and "--sampling must be one of" in result.output
 
 
@@ -73,18 +81,35 @@ def _nothing_written(cache_dir) -> bool:
 
 def test_a_missing_weights_file_is_one_line_and_exit_2(clip_folder, tmp_path):
     missing = tmp_path / "missing.weights.h5"
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--weights", str(missing)])
+    result = runner.invoke(
+        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--weights", str(missing)]
+    )
     assert result.exit_code == EXIT_USAGE
     assert f"error: --weights {missing}: no such file" in result.stderr and "Traceback" not in result.output
     assert _nothing_written(tmp_path / "cache")
 
 
-def test_unavailable_imagenet_weights_write_nothing_so_the_retry_with_other_weights_runs(clip_folder, tmp_path, monkeypatch):
+def test_unavailable_imagenet_weights_write_nothing_so_the_retry_with_other_weights_runs(
+    clip_folder, tmp_path, monkeypatch
+):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     # A real download attempt that fails at once: nothing listens on the discard port.
     monkeypatch.setattr(extract.embed, "IMAGENET_ORIGIN", "http://127.0.0.1:9/" + extract.embed.IMAGENET_FILE)
     cache_dir = tmp_path / "cache"
-    args = [str(clip_folder / "validation"), "--cache", str(cache_dir), "--weights", "imagenet", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
+    args = [
+        str(clip_folder / "validation"),
+        "--cache",
+        str(cache_dir),
+        "--weights",
+        "imagenet",
+        "--frames",
+        "4",
+        "--crop-size",
+        "32",
+        "--jobs",
+        "1",
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == EXIT_USAGE and "ImageNet weights are not cached" in result.stderr
     assert _nothing_written(cache_dir)
@@ -151,7 +176,9 @@ def test_the_cache_package_folder_is_refused_as_a_cache(clip_folder, tmp_path):
 
 def test_window_audio_and_no_crops_end_to_end(clip_folder, tmp_path):
     cache_dir = tmp_path / "cache"
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY, "--audio-mode", "window", "--no-crops"])
+    result = runner.invoke(
+        app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY, "--audio-mode", "window", "--no-crops"]
+    )
     assert result.exit_code == 0, result.output
     with h5py.File(next(cache_dir.glob("shard-*.h5"))) as shard:
         assert "face_crops" not in shard

@@ -47,10 +47,21 @@ QUOTED_NAME = "interview 'take 2' \"final\" ñandú 日本.mp4"
 def _looks(width: int, height: int, count: int, face_height: float = 0.9) -> list[np.ndarray]:
     """``count`` RGB frames of the astronaut's face, each a little brighter than the last."""
     face = face_image()
-    return [compose_frame(face, width, height, (0.5, 0.5), face_height, 0.8 + 0.2 * index / max(count - 1, 1)) for index in range(count)]
+    return [
+        compose_frame(face, width, height, (0.5, 0.5), face_height, 0.8 + 0.2 * index / max(count - 1, 1))
+        for index in range(count)
+    ]
 
 
-def _encode(path: Path, frames, times_ms=None, fps: int = 25, codec: str = "libx264", pixel_format: str = "yuv420p", rotation: int | None = None) -> Path:
+def _encode(
+    path: Path,
+    frames,
+    times_ms=None,
+    fps: int = 25,
+    codec: str = "libx264",
+    pixel_format: str = "yuv420p",
+    rotation: int | None = None,
+) -> Path:
     """Write a video-only clip, each frame at its own presentation time in milliseconds."""
     frames = list(frames)
     times_ms = list(times_ms) if times_ms is not None else [round(index * 1000 / fps) for index in range(len(frames))]
@@ -156,13 +167,27 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
         "short.mp4": talking_head_clip(data / "short.mp4", seconds=0.4, frequency=330.0),
         "long.mp4": _long_clip(data / "long.mp4"),
         "portrait.mp4": _encode(data / "portrait.mp4", _looks(180, 320, 25, face_height=0.6)),
-        "tiny.mp4": _encode(data / "tiny.mp4", _looks(97, 61, 25), pixel_format="yuv444p"),  # x264 takes odd sizes only without chroma subsampling
-        "odd.mp4": _encode(data / "odd.mp4", _looks(161, 119, 25), codec="mpeg4"),  # 4:2:0 at odd sizes: mpeg4 pads internally
-        "gray.mkv": _encode(data / "gray.mkv", _looks(64, 48, 25), codec="ffv1", pixel_format="gray"),  # h264 decoders hand gray back as yuv420p
+        "tiny.mp4": _encode(
+            data / "tiny.mp4", _looks(97, 61, 25), pixel_format="yuv444p"
+        ),  # x264 takes odd sizes only without chroma subsampling
+        "odd.mp4": _encode(
+            data / "odd.mp4", _looks(161, 119, 25), codec="mpeg4"
+        ),  # 4:2:0 at odd sizes: mpeg4 pads internally
+        "gray.mkv": _encode(
+            data / "gray.mkv", _looks(64, 48, 25), codec="ffv1", pixel_format="gray"
+        ),  # h264 decoders hand gray back as yuv420p
         "ten-bit.mp4": _encode(data / "ten-bit.mp4", _looks(64, 48, 25), pixel_format="yuv420p10le"),
-        "variable-rate.mp4": _encode(data / "variable-rate.mp4", _looks(64, 48, 30), times_ms=np.cumsum([0] + [200 if index % 3 == 0 else 40 for index in range(29)])),
+        "variable-rate.mp4": _encode(
+            data / "variable-rate.mp4",
+            _looks(64, 48, 30),
+            times_ms=np.cumsum([0] + [200 if index % 3 == 0 else 40 for index in range(29)]),
+        ),
         # Portrait content stored as landscape pixels plus a rotation tag, as phones record it.
-        "rotated.mp4": _encode(data / "rotated.mp4", [np.ascontiguousarray(np.rot90(frame, k=-1)) for frame in _looks(180, 320, 25, face_height=0.9)], rotation=90),
+        "rotated.mp4": _encode(
+            data / "rotated.mp4",
+            [np.ascontiguousarray(np.rot90(frame, k=-1)) for frame in _looks(180, 320, 25, face_height=0.9)],
+            rotation=90,
+        ),
         # Timestamps from 10 s on, as in a clip cut from a longer recording without re-timing.
         "late-start.mkv": _encode(data / "late-start.mkv", _looks(64, 48, 50), times_ms=range(10000, 12000, 40)),
         "late-start.mp4": _encode(data / "late-start.mp4", _looks(64, 48, 50), times_ms=range(10000, 12000, 40)),
@@ -206,9 +231,16 @@ def extraction(corpus, tmp_path_factory):
     """One real extraction run over the whole corpus."""
     cache_dir = tmp_path_factory.mktemp("cache")
     options = ExtractOptions(frames=FRAMES, crop_size=32, weights="none", jobs=1)
-    summary = extract_to_cache([str(corpus["root"] / SPLIT), str(corpus["root"] / "other")], cache_dir, [], options, show_progress=False)
-    arrays = CacheReader(cache_dir).read(SPLIT, ("video_id", "frame_times", "face_boxes", "face_found", "face_crops", "audio_features", "has_audio"))
-    records = {video_id: {name: values[row] for name, values in arrays.items()} for row, video_id in enumerate(arrays["video_id"])}
+    summary = extract_to_cache(
+        [str(corpus["root"] / SPLIT), str(corpus["root"] / "other")], cache_dir, [], options, show_progress=False
+    )
+    arrays = CacheReader(cache_dir).read(
+        SPLIT, ("video_id", "frame_times", "face_boxes", "face_found", "face_crops", "audio_features", "has_audio")
+    )
+    records = {
+        video_id: {name: values[row] for name, values in arrays.items()}
+        for row, video_id in enumerate(arrays["video_id"])
+    }
     return summary, records
 
 
@@ -242,7 +274,9 @@ def test_a_processed_video_has_sane_frames_and_times_from_its_first_frame(extrac
     times = record["frame_times"]
     assert times.shape == (FRAMES,) and np.all(np.diff(times) > 0)
     # Each sample lies in its own segment, counted from the first frame.
-    assert np.all(times >= np.arange(FRAMES) * segment - 0.05) and np.all(times <= (np.arange(FRAMES) + 1) * segment + 0.05)
+    assert np.all(times >= np.arange(FRAMES) * segment - 0.05) and np.all(
+        times <= (np.arange(FRAMES) + 1) * segment + 0.05
+    )
     crops = record["face_crops"]
     assert crops.shape == (FRAMES, 32, 32, 3) and crops.dtype == np.uint8
     assert np.all(crops.reshape(FRAMES, -1).std(axis=1) > 1.0)  # real pictures, not blank or constant
@@ -394,7 +428,9 @@ def _peak_memory_of_decode(path: Path) -> int:
         f"audio_features(decoded.audio, {RATE}, decoded.duration, {FRAMES}, options.audio_window, options.audio_step, options.audio_mode)\n"
         "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True, timeout=300
+    )
     return int(result.stdout) * 1024
 
 
@@ -404,7 +440,9 @@ def test_decoding_ten_minutes_keeps_memory_bounded(tmp_path):
     long = long_clip_with_sound(tmp_path / "ten-minutes.mp4", LONG_SECONDS, fps=LONG_FPS, audio_rate=RATE)
     extra = _peak_memory_of_decode(long) - _peak_memory_of_decode(short)
     sound_track = SOUND_SAMPLE_BYTES * RATE * (LONG_SECONDS - 10)
-    assert extra < sound_track + LONG_MEMORY_BUDGET, f"10 minutes with sound took {extra / 2**20:.0f} MiB more than 10 s (the int16 sound itself: {sound_track / 2**20:.0f} MiB)"
+    assert extra < sound_track + LONG_MEMORY_BUDGET, (
+        f"10 minutes with sound took {extra / 2**20:.0f} MiB more than 10 s (the int16 sound itself: {sound_track / 2**20:.0f} MiB)"
+    )
 
 
 def _decode_outcome(path: Path, skip_frames: bool):
@@ -446,7 +484,9 @@ def test_a_named_pipe_called_like_a_video_is_refused_without_reading_it(tmp_path
     assert [failure.reason for failure in failures] == ["a named pipe, not a regular file"] * 2
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; the /proc/self/mem case covers a read error")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads files whatever their mode; the /proc/self/mem case covers a read error"
+)
 def test_a_file_without_read_permission_is_a_failure(tmp_path):
     locked = talking_head_clip(tmp_path / "locked.mp4", seconds=0.4)
     locked.chmod(0)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from extract.inputs import InputError, check_inputs, discover, identify, parse_input, unused_split_folders, unusable_reason
+from extract.inputs import (
+    InputError,
+    check_inputs,
+    discover,
+    identify,
+    parse_input,
+    unusable_reason,
+    unused_split_folders,
+)
 
 
 def _touch(path: Path, content: bytes = b"video bytes") -> Path:
@@ -30,7 +38,11 @@ def test_folders_name_the_split_unless_given(tmp_path):
     _touch(tmp_path / "other" / "c.mp4")
     videos, failures = discover([str(tmp_path / "train"), f"validation={tmp_path / 'other'}"])
     assert failures == []
-    assert [(path.name, split) for path, split in videos] == [("a.mp4", "train"), ("b.MP4", "train"), ("c.mp4", "validation")]
+    assert [(path.name, split) for path, split in videos] == [
+        ("a.mp4", "train"),
+        ("b.MP4", "train"),
+        ("c.mp4", "validation"),
+    ]
 
 
 def test_a_single_file_takes_its_folder_name(tmp_path):
@@ -43,7 +55,10 @@ def test_missing_inputs_and_empty_folders_are_reported(tmp_path):
     (tmp_path / "empty").mkdir()
     videos, failures = discover([str(tmp_path / "absent"), str(tmp_path / "empty")])
     assert videos == []
-    assert [failure.reason.split(" (")[0] for failure in failures] == ["no such file or folder", "folder holds no videos"]
+    assert [failure.reason.split(" (")[0] for failure in failures] == [
+        "no such file or folder",
+        "folder holds no videos",
+    ]
 
 
 def test_a_folder_named_like_a_video_and_a_symlink_loop_are_not_followed(tmp_path):

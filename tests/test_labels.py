@@ -77,7 +77,9 @@ def test_payload_runs_under_plain_pickle_but_not_here(tmp_path):
     assert plain_target.exists(), "the payload should run under plain pickle, else this test proves nothing"
 
     hostile = tmp_path / "annotation_hostile.pkl"
-    hostile.write_bytes(pickle.dumps({"openness": {"a.mp4": FileCreatingPayload(safe_target)}}, protocol=PICKLE_PROTOCOL))
+    hostile.write_bytes(
+        pickle.dumps({"openness": {"a.mp4": FileCreatingPayload(safe_target)}}, protocol=PICKLE_PROTOCOL)
+    )
     with pytest.raises(LabelError, match="annotation_hostile.pkl") as caught:
         load_annotation_pickle(hostile)
     assert "system" in str(caught.value)
@@ -130,7 +132,11 @@ def test_truncated_pickle_is_refused(tmp_path):
 
 def test_numpy_float_scalars_are_accepted(tmp_path):
     path = tmp_path / "annotation_numpy.pkl"
-    path.write_bytes(pickle.dumps({"openness": {"a.mp4": np.float64(0.25), "b.mp4": np.float32(0.75)}}, protocol=pickle.HIGHEST_PROTOCOL))
+    path.write_bytes(
+        pickle.dumps(
+            {"openness": {"a.mp4": np.float64(0.25), "b.mp4": np.float32(0.75)}}, protocol=pickle.HIGHEST_PROTOCOL
+        )
+    )
     assert load_annotation_pickle(path) == {"a.mp4": {"openness": 0.25}, "b.mp4": {"openness": 0.75}}
 
 
@@ -189,7 +195,9 @@ def test_load_label_file_dispatches_on_suffix(tmp_path):
 
 
 def test_merge_tables_later_wins_per_label():
-    merged = merge_tables([{"a": {"openness": 0.1, "neuroticism": 0.2}}, {"a": {"openness": 0.9}, "b": {"openness": 0.3}}])
+    merged = merge_tables(
+        [{"a": {"openness": 0.1, "neuroticism": 0.2}}, {"a": {"openness": 0.9}, "b": {"openness": 0.3}}]
+    )
     assert merged == {"a": {"openness": 0.9, "neuroticism": 0.2}, "b": {"openness": 0.3}}
 
 
@@ -208,7 +216,9 @@ def test_write_labels_merges_unless_replace(tmp_path):
 
 def test_written_labels_round_trip_exactly_whatever_the_float_type(tmp_path):
     rng = np.random.default_rng(0)
-    table = {f"{index}.mp4": {trait: value for trait, value in zip(TRAITS, rng.random(len(TRAITS)))} for index in range(20)}
+    table = {
+        f"{index}.mp4": {trait: value for trait, value in zip(TRAITS, rng.random(len(TRAITS)))} for index in range(20)
+    }
     table["numpy32.mp4"] = {"openness": np.float32(0.1)}
     write_labels(tmp_path, table)
     read_back = read_label_table(tmp_path)
@@ -217,7 +227,9 @@ def test_written_labels_round_trip_exactly_whatever_the_float_type(tmp_path):
         assert read_back[video_id] == {label: float(value) for label, value in scores.items()}
 
 
-@pytest.mark.parametrize("table, message", [({"a.mp4": {"openness": 2.0}}, "outside"), ({"a.mp4": {"charisma": 0.5}}, "charisma")])
+@pytest.mark.parametrize(
+    "table, message", [({"a.mp4": {"openness": 2.0}}, "outside"), ({"a.mp4": {"charisma": 0.5}}, "charisma")]
+)
 def test_write_labels_refuses_what_it_could_not_read_back(tmp_path, table, message):
     with pytest.raises(LabelError, match=message):
         write_labels(tmp_path, table)

@@ -148,7 +148,10 @@ def test_read_config(tmp_path):
 
 def test_failures_round_trip_awkward_text(tmp_path):
     assert read_failures(tmp_path) == []
-    failures = [("videos/a, \"quoted\" ü.mp4", "cannot decode: invalid data\nfound"), ("b.mp4", "fewer than 10 frames (3)")]
+    failures = [
+        ('videos/a, "quoted" ü.mp4', "cannot decode: invalid data\nfound"),
+        ("b.mp4", "fewer than 10 frames (3)"),
+    ]
     write_failures(tmp_path, failures)
     assert read_failures(tmp_path) == [{"path": path, "reason": reason} for path, reason in failures]
     write_failures(tmp_path, [])
@@ -163,7 +166,12 @@ def test_shard_entry_reads_ids_from_the_file(tmp_path):
         shard["split"] = np.array(["train", "test"], dtype=object).astype(strings)
         shard["content_hash"] = np.array(["h1", "h2"], dtype=object).astype(strings)
     found = shard_entry(path)
-    assert (found.name, found.video_ids, found.splits, found.content_hashes) == (path.name, ["é.mp4", "b.mp4"], ["train", "test"], ["h1", "h2"])
+    assert (found.name, found.video_ids, found.splits, found.content_hashes) == (
+        path.name,
+        ["é.mp4", "b.mp4"],
+        ["train", "test"],
+        ["h1", "h2"],
+    )
     assert (found.sha256, found.size) == (file_digest(path), path.stat().st_size)
     with h5py.File(path, "a") as shard:
         del shard["split"]
@@ -197,5 +205,8 @@ def test_foreign_problem_names_the_options_that_differ():
     assert foreign_problem({"config_hash": config_hash(other), "config": json.dumps(other)}, config) == (
         f"foreign shard: built with config {config_hash(other)}, crop_size=64, weights='imagenet'; this cache's config is {config_hash(config)}, crop_size=None, weights='none'"
     )
-    assert foreign_problem({"config_hash": "0123456789abcdef", "config": "{not json"}, config) == f"foreign shard: built with config 0123456789abcdef; this cache's config is {config_hash(config)}"
+    assert (
+        foreign_problem({"config_hash": "0123456789abcdef", "config": "{not json"}, config)
+        == f"foreign shard: built with config 0123456789abcdef; this cache's config is {config_hash(config)}"
+    )
     assert foreign_problem({}, config).startswith("foreign shard: it has no config hash")

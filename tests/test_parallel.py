@@ -54,7 +54,9 @@ def test_workers_that_embed_give_the_records_the_parent_would(clip_folder, tmp_p
         np.testing.assert_array_equal(actual.face_crops, expected.face_crops)
         np.testing.assert_array_equal(actual.audio_features, expected.audio_features)
         # Another batch composition changes the last float32 bits, never the float16 value by more than a step.
-        np.testing.assert_allclose(actual.face_embeddings.astype(np.float32), expected.face_embeddings.astype(np.float32), rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(
+            actual.face_embeddings.astype(np.float32), expected.face_embeddings.astype(np.float32), rtol=2e-3, atol=2e-3
+        )
 
 
 def test_only_a_dask_run_embeds_in_its_workers():

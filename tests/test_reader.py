@@ -52,7 +52,9 @@ def assert_same_record(actual, expected):
 def test_round_trip_by_split_sorted_by_video_id(cache_dir):
     reader = CacheReader(cache_dir)
     assert len(reader.index.shards) == 4
-    assert reader.splits() == {split: sum(split_of(number) == split for number in range(11)) for split in sorted(SPLITS)}
+    assert reader.splits() == {
+        split: sum(split_of(number) == split for number in range(11)) for split in sorted(SPLITS)
+    }
     for split in SPLITS:
         arrays = reader.read(split, EVERY_DATASET)
         expected = [make_record(number, split=split) for number in range(11) if split_of(number) == split]
@@ -72,7 +74,13 @@ def test_crops_are_read_only_when_asked(cache_dir):
     arrays = reader.read("train")
     assert set(arrays) == set(DEFAULT_DATASETS) and CROPS_DATASET not in arrays
     assert arrays["face_embeddings"].shape == (4, FRAMES, 2048)
-    assert reader.read("train", (CROPS_DATASET,))[CROPS_DATASET].shape == (4, FRAMES, CONFIG["crop_size"], CONFIG["crop_size"], 3)
+    assert reader.read("train", (CROPS_DATASET,))[CROPS_DATASET].shape == (
+        4,
+        FRAMES,
+        CONFIG["crop_size"],
+        CONFIG["crop_size"],
+        3,
+    )
 
 
 def test_a_cache_without_crops_reads_and_says_so_when_crops_are_asked(tmp_path):
@@ -98,7 +106,14 @@ def test_labels_join_by_video_id_with_nan_where_unknown(cache_dir):
     reader = CacheReader(cache_dir)
     ids = reader.read("train")["video_id"]
     assert np.isnan(reader.labels(ids)).all()
-    write_labels(cache_dir, {ids[1]: {"openness": 0.25, "interview": 0.75}, ids[3]: {"neuroticism": 1.0}, "elsewhere.mp4": {"openness": 0.5}})
+    write_labels(
+        cache_dir,
+        {
+            ids[1]: {"openness": 0.25, "interview": 0.75},
+            ids[3]: {"neuroticism": 1.0},
+            "elsewhere.mp4": {"openness": 0.5},
+        },
+    )
     labels = reader.labels(ids)
     assert labels.shape == (len(ids), len(LABEL_NAMES)) and labels.dtype == np.float32
     assert labels[1, LABEL_NAMES.index("openness")] == 0.25 and labels[1, LABEL_NAMES.index("interview")] == 0.75
@@ -167,7 +182,11 @@ def test_a_file_or_a_folder_of_python_source_is_refused(cache_dir, tmp_path):
     with pytest.raises(CacheError) as caught:
         CacheReader(package)
     message = str(caught.value)
-    assert message.startswith(f"{package}: holds Python source (__init__.py, ") and "--cache features/" in message and "\n" not in message
+    assert (
+        message.startswith(f"{package}: holds Python source (__init__.py, ")
+        and "--cache features/" in message
+        and "\n" not in message
+    )
     (cache_dir / "helper.py").write_text("")  # a real cache that someone put code into
     with pytest.raises(CacheError, match="holds Python source \\(helper.py\\)"):
         CacheReader(cache_dir)
@@ -256,6 +275,8 @@ def test_a_foreign_shard_adopted_by_an_older_version_is_refused_when_read(tmp_pa
         with pytest.raises(CacheError) as caught:
             read()
         message = str(caught.value)
-        assert message.startswith(f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'")
+        assert message.startswith(
+            f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'"
+        )
         assert f"python -m cache verify {cache_dir} --repair" in message and "\n" not in message
     assert_same_record(reader.record(make_record(1).content_hash), make_record(1))  # the cache's own shards still read

@@ -15,7 +15,10 @@ from cache.report import describe, export_csv
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS
 from cache.writer import CacheWriter
 
-FAILURES = [("/data/train/broken.mp4", "cannot decode: invalid data"), ("/data/test/short.mp4", "2 frames, fewer than T=4")]
+FAILURES = [
+    ("/data/train/broken.mp4", "cannot decode: invalid data"),
+    ("/data/test/short.mp4", "2 frames, fewer than T=4"),
+]
 
 
 def split_of(number: int) -> str:
@@ -29,7 +32,14 @@ def cache_dir(tmp_path):
         for number in range(7):
             writer.add(make_record(number, split=split_of(number)))
         writer.add(make_record(2, split=split_of(2), version=1))
-    write_labels(tmp_path, {make_record(0).video_id: {"openness": 0.5}, make_record(6).video_id: dict.fromkeys(TRAITS, 0.25), "not-cached.mp4": {"openness": 0.1}})
+    write_labels(
+        tmp_path,
+        {
+            make_record(0).video_id: {"openness": 0.5},
+            make_record(6).video_id: dict.fromkeys(TRAITS, 0.25),
+            "not-cached.mp4": {"openness": 0.1},
+        },
+    )
     write_failures(tmp_path, FAILURES)
     return tmp_path
 

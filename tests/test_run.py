@@ -25,7 +25,18 @@ from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS
 from extract.run import extract_to_cache
 from extract.synthetic import talking_head_clip
 
-ALL = ("video_id", "face_embeddings", "audio_features", "frame_times", "face_boxes", "face_found", "has_audio", "face_crops", "source", "content_hash")
+ALL = (
+    "video_id",
+    "face_embeddings",
+    "audio_features",
+    "frame_times",
+    "face_boxes",
+    "face_found",
+    "has_audio",
+    "face_crops",
+    "source",
+    "content_hash",
+)
 
 
 def _run(inputs, cache_dir, options, labels=()):
@@ -85,7 +96,9 @@ def test_cached_embeddings_equal_resnet50_run_directly_on_the_cached_crops(clip_
     arrays = CacheReader(tmp_path / "cache").read("validation", ("face_crops", "face_embeddings"))
     crops = arrays["face_crops"].reshape(-1, 32, 32, 3)
     expected = model.predict(keras.applications.resnet50.preprocess_input(crops.astype(np.float32)), verbose=0)
-    np.testing.assert_allclose(arrays["face_embeddings"].reshape(-1, EMBEDDING_DIM).astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(
+        arrays["face_embeddings"].reshape(-1, EMBEDDING_DIM).astype(np.float32), expected, rtol=2e-3, atol=2e-3
+    )
 
 
 def test_a_second_run_extracts_nothing_and_leaves_shards_byte_identical(built, clip_folder):
@@ -152,11 +165,17 @@ def test_k_frames_per_segment_and_random_sampling_are_reproducible(clip_folder, 
     _run([clip_folder / "validation"], tmp_path / "second", options)
     first = CacheReader(tmp_path / "first").read("validation", ("frame_times", "face_embeddings", "audio_features"))
     second = CacheReader(tmp_path / "second").read("validation", ("frame_times", "face_embeddings", "audio_features"))
-    assert first["face_embeddings"].shape == (1, 8, EMBEDDING_DIM) and first["audio_features"].shape == (1, 4, AUDIO_DIM)
+    assert first["face_embeddings"].shape == (1, 8, EMBEDDING_DIM) and first["audio_features"].shape == (
+        1,
+        4,
+        AUDIO_DIM,
+    )
     assert all(np.array_equal(first[name], second[name]) for name in first)
     slot, frame_period = 2.0 / 8, 1 / 25  # sub-segment and frame spacing of the 2 s, 25 fps clip
     times = first["frame_times"][0]
-    assert np.all(times >= np.arange(8) * slot - frame_period) and np.all(times <= (np.arange(8) + 1) * slot + frame_period)
+    assert np.all(times >= np.arange(8) * slot - frame_period) and np.all(
+        times <= (np.arange(8) + 1) * slot + frame_period
+    )
 
 
 def _assert_same_cache(expected_dir: Path, actual_dir: Path) -> None:
@@ -167,7 +186,9 @@ def _assert_same_cache(expected_dir: Path, actual_dir: Path) -> None:
         expected, actual = expected_cache.read(split, ALL[:-2]), actual_cache.read(split, ALL[:-2])
         for name in expected:
             if name == "face_embeddings":
-                np.testing.assert_allclose(actual[name].astype(np.float32), expected[name].astype(np.float32), rtol=2e-3, atol=2e-3)
+                np.testing.assert_allclose(
+                    actual[name].astype(np.float32), expected[name].astype(np.float32), rtol=2e-3, atol=2e-3
+                )
             else:
                 np.testing.assert_array_equal(actual[name], expected[name])
 
@@ -186,16 +207,49 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
 def test_a_scheduler_and_workers_started_with_the_dask_command_line(clip_folder, tiny_options, tmp_path):
     dask_command = str(Path(sys.executable).parent / "dask")
     scheduler_file = tmp_path / "scheduler.json"
-    processes = [_start([dask_command, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)], tmp_path / "scheduler.log")]
+    processes = [
+        _start(
+            [
+                dask_command,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            tmp_path / "scheduler.log",
+        )
+    ]
     try:
         deadline = time.monotonic() + 120
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert scheduler_file.exists(), (tmp_path / "scheduler.log").read_text()[-2000:]
         address = json.loads(scheduler_file.read_text())["address"]
-        processes.append(_start([dask_command, "worker", address, "--nworkers", "2", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"], tmp_path / "workers.log"))
+        processes.append(
+            _start(
+                [
+                    dask_command,
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                ],
+                tmp_path / "workers.log",
+            )
+        )
         inputs = [clip_folder / "train", clip_folder / "validation"]
-        summary = _run(inputs, tmp_path / "cluster", dataclasses.replace(tiny_options, backend="dask", scheduler=address))
+        summary = _run(
+            inputs, tmp_path / "cluster", dataclasses.replace(tiny_options, backend="dask", scheduler=address)
+        )
         assert (summary.extracted, len(summary.failures)) == (4, 0)
     finally:
         for process in processes:
@@ -207,7 +261,20 @@ def test_a_scheduler_and_workers_started_with_the_dask_command_line(clip_folder,
 
 
 def _extract_command(data: Path, cache_dir: Path, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "extract", str(data), "--cache", str(cache_dir), "--weights", "none", "--jobs", "1", "--quiet", *flags]
+    return [
+        sys.executable,
+        "-m",
+        "extract",
+        str(data),
+        "--cache",
+        str(cache_dir),
+        "--weights",
+        "none",
+        "--jobs",
+        "1",
+        "--quiet",
+        *flags,
+    ]
 
 
 def test_runs_killed_at_random_moments_keep_what_was_finished_and_resume_with_every_video_once(clip_folder, tmp_path):
@@ -217,7 +284,9 @@ def test_runs_killed_at_random_moments_keep_what_was_finished_and_resume_with_ev
         talking_head_clip(data / f"extra{index}.mp4", seconds=1.0, brightness=0.4 + 0.07 * index)
     expected = sorted(path.name for path in data.glob("*.mp4"))
     cache_dir = tmp_path / "cache"
-    command = _extract_command(data, cache_dir, "--frames", "4", "--crop-size", "32", "--videos-per-shard", "1", "--batch-size", "4")
+    command = _extract_command(
+        data, cache_dir, "--frames", "4", "--crop-size", "32", "--videos-per-shard", "1", "--batch-size", "4"
+    )
     start = time.monotonic()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     full_run = time.monotonic() - start
@@ -249,8 +318,16 @@ def test_runs_killed_at_random_moments_keep_what_was_finished_and_resume_with_ev
 
 
 def test_real_chalearn_clips_end_to_end(chalearn, tiny_options, tmp_path):
-    pickles = [chalearn / "annotations" / "annotation_training.pkl", chalearn / "annotations" / "annotation_validation.pkl"]
-    summary = _run([f"train={chalearn / 'train'}", f"validation={chalearn / 'validation'}"], tmp_path / "cache", tiny_options, pickles)
+    pickles = [
+        chalearn / "annotations" / "annotation_training.pkl",
+        chalearn / "annotations" / "annotation_validation.pkl",
+    ]
+    summary = _run(
+        [f"train={chalearn / 'train'}", f"validation={chalearn / 'validation'}"],
+        tmp_path / "cache",
+        tiny_options,
+        pickles,
+    )
     assert summary.extracted == 2 and not summary.failures
     reader = CacheReader(tmp_path / "cache")
     expected = {}
@@ -318,7 +395,10 @@ def test_byte_identical_copies_are_decoded_once_and_each_name_kept(clip_folder, 
         shutil.copyfile(clip_folder / "train" / "train0.mp4", data / name)
     summary = _run([data], tmp_path / "cache", tiny_options)
     assert (summary.extracted, summary.copied, summary.cached) == (1, 4, 5)
-    assert summary.line() == "1 extracted, 4 identical copies, 0 reused, 0 already cached, 0 failed (5 videos in the cache)"
+    assert (
+        summary.line()
+        == "1 extracted, 4 identical copies, 0 reused, 0 already cached, 0 failed (5 videos in the cache)"
+    )
     arrays = CacheReader(tmp_path / "cache").read("train", ("video_id", "face_embeddings", "source"))
     assert list(arrays["video_id"]) == ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4"]
     assert all(np.array_equal(embeddings, arrays["face_embeddings"][0]) for embeddings in arrays["face_embeddings"])

@@ -10,7 +10,20 @@ from train.cli import app
 from train.synthetic import synthetic_config, write_synthetic_cache
 
 FRAMES = 4
-SMALL = ["--lr", "1e-3", "--visual-units", "16", "--visual-projection", "8", "--audio-units", "4", "--lstm-units", "4", "--verbose", "0"]
+SMALL = [
+    "--lr",
+    "1e-3",
+    "--visual-units",
+    "16",
+    "--visual-projection",
+    "8",
+    "--audio-units",
+    "4",
+    "--lstm-units",
+    "4",
+    "--verbose",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +37,13 @@ def workspace(tmp_path_factory, runner):
     root = tmp_path_factory.mktemp("cli")
     cache = write_synthetic_cache(root / "cache", {"train": 60, "validation": 16, "test": 16}, frames=FRAMES)
     results = {}
-    for name, extra in (("seed", ["--head", "seed", "--epochs", "3"]), ("audio", ["--head", "audio", "--epochs", "2", "--seeds", "1,2"])):
-        results[name] = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(root / "runs" / name), *extra, *SMALL])
+    for name, extra in (
+        ("seed", ["--head", "seed", "--epochs", "3"]),
+        ("audio", ["--head", "audio", "--epochs", "2", "--seeds", "1,2"]),
+    ):
+        results[name] = runner.invoke(
+            app, ["fit", "--cache", str(cache), "--out", str(root / "runs" / name), *extra, *SMALL]
+        )
     return root, cache, results
 
 
@@ -35,7 +53,10 @@ def test_fit_prints_scores_beside_the_baseline_and_the_weights_warning(workspace
     assert result.exit_code == 0, result.output
     metrics = json.loads((root / "runs" / "seed" / "metrics.json").read_text())
     test_row = next(line for line in result.stdout.splitlines() if line.startswith("test "))
-    assert f"{metrics['test']['mean_accuracy']:.4f}" in test_row and f"{metrics['test']['baseline_mean_accuracy']:.4f}" in test_row
+    assert (
+        f"{metrics['test']['mean_accuracy']:.4f}" in test_row
+        and f"{metrics['test']['baseline_mean_accuracy']:.4f}" in test_row
+    )
     assert "--weights none" in result.stdout
     assert results["audio"].exit_code == 0, results["audio"].output
     assert "mean ± std over seeds 1, 2" in results["audio"].stdout
@@ -44,7 +65,9 @@ def test_fit_prints_scores_beside_the_baseline_and_the_weights_warning(workspace
 def test_options_are_saved_as_the_flags_gave_them(workspace):
     root, cache, _ = workspace
     options = json.loads((root / "runs" / "audio" / "options.json").read_text())
-    assert options["head"] == "audio" and options["seeds"] == [1, 2] and options["lr"] == 1e-3 and options["epochs"] == 2
+    assert (
+        options["head"] == "audio" and options["seeds"] == [1, 2] and options["lr"] == 1e-3 and options["epochs"] == 2
+    )
     assert options["cache"] == str(cache) and options["visual_units"] == 16 and options["batch_size"] == 8
 
 
@@ -72,13 +95,17 @@ def test_compare_lists_runs_best_validation_first(workspace, runner):
 
 def test_evaluate_reproduces_the_run_scores_on_the_same_cache(workspace, runner):
     root, cache, _ = workspace
-    result = runner.invoke(app, ["evaluate", str(root / "runs" / "seed"), "--cache", str(cache), "--split", "test", "--json"])
+    result = runner.invoke(
+        app, ["evaluate", str(root / "runs" / "seed"), "--cache", str(cache), "--split", "test", "--json"]
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
     recorded = json.loads((root / "runs" / "seed" / "metrics.json").read_text())
     assert list(scores) == ["test"]
     assert scores["test"]["mean_accuracy"] == pytest.approx(recorded["test"]["mean_accuracy"], abs=1e-6)
-    assert scores["test"]["baseline_mean_accuracy"] == pytest.approx(recorded["test"]["baseline_mean_accuracy"], abs=1e-9)
+    assert scores["test"]["baseline_mean_accuracy"] == pytest.approx(
+        recorded["test"]["baseline_mean_accuracy"], abs=1e-9
+    )
 
 
 def test_evaluate_defaults_to_the_run_cache_and_prints_tables(workspace, runner):
@@ -94,11 +121,21 @@ def test_evaluate_defaults_to_the_run_cache_and_prints_tables(workspace, runner)
 
 def test_evaluate_refuses_a_cache_built_with_another_config_naming_the_difference(workspace, runner, tmp_path):
     root, _, _ = workspace
-    other = write_synthetic_cache(tmp_path / "other", {"test": 4}, frames=FRAMES, frames_per_segment=2, config={**synthetic_config(FRAMES, 2), "crop_size": 32})
+    other = write_synthetic_cache(
+        tmp_path / "other",
+        {"test": 4},
+        frames=FRAMES,
+        frames_per_segment=2,
+        config={**synthetic_config(FRAMES, 2), "crop_size": 32},
+    )
     result = runner.invoke(app, ["evaluate", str(root / "runs" / "seed"), "--cache", str(other)])
     assert result.exit_code == 1
     assert "different extraction config" in result.stderr
-    assert "run -> cache" in result.stderr and "frames_per_segment: 1 -> 2" in result.stderr and "crop_size: None -> 32" in result.stderr
+    assert (
+        "run -> cache" in result.stderr
+        and "frames_per_segment: 1 -> 2" in result.stderr
+        and "crop_size: None -> 32" in result.stderr
+    )
     assert "Traceback" not in result.output
 
 
@@ -114,7 +151,18 @@ def test_bad_flags_are_usage_errors(workspace, runner, tmp_path):
 
 def test_a_run_is_replaced_only_with_overwrite(workspace, runner, tmp_path):
     _, cache, _ = workspace
-    arguments = ["fit", "--cache", str(cache), "--out", str(tmp_path / "run"), "--head", "audio", "--epochs", "1", *SMALL]
+    arguments = [
+        "fit",
+        "--cache",
+        str(cache),
+        "--out",
+        str(tmp_path / "run"),
+        "--head",
+        "audio",
+        "--epochs",
+        "1",
+        *SMALL,
+    ]
     assert runner.invoke(app, arguments).exit_code == 0
     refused = runner.invoke(app, arguments)
     assert refused.exit_code == 1 and "--overwrite" in refused.stderr
@@ -147,16 +195,24 @@ def test_overwrite_keeps_the_old_run_when_the_new_cache_is_unusable(workspace, r
     root, _, _ = workspace
     run = root / "runs" / "seed"
     before = sorted(path.name for path in run.iterdir())
-    result = runner.invoke(app, ["fit", "--cache", str(tmp_path / "no-such-cache"), "--out", str(run), "--overwrite", "--epochs", "1", *SMALL])
+    result = runner.invoke(
+        app,
+        ["fit", "--cache", str(tmp_path / "no-such-cache"), "--out", str(run), "--overwrite", "--epochs", "1", *SMALL],
+    )
     assert result.exit_code != 0 and "no such cache folder" in result.stderr
     assert sorted(path.name for path in run.iterdir()) == before
 
 
 def test_a_split_name_the_cache_lacks_is_a_usage_error_naming_the_splits(workspace, runner, tmp_path):
     _, cache, _ = workspace
-    result = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "typo"), "--validation-split", "validaton", *SMALL])
+    result = runner.invoke(
+        app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "typo"), "--validation-split", "validaton", *SMALL]
+    )
     assert result.exit_code == 2
-    assert "--validation-split 'validaton' names no split; the cache's splits are: test, train, validation" in result.stderr
+    assert (
+        "--validation-split 'validaton' names no split; the cache's splits are: test, train, validation"
+        in result.stderr
+    )
     assert not (tmp_path / "typo").exists()
 
 

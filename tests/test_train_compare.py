@@ -24,10 +24,25 @@ def runs(tmp_path_factory):
     """runs/: ``seed`` (one seed), ``audio`` (seeds 1, 2); elsewhere/: ``other``, on a cache with another config and other videos."""
     root = tmp_path_factory.mktemp("compare")
     cache = write_synthetic_cache(root / "cache", {"train": 48, "validation": 16, "test": 16}, frames=FRAMES)
-    fit(FitOptions(cache=str(cache), out=str(root / "runs" / "seed"), head="seed", epochs=2, **TINY), echo=lambda line: None)
-    fit(FitOptions(cache=str(cache), out=str(root / "runs" / "audio"), head="audio", epochs=2, seeds=(1, 2), **TINY), echo=lambda line: None)
-    other_cache = write_synthetic_cache(root / "other-cache", {"train": 40, "validation": 12, "test": 12}, frames=FRAMES, seed=5, config={**synthetic_config(FRAMES), "crop_size": 32})
-    fit(FitOptions(cache=str(other_cache), out=str(root / "elsewhere" / "other"), head="audio", epochs=1, **TINY), echo=lambda line: None)
+    fit(
+        FitOptions(cache=str(cache), out=str(root / "runs" / "seed"), head="seed", epochs=2, **TINY),
+        echo=lambda line: None,
+    )
+    fit(
+        FitOptions(cache=str(cache), out=str(root / "runs" / "audio"), head="audio", epochs=2, seeds=(1, 2), **TINY),
+        echo=lambda line: None,
+    )
+    other_cache = write_synthetic_cache(
+        root / "other-cache",
+        {"train": 40, "validation": 12, "test": 12},
+        frames=FRAMES,
+        seed=5,
+        config={**synthetic_config(FRAMES), "crop_size": 32},
+    )
+    fit(
+        FitOptions(cache=str(other_cache), out=str(root / "elsewhere" / "other"), head="audio", epochs=1, **TINY),
+        echo=lambda line: None,
+    )
     return root
 
 
@@ -43,7 +58,9 @@ def test_saved_predictions_reproduce_the_recorded_scores(runs):
     assert set(predictions) == {name for name, entry in metrics.items() if isinstance(entry, dict)}
     for name, split in predictions.items():
         assert len(split.video_ids) == metrics[name]["n"]
-        assert trait_accuracies(split.labels, split.predictions).mean() == pytest.approx(metrics[name]["mean_accuracy"], abs=1e-6)
+        assert trait_accuracies(split.labels, split.predictions).mean() == pytest.approx(
+            metrics[name]["mean_accuracy"], abs=1e-6
+        )
 
 
 def test_json_carries_intervals_and_paired_p_values_per_split(runs):
@@ -62,7 +79,10 @@ def test_json_carries_intervals_and_paired_p_values_per_split(runs):
     assert 0 < rows[ranked[1]]["splits"]["test"]["p_value_vs_best"] <= 1
     audio = rows["audio"]["splits"]["test"]
     recorded = json.loads((runs / "runs" / "audio" / "metrics.json").read_text())["test"]
-    assert audio["mean_accuracy"] == recorded["mean_accuracy"] and audio["mean_accuracy_std"] == recorded["mean_accuracy_std"] > 0
+    assert (
+        audio["mean_accuracy"] == recorded["mean_accuracy"]
+        and audio["mean_accuracy_std"] == recorded["mean_accuracy_std"] > 0
+    )
     assert rows["audio"]["seeds"] == [1, 2]
     assert compare_json(runs / "runs")[0] == rows  # seeded: the same figures every time
 
@@ -74,12 +94,20 @@ def test_the_table_shows_cache_n_interval_baseline_and_p(runs):
     lines = result.stdout.splitlines()
     assert "ranked by mean accuracy on the split that selected each model (validation)" in lines[0]
     header = next(line for line in lines if "validation acc" in line)
-    assert header.split()[:5] == ["run", "head", "seeds", "cache", "n"] and "95% CI" in header and "baseline" in header and "p vs best" in header
+    assert (
+        header.split()[:5] == ["run", "head", "seeds", "cache", "n"]
+        and "95% CI" in header
+        and "baseline" in header
+        and "p vs best" in header
+    )
     best = next(iter(rows.values()))
     first = lines[lines.index(header) + 1]
     entry = best["splits"]["validation"]
     assert first.startswith(best["run"]) and "best" in first and f"cache@{best['config_hash'][:8]}" in first
-    assert f"[{entry['ci95'][0]:.4f}, {entry['ci95'][1]:.4f}]" in first and f"{entry['baseline_mean_accuracy']:.4f}" in first
+    assert (
+        f"[{entry['ci95'][0]:.4f}, {entry['ci95'][1]:.4f}]" in first
+        and f"{entry['baseline_mean_accuracy']:.4f}" in first
+    )
     assert any(line.startswith("run") and "test acc" in line for line in lines)
     assert "±" in next(line for line in lines if line.startswith("audio"))
 
@@ -116,7 +144,10 @@ def test_a_run_without_predictions_keeps_its_row_without_intervals(runs, tmp_pat
     shutil.copytree(runs / "runs" / "seed", tmp_path / "old")
     (tmp_path / "old" / "predictions.csv").unlink()
     comparison = collect_runs(tmp_path, resamples=RESAMPLES)
-    assert comparison.rows[0]["splits"]["test"]["ci95"] is None and comparison.rows[0]["splits"]["test"]["mean_accuracy"] > 0
+    assert (
+        comparison.rows[0]["splits"]["test"]["ci95"] is None
+        and comparison.rows[0]["splits"]["test"]["mean_accuracy"] > 0
+    )
     assert any("no intervals or tests for old" in line and "predates" in line for line in comparison.warnings)
 
 
@@ -130,6 +161,8 @@ def test_plot_draws_a_png(runs, tmp_path):
 def test_multi_seed_intervals_come_from_the_seed_average(runs):
     comparison = collect_runs(runs / "runs", resamples=RESAMPLES)
     accuracies = comparison.accuracies["audio", "test"]
-    per_seed = [read_predictions(runs / "runs" / "audio" / f"seed-{seed}" / "predictions.csv")["test"] for seed in (1, 2)]
+    per_seed = [
+        read_predictions(runs / "runs" / "audio" / f"seed-{seed}" / "predictions.csv")["test"] for seed in (1, 2)
+    ]
     expected = np.mean([trait_accuracies(split.labels, split.predictions).mean(axis=1) for split in per_seed], axis=0)
     assert accuracies[-1] == pytest.approx(expected, abs=1e-9)

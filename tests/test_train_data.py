@@ -29,7 +29,12 @@ FRAMES = 4
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """train 30 / validation 10 / test 10 videos, T = 4, two frames per segment."""
-    return write_synthetic_cache(tmp_path_factory.mktemp("data") / "cache", {"train": 30, "validation": 10, "test": 10}, frames=FRAMES, frames_per_segment=2)
+    return write_synthetic_cache(
+        tmp_path_factory.mktemp("data") / "cache",
+        {"train": 30, "validation": 10, "test": 10},
+        frames=FRAMES,
+        frames_per_segment=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +59,12 @@ def test_videos_without_all_five_labels_are_left_out(tmp_path):
     del table["train-00004.mp4"]["neuroticism"]
     write_labels(cache, table, replace=True)
     loaded = load_cache(CacheReader(cache))
-    assert list(loaded.splits["train"].video_ids) == ["train-00000.mp4", "train-00002.mp4", "train-00003.mp4", "train-00005.mp4"]
+    assert list(loaded.splits["train"].video_ids) == [
+        "train-00000.mp4",
+        "train-00002.mp4",
+        "train-00003.mp4",
+        "train-00005.mp4",
+    ]
     assert loaded.unlabelled == {"train": 2}
 
 
@@ -121,9 +131,15 @@ def test_selecting_on_another_split_reports_every_split_under_its_own_name(data)
     assert parts.roles() == {"train": "train", "test": "selection", "validation": "report"}
 
 
-@pytest.mark.parametrize(("train_split", "validation_split", "flag"), [("train", "validaton", "--validation-split 'validaton'"), ("trian", "validation", "--train-split 'trian'")])
+@pytest.mark.parametrize(
+    ("train_split", "validation_split", "flag"),
+    [("train", "validaton", "--validation-split 'validaton'"), ("trian", "validation", "--train-split 'trian'")],
+)
 def test_a_split_name_the_cache_lacks_is_an_error_naming_the_splits_it_has(data, train_split, validation_split, flag):
-    with pytest.raises(SplitNameError, match=f"{flag} names no labelled split; the cache's labelled splits are: test, train, validation"):
+    with pytest.raises(
+        SplitNameError,
+        match=f"{flag} names no labelled split; the cache's labelled splits are: test, train, validation",
+    ):
         partition(data.splits, train_split, validation_split, 0.2, 0)
 
 
@@ -152,7 +168,9 @@ def test_single_labelled_split_holds_out_a_seeded_recorded_fraction(data):
 
 def clips_of_sources(split, clips_per_source):
     """The split with ChaLearn-style ids: ``source-NN.00C.mp4``, ``clips_per_source`` clips per source."""
-    ids = np.array([f"source-{row // clips_per_source:02d}.{row % clips_per_source:03d}.mp4" for row in range(len(split))])
+    ids = np.array(
+        [f"source-{row // clips_per_source:02d}.{row % clips_per_source:03d}.mp4" for row in range(len(split))]
+    )
     return type(split)(ids, split.visual, split.audio, split.face, split.labels)
 
 
@@ -163,7 +181,10 @@ def test_holdout_keeps_every_clip_of_a_source_on_one_side(data):
         held, kept = (set(source_ids(split.video_ids, ".")) for split in (parts.selection, parts.train))
         assert len(held) == 2 and len(kept) == 8 and held.isdisjoint(kept)
         assert len(parts.selection) == 6 and len(parts.train) == 24
-    draws = {tuple(partition({"train": train}, "train", "validation", 0.2, holdout_seed=seed).selection.video_ids) for seed in range(5)}
+    draws = {
+        tuple(partition({"train": train}, "train", "validation", 0.2, holdout_seed=seed).selection.video_ids)
+        for seed in range(5)
+    }
     assert len(draws) > 1, "the hold-out should depend on its seed"
 
 
@@ -173,7 +194,9 @@ def test_source_delimiter_is_an_option(data):
     assert list(source_ids(train.video_ids[:2], "-")) == ["source", "source"]
     assert list(source_ids(train.video_ids[:2], "")) == list(train.video_ids[:2])
     each_its_own = partition({"train": train}, "train", "validation", 0.2, 0, source_delimiter="")
-    assert len(set(source_ids(each_its_own.selection.video_ids, "."))) > 2, "without grouping, clips of one source land on both sides"
+    assert len(set(source_ids(each_its_own.selection.video_ids, "."))) > 2, (
+        "without grouping, clips of one source land on both sides"
+    )
     with pytest.raises(DataError, match="1 source video"):
         partition({"train": train}, "train", "validation", 0.2, 0, source_delimiter="-")
 
@@ -186,7 +209,9 @@ def test_training_split_without_validation_holds_out_but_never_uses_test(data):
 def test_partition_refuses_unusable_data(data):
     with pytest.raises(DataError, match="no labelled videos"):
         partition({}, "train", "validation", 0.2, 0)
-    with pytest.raises(SplitNameError, match="--train-split 'train' names no labelled split; the cache's labelled splits are: a, b"):
+    with pytest.raises(
+        SplitNameError, match="--train-split 'train' names no labelled split; the cache's labelled splits are: a, b"
+    ):
         partition({"a": data.splits["train"], "b": data.splits["test"]}, "train", "validation", 0.2, 0)
     with pytest.raises(SplitNameError, match="split named 'holdout'"):
         partition({"train": data.splits["train"], "holdout": data.splits["test"]}, "train", "validation", 0.2, 0)
@@ -218,7 +243,9 @@ def test_frame_picks_vary_by_epoch_and_repeat_with_the_seed(data):
     for left, right in zip(first, again):
         np.testing.assert_array_equal(left, right)
     assert not np.array_equal(first[0], other[0])
-    assert not np.array_equal(np.sort(first[0], axis=0), np.sort(first[1], axis=0)), "epochs should pick different frames"
+    assert not np.array_equal(np.sort(first[0], axis=0), np.sort(first[1], axis=0)), (
+        "epochs should pick different frames"
+    )
 
 
 def test_random_frames_stay_inside_their_segment():

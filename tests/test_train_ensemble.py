@@ -25,13 +25,27 @@ def members(tmp_path_factory):
     root = tmp_path_factory.mktemp("ensemble")
     cache = write_synthetic_cache(root / "cache", {"train": 48, "validation": 16, "test": 16}, frames=FRAMES)
     for head in ("seed", "audio"):
-        fit(FitOptions(cache=str(cache), out=str(root / "runs" / head), head=head, epochs=2, **TINY), echo=lambda line: None)
+        fit(
+            FitOptions(cache=str(cache), out=str(root / "runs" / head), head=head, epochs=2, **TINY),
+            echo=lambda line: None,
+        )
     return root, cache
 
 
 def build(root, *extra):
     out = root / "runs" / "ens"
-    result = CliRunner().invoke(app, ["ensemble", str(root / "runs" / "seed"), str(root / "runs" / "audio"), "--out", str(out), "--overwrite", *extra])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ensemble",
+            str(root / "runs" / "seed"),
+            str(root / "runs" / "audio"),
+            "--out",
+            str(out),
+            "--overwrite",
+            *extra,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out, result
 
@@ -42,14 +56,19 @@ def test_an_ensemble_averages_its_members_predictions_and_scores_them_beside_the
     seed, audio = (read_predictions(root / "runs" / head / "predictions.csv")["test"] for head in ("seed", "audio"))
     averaged = read_predictions(out / "predictions.csv")["test"]
     assert list(averaged.video_ids) == list(seed.video_ids)
-    assert averaged.predictions == pytest.approx((seed.predictions + audio.predictions.astype(np.float64)) / 2, abs=1e-6)
+    assert averaged.predictions == pytest.approx(
+        (seed.predictions + audio.predictions.astype(np.float64)) / 2, abs=1e-6
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     baseline = np.load(root / "runs" / "seed" / "normalization.npz")["label_mean"]
     expected = score(seed.labels, averaged.predictions, baseline)
     assert metrics["test"]["mean_accuracy"] == pytest.approx(expected["mean_accuracy"], abs=1e-7)
     assert metrics["test"]["baseline_mean_accuracy"] == pytest.approx(expected["baseline_mean_accuracy"], abs=1e-7)
     test_row = next(line for line in result.stdout.splitlines() if line.startswith("test "))
-    assert f"{metrics['test']['mean_accuracy']:.4f}" in test_row and f"{metrics['test']['baseline_mean_accuracy']:.4f}" in test_row
+    assert (
+        f"{metrics['test']['mean_accuracy']:.4f}" in test_row
+        and f"{metrics['test']['baseline_mean_accuracy']:.4f}" in test_row
+    )
     recorded = json.loads((out / "ensemble.json").read_text())
     assert recorded["weighting"] == "equal" and [member["weight"] for member in recorded["members"]] == [0.5, 0.5]
 
@@ -73,16 +92,35 @@ def test_validation_weighting_follows_each_members_gain_over_the_baseline(member
         metrics["validation"]["mean_accuracy"] = metrics["validation"]["baseline_mean_accuracy"] - 0.01
         (tmp_path / head / "metrics.json").write_text(json.dumps(metrics))
     refused = runner.invoke(app, [*arguments, "--out", str(tmp_path / "ens2")])
-    assert refused.exit_code == 1 and "no member beats its training-mean baseline" in refused.stderr and "--weighting equal" in refused.stderr
+    assert (
+        refused.exit_code == 1
+        and "no member beats its training-mean baseline" in refused.stderr
+        and "--weighting equal" in refused.stderr
+    )
 
 
 def test_members_from_caches_with_another_extraction_config_are_refused(members, tmp_path):
     root, _ = members
-    other = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=FRAMES, frames_per_segment=2, config={**synthetic_config(FRAMES, 2), "crop_size": 32})
-    fit(FitOptions(cache=str(other), out=str(tmp_path / "other"), head="audio", epochs=1, **TINY), echo=lambda line: None)
-    result = CliRunner().invoke(app, ["ensemble", str(root / "runs" / "seed"), str(tmp_path / "other"), "--out", str(tmp_path / "ens")])
+    other = write_synthetic_cache(
+        tmp_path / "cache",
+        {"train": 24, "validation": 8},
+        frames=FRAMES,
+        frames_per_segment=2,
+        config={**synthetic_config(FRAMES, 2), "crop_size": 32},
+    )
+    fit(
+        FitOptions(cache=str(other), out=str(tmp_path / "other"), head="audio", epochs=1, **TINY),
+        echo=lambda line: None,
+    )
+    result = CliRunner().invoke(
+        app, ["ensemble", str(root / "runs" / "seed"), str(tmp_path / "other"), "--out", str(tmp_path / "ens")]
+    )
     assert result.exit_code == 1
-    assert "different extraction config" in result.stderr and "frames_per_segment: 1 -> 2" in result.stderr and "crop_size: None -> 32" in result.stderr
+    assert (
+        "different extraction config" in result.stderr
+        and "frames_per_segment: 1 -> 2" in result.stderr
+        and "crop_size: None -> 32" in result.stderr
+    )
     assert not (tmp_path / "ens").exists()
 
 
@@ -91,14 +129,30 @@ def test_bad_ensembles_are_clear_errors(members, tmp_path):
     runner = CliRunner()
     single = runner.invoke(app, ["ensemble", str(root / "runs" / "seed"), "--out", str(tmp_path / "e")])
     assert single.exit_code == 2 and "at least two runs" in single.stderr
-    weighting = runner.invoke(app, ["ensemble", str(root / "runs" / "seed"), str(root / "runs" / "audio"), "--out", str(tmp_path / "e"), "--weighting", "best"])
+    weighting = runner.invoke(
+        app,
+        [
+            "ensemble",
+            str(root / "runs" / "seed"),
+            str(root / "runs" / "audio"),
+            "--out",
+            str(tmp_path / "e"),
+            "--weighting",
+            "best",
+        ],
+    )
     assert weighting.exit_code == 2 and "--weighting must be one of equal, validation" in weighting.stderr
-    onto_a_run = runner.invoke(app, ["ensemble", str(root / "runs" / "seed"), str(root / "runs" / "audio"), "--out", str(root / "runs" / "seed")])
+    onto_a_run = runner.invoke(
+        app,
+        ["ensemble", str(root / "runs" / "seed"), str(root / "runs" / "audio"), "--out", str(root / "runs" / "seed")],
+    )
     assert onto_a_run.exit_code == 1 and "holds a run" in onto_a_run.stderr
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "options.json").write_text(json.dumps(FitOptions().to_dict()))
     (tmp_path / "old" / "run.json").write_text("{}")
-    missing = runner.invoke(app, ["ensemble", str(root / "runs" / "seed"), str(tmp_path / "old"), "--out", str(tmp_path / "e")])
+    missing = runner.invoke(
+        app, ["ensemble", str(root / "runs" / "seed"), str(tmp_path / "old"), "--out", str(tmp_path / "e")]
+    )
     assert missing.exit_code == 1 and "Traceback" not in missing.output
 
 
@@ -122,16 +176,29 @@ def test_compare_lists_an_ensemble_beside_its_members(members):
     assert result.exit_code == 0, result.output
     rows = {row["run"]: row for row in json.loads(result.stdout)}
     assert set(rows) == {"seed", "audio", "ens"}
-    assert rows["ens"]["kind"] == "ensemble" and rows["ens"]["head"] == "ensemble" and rows["ens"]["options"] == {"weighting": "equal", "members": 2}
+    assert (
+        rows["ens"]["kind"] == "ensemble"
+        and rows["ens"]["head"] == "ensemble"
+        and rows["ens"]["options"] == {"weighting": "equal", "members": 2}
+    )
     assert rows["ens"]["splits"]["test"]["ci95"] is not None and "train" not in rows["ens"]["splits"]
-    assert all(row["splits"]["test"]["p_value_vs_best"] is not None for row in rows.values() if row is not next(iter(rows.values())))
+    assert all(
+        row["splits"]["test"]["p_value_vs_best"] is not None
+        for row in rows.values()
+        if row is not next(iter(rows.values()))
+    )
 
 
 def test_a_member_trained_again_makes_the_ensemble_stale(members, tmp_path):
     root, cache = members
     fit(FitOptions(cache=str(cache), out=str(tmp_path / "a"), head="audio", epochs=1, **TINY), echo=lambda line: None)
     fit(FitOptions(cache=str(cache), out=str(tmp_path / "b"), head="visual", epochs=1, **TINY), echo=lambda line: None)
-    assert CliRunner().invoke(app, ["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ens")]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(app, ["ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ens")])
+        .exit_code
+        == 0
+    )
     assert len(open_ensemble(tmp_path / "ens").members) == 2
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     (tmp_path / "a" / "run.json").write_text(json.dumps({**info, "created": "2030-01-01T00:00:00+00:00"}))

@@ -29,13 +29,20 @@ def quiet(_line):
 @pytest.fixture(scope="module")
 def learnable(tmp_path_factory):
     """Labels are a fixed function of the features."""
-    return write_synthetic_cache(tmp_path_factory.mktemp("learnable") / "cache", {"train": 240, "validation": 40, "test": 80}, frames=FRAMES)
+    return write_synthetic_cache(
+        tmp_path_factory.mktemp("learnable") / "cache", {"train": 240, "validation": 40, "test": 80}, frames=FRAMES
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A few videos with two stored frames per segment."""
-    return write_synthetic_cache(tmp_path_factory.mktemp("tiny") / "cache", {"train": 24, "validation": 8, "test": 12}, frames=FRAMES, frames_per_segment=2)
+    return write_synthetic_cache(
+        tmp_path_factory.mktemp("tiny") / "cache",
+        {"train": 24, "validation": 8, "test": 12},
+        frames=FRAMES,
+        frames_per_segment=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +60,27 @@ def test_seed_head_beats_the_mean_baseline_on_held_out_videos(learned_run):
 
 
 def test_shuffled_labels_do_not_beat_the_baseline(tmp_path):
-    cache = write_synthetic_cache(tmp_path / "cache", {"train": 240, "validation": 40, "test": 200}, frames=FRAMES, labels="shuffled")
+    cache = write_synthetic_cache(
+        tmp_path / "cache", {"train": 240, "validation": 40, "test": 200}, frames=FRAMES, labels="shuffled"
+    )
     metrics = fit(FitOptions(cache=str(cache), out=str(tmp_path / "run"), head="seed", epochs=8, **SMALL), echo=quiet)
-    assert metrics["train"]["mean_accuracy"] > metrics["train"]["baseline_mean_accuracy"], "it can still memorise its training videos"
+    assert metrics["train"]["mean_accuracy"] > metrics["train"]["baseline_mean_accuracy"], (
+        "it can still memorise its training videos"
+    )
     assert metrics["test"]["mean_accuracy"] < metrics["test"]["baseline_mean_accuracy"] + 0.003
 
 
 def test_run_folder_holds_everything_the_issue_lists(learned_run, learnable):
     out, metrics = learned_run
-    for name in ("options.json", "run.json", "model.keras", "history.csv", "metrics.json", "curves.png", "normalization.npz"):
+    for name in (
+        "options.json",
+        "run.json",
+        "model.keras",
+        "history.csv",
+        "metrics.json",
+        "curves.png",
+        "normalization.npz",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert set(metrics) == {"train", "validation", "test"}
@@ -77,7 +96,16 @@ def test_run_folder_holds_everything_the_issue_lists(learned_run, learnable):
     with open(out / "history.csv", newline="") as handle:
         history = list(csv.DictReader(handle))
     assert 1 <= len(history) <= 8
-    assert {"loss", "mse", "mae", "cosine_similarity", "mean_accuracy", "val_loss", "val_mean_accuracy", "learning_rate"} <= set(history[0])
+    assert {
+        "loss",
+        "mse",
+        "mae",
+        "cosine_similarity",
+        "mean_accuracy",
+        "val_loss",
+        "val_mean_accuracy",
+        "learning_rate",
+    } <= set(history[0])
     for row in history:
         assert float(row["mean_accuracy"]) == pytest.approx(1 - float(row["mae"]), abs=1e-5)
     width, height = struct.unpack(">II", (out / "curves.png").read_bytes()[16:24])
@@ -99,7 +127,9 @@ def test_every_head_trains_an_epoch(head, tiny, tmp_path):
 
 
 def test_mixed_precision_trains_and_restores_the_policy(tiny, tmp_path):
-    metrics = fit(FitOptions(cache=str(tiny), out=str(tmp_path / "mixed"), epochs=1, mixed_precision=True, **SMALL), echo=quiet)
+    metrics = fit(
+        FitOptions(cache=str(tiny), out=str(tmp_path / "mixed"), epochs=1, mixed_precision=True, **SMALL), echo=quiet
+    )
     assert 0.0 < metrics["validation"]["mean_accuracy"] <= 1.0
     assert keras.mixed_precision.global_policy().name == "float32"
     model = keras.saving.load_model(tmp_path / "mixed" / "model.keras", safe_mode=True, compile=False)
@@ -109,9 +139,14 @@ def test_mixed_precision_trains_and_restores_the_policy(tiny, tmp_path):
 def test_same_seed_same_metrics_and_weights_other_seed_other_metrics(tiny, tmp_path):
     runs, weights = {}, {}
     for name, seed in (("first", 5), ("again", 5), ("other", 6)):
-        fit(FitOptions(cache=str(tiny), out=str(tmp_path / name), head="bilstm", epochs=2, seed=seed, **SMALL), echo=quiet)
+        fit(
+            FitOptions(cache=str(tiny), out=str(tmp_path / name), head="bilstm", epochs=2, seed=seed, **SMALL),
+            echo=quiet,
+        )
         runs[name] = (tmp_path / name / "metrics.json").read_text()
-        weights[name] = keras.saving.load_model(tmp_path / name / "model.keras", compile=False, safe_mode=True).get_weights()
+        weights[name] = keras.saving.load_model(
+            tmp_path / name / "model.keras", compile=False, safe_mode=True
+        ).get_weights()
     assert runs["first"] == runs["again"]
     for first, again in zip(weights["first"], weights["again"], strict=True):
         np.testing.assert_array_equal(first, again)
@@ -136,7 +171,12 @@ def test_several_seeds_report_mean_and_std_and_keep_the_best_model(tiny, tmp_pat
 
 def test_single_labelled_split_holds_out_validation_and_records_it(tmp_path):
     cache = write_synthetic_cache(tmp_path / "cache", {"train": 30}, frames=FRAMES)
-    metrics = fit(FitOptions(cache=str(cache), out=str(tmp_path / "run"), head="audio", epochs=1, validation_fraction=0.2, **SMALL), echo=quiet)
+    metrics = fit(
+        FitOptions(
+            cache=str(cache), out=str(tmp_path / "run"), head="audio", epochs=1, validation_fraction=0.2, **SMALL
+        ),
+        echo=quiet,
+    )
     holdout = json.loads((tmp_path / "run" / "holdout.json").read_text())
     assert len(holdout["video_ids"]) == 6 and metrics["holdout"]["n"] == 6 and metrics["train"]["n"] == 24
     assert (holdout["split"], holdout["holdout_seed"], holdout["source_delimiter"]) == ("train", 0, ".")
@@ -150,21 +190,35 @@ def test_holdout_keeps_the_clips_of_a_source_video_together_and_reports_source_c
     cache = write_synthetic_cache(tmp_path / "cache", {"train": 30}, frames=FRAMES, clips_per_source=3)
     lines = []
     out = tmp_path / "run"
-    metrics = fit(FitOptions(cache=str(cache), out=str(out), head="audio", epochs=1, holdout_seed=4, **SMALL), echo=lines.append)
+    metrics = fit(
+        FitOptions(cache=str(cache), out=str(out), head="audio", epochs=1, holdout_seed=4, **SMALL), echo=lines.append
+    )
     holdout = json.loads((out / "holdout.json").read_text())
     assert len(holdout["sources"]) == 2 and len(holdout["video_ids"]) == 6
-    assert sorted(holdout["video_ids"]) == sorted(f"{source}.{clip:03d}.mp4" for source in holdout["sources"] for clip in range(3))
+    assert sorted(holdout["video_ids"]) == sorted(
+        f"{source}.{clip:03d}.mp4" for source in holdout["sources"] for clip in range(3)
+    )
     assert json.loads((out / "run.json").read_text())["source_videos"] == {"train": 8, "holdout": 2}
     assert (metrics["train"]["n"], metrics["holdout"]["n"]) == (24, 6)
     assert "training on split 'train': 24 videos from 8 source videos" in lines
-    assert any(line.startswith("selecting on 'holdout': 6 videos from 2 source videos, held out of split 'train'") for line in lines)
+    assert any(
+        line.startswith("selecting on 'holdout': 6 videos from 2 source videos, held out of split 'train'")
+        for line in lines
+    )
 
 
 def test_selecting_on_another_split_reports_every_split_under_its_own_name(tiny, tmp_path):
     lines = []
     out = tmp_path / "on-test"
-    metrics = fit(FitOptions(cache=str(tiny), out=str(out), head="audio", epochs=3, validation_split="test", **SMALL), echo=lines.append)
-    assert {split: (entry["n"], entry["role"]) for split, entry in metrics.items()} == {"train": (24, "train"), "test": (12, "selection"), "validation": (8, "report")}
+    metrics = fit(
+        FitOptions(cache=str(tiny), out=str(out), head="audio", epochs=3, validation_split="test", **SMALL),
+        echo=lines.append,
+    )
+    assert {split: (entry["n"], entry["role"]) for split, entry in metrics.items()} == {
+        "train": (24, "train"),
+        "test": (12, "selection"),
+        "validation": (8, "report"),
+    }
     assert json.loads((out / "metrics.json").read_text()) == metrics
     info = json.loads((out / "run.json").read_text())
     assert (info["train_split"], info["selection_split"], info["report_splits"]) == ("train", "test", ["validation"])
@@ -179,8 +233,14 @@ def test_selecting_on_another_split_reports_every_split_under_its_own_name(tiny,
 
 
 def test_a_split_name_the_cache_lacks_is_refused_before_anything_is_written(tiny, tmp_path):
-    with pytest.raises(SplitNameError, match="--validation-split 'validaton' names no split; the cache's splits are: test, train, validation"):
-        fit(FitOptions(cache=str(tiny), out=str(tmp_path / "typo"), epochs=1, validation_split="validaton", **SMALL), echo=quiet)
+    with pytest.raises(
+        SplitNameError,
+        match="--validation-split 'validaton' names no split; the cache's splits are: test, train, validation",
+    ):
+        fit(
+            FitOptions(cache=str(tiny), out=str(tmp_path / "typo"), epochs=1, validation_split="validaton", **SMALL),
+            echo=quiet,
+        )
     assert not (tmp_path / "typo").exists()
 
 

@@ -37,7 +37,10 @@ def test_baseline_is_the_score_of_predicting_the_given_mean(scored):
 
 def test_r2_and_pearson_are_per_trait_averages(scored):
     labels, predictions, _, result = scored
-    r2 = [1 - ((labels[:, j] - predictions[:, j]) ** 2).sum() / ((labels[:, j] - labels[:, j].mean()) ** 2).sum() for j in range(5)]
+    r2 = [
+        1 - ((labels[:, j] - predictions[:, j]) ** 2).sum() / ((labels[:, j] - labels[:, j].mean()) ** 2).sum()
+        for j in range(5)
+    ]
     pearson = [np.corrcoef(labels[:, j], predictions[:, j])[0, 1] for j in range(5)]
     assert result["r2"] == pytest.approx(np.mean(r2))
     assert result["pearson_r"] == pytest.approx(np.mean(pearson))
@@ -70,7 +73,10 @@ def test_mismatched_or_empty_inputs_are_refused():
 def test_aggregate_seeds_reports_mean_and_population_std():
     labels = np.random.default_rng(2).uniform(0, 1, (20, 5))
     baseline = labels.mean(axis=0)
-    runs = {seed: {"validation": score(labels, np.clip(labels + offset, 0, 1), baseline)} for seed, offset in ((1, 0.05), (2, 0.10), (3, 0.02))}
+    runs = {
+        seed: {"validation": score(labels, np.clip(labels + offset, 0, 1), baseline)}
+        for seed, offset in ((1, 0.05), (2, 0.10), (3, 0.02))
+    }
     combined = aggregate_seeds(runs)["validation"]
     accuracies = [runs[seed]["validation"]["mean_accuracy"] for seed in (1, 2, 3)]
     assert combined["mean_accuracy"] == pytest.approx(np.mean(accuracies))
@@ -92,16 +98,28 @@ def test_table_shows_the_baseline_beside_every_figure(scored):
 
 def test_table_names_the_role_of_each_split(scored):
     _, _, _, result = scored
-    table = format_table({"train": {**result, "role": "train"}, "test": {**result, "role": "selection"}, "validation": {**result, "role": "report"}})
+    table = format_table(
+        {
+            "train": {**result, "role": "train"},
+            "test": {**result, "role": "selection"},
+            "validation": {**result, "role": "report"},
+        }
+    )
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["split", "role", "n"]
-    assert [line.split()[:2] for line in lines[1:4]] == [["train", "train"], ["test", "selection"], ["validation", "report"]]
+    assert [line.split()[:2] for line in lines[1:4]] == [
+        ["train", "train"],
+        ["test", "selection"],
+        ["validation", "report"],
+    ]
     assert "role" not in format_table({"test": result}).splitlines()[0]
 
 
 def test_per_trait_table_of_several_seeds_says_it_is_a_mean_over_seeds(scored):
     labels, predictions, baseline, result = scored
-    combined = aggregate_seeds({1: {"test": result}, 2: {"test": score(labels, np.clip(predictions + 0.01, 0, 1), baseline)}})
+    combined = aggregate_seeds(
+        {1: {"test": result}, 2: {"test": score(labels, np.clip(predictions + 0.01, 0, 1), baseline)}}
+    )
     lines = format_table(combined).splitlines()
     title = lines.index("per-trait accuracy, mean over seeds 1, 2:")
     assert lines[title + 1].split()[0] == "trait"

@@ -1,6 +1,5 @@
 """Heads: layers, parameter counts from the layer sizes, saving in safe mode."""
 
-
 import keras
 import numpy as np
 import pytest
@@ -24,7 +23,11 @@ def expected_parameters(head, options):
     """Parameter count implied by the layer sizes of each head."""
     visual = dense(2048, options.visual_units) + dense(options.visual_units, options.visual_projection)
     audio = dense(68, options.audio_units)
-    fused = {"seed": options.visual_projection + options.audio_units, "audio": options.audio_units, "visual": options.visual_projection + 1}
+    fused = {
+        "seed": options.visual_projection + options.audio_units,
+        "audio": options.audio_units,
+        "visual": options.visual_projection + 1,
+    }
     fused_width = fused.get(head, options.visual_projection + options.audio_units + 1)
     streams = {"seed": visual + audio, "audio": audio, "visual": visual}.get(head, visual + audio)
     if head == "bilstm":
@@ -38,12 +41,22 @@ def expected_parameters(head, options):
 def test_seed_head_is_the_original_layer_for_layer():
     options = FitOptions()
     model = build_head("seed", 10, options)
-    assert model.count_params() == dense(2048, 1024) + dense(1024, 128) + dense(68, 32) + lstm(128 + 32, 10) + dense(10, 5)
+    assert model.count_params() == dense(2048, 1024) + dense(1024, 128) + dense(68, 32) + lstm(128 + 32, 10) + dense(
+        10, 5
+    )
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     described = []
     for layer in layers:
         config = layer.get_config()
-        described.append((type(layer).__name__, config.get("units"), config.get("activation"), config.get("rate"), config.get("return_sequences")))
+        described.append(
+            (
+                type(layer).__name__,
+                config.get("units"),
+                config.get("activation"),
+                config.get("rate"),
+                config.get("return_sequences"),
+            )
+        )
     # The original's TimeDistributed(Dense) layers are Dense on the (batch, T, features) sequence: per frame, the same weights.
     assert sorted(described, key=str) == sorted(
         [
@@ -76,7 +89,9 @@ def test_every_head_maps_its_inputs_to_five_scores_in_the_unit_interval(head):
     scores = np.asarray(model.predict_on_batch(inputs))
     assert scores.shape == (3, 5)
     assert np.all((scores > 0) & (scores < 1))
-    expected_inputs = {"seed": {"visual", "audio"}, "audio": {"audio"}, "visual": {"visual", "face"}}.get(head, {"visual", "audio", "face"})
+    expected_inputs = {"seed": {"visual", "audio"}, "audio": {"audio"}, "visual": {"visual", "face"}}.get(
+        head, {"visual", "audio", "face"}
+    )
     assert set(inputs) == expected_inputs
 
 
@@ -88,7 +103,11 @@ def test_unknown_head_is_refused():
 def test_attention_head_saves_and_loads_in_safe_mode(tmp_path):
     model = build_head("attention", FRAMES, TINY)
     rng = np.random.default_rng(1)
-    inputs = {"visual": rng.normal(size=(2, FRAMES, 2048)).astype(np.float32), "audio": rng.normal(size=(2, FRAMES, 68)).astype(np.float32), "face": np.ones((2, FRAMES, 1), np.float32)}
+    inputs = {
+        "visual": rng.normal(size=(2, FRAMES, 2048)).astype(np.float32),
+        "audio": rng.normal(size=(2, FRAMES, 68)).astype(np.float32),
+        "face": np.ones((2, FRAMES, 1), np.float32),
+    }
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
     np.testing.assert_allclose(loaded.predict_on_batch(inputs), model.predict_on_batch(inputs), rtol=1e-6)
@@ -120,7 +139,10 @@ def test_fused_adam_makes_the_updates_of_keras_adam():
     from train.keras_objects import FusedAdam
 
     rng = np.random.default_rng(4)
-    inputs = {"visual": rng.normal(size=(8, FRAMES, 2048)).astype("float32"), "audio": rng.normal(size=(8, FRAMES, 68)).astype("float32")}
+    inputs = {
+        "visual": rng.normal(size=(8, FRAMES, 2048)).astype("float32"),
+        "audio": rng.normal(size=(8, FRAMES, 68)).astype("float32"),
+    }
     labels = rng.uniform(0.3, 0.7, (8, 5)).astype("float32")
     weights = {}
     for name, optimizer in (("keras", keras.optimizers.Adam(1e-3)), ("fused", FusedAdam(1e-3))):
@@ -141,5 +163,7 @@ def test_per_frame_dense_layers_act_on_each_frame_alone():
     frames = np.random.default_rng(5).normal(size=(3, FRAMES, 2048)).astype("float32")
     dense_layer = model.get_layer("visual_dense")
     whole = keras.ops.convert_to_numpy(dense_layer(frames))
-    one_at_a_time = np.stack([keras.ops.convert_to_numpy(dense_layer(frames[:, step])) for step in range(FRAMES)], axis=1)
+    one_at_a_time = np.stack(
+        [keras.ops.convert_to_numpy(dense_layer(frames[:, step])) for step in range(FRAMES)], axis=1
+    )
     np.testing.assert_allclose(whole, one_at_a_time, rtol=1e-5, atol=1e-6)

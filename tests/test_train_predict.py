@@ -25,8 +25,19 @@ EXTRACTION = ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1)
 def run(tmp_path_factory):
     """A seed head trained on a cache that records EXTRACTION as its config."""
     root = tmp_path_factory.mktemp("predict")
-    cache = write_synthetic_cache(root / "cache", {"train": 24, "validation": 8}, frames=EXTRACTION.frames, config=EXTRACTION.feature_config())
-    options = FitOptions(cache=str(cache), out=str(root / "run"), epochs=1, visual_units=8, visual_projection=4, audio_units=4, lstm_units=4, verbose=0)
+    cache = write_synthetic_cache(
+        root / "cache", {"train": 24, "validation": 8}, frames=EXTRACTION.frames, config=EXTRACTION.feature_config()
+    )
+    options = FitOptions(
+        cache=str(cache),
+        out=str(root / "run"),
+        epochs=1,
+        visual_units=8,
+        visual_projection=4,
+        audio_units=4,
+        lstm_units=4,
+        verbose=0,
+    )
     fit(options, echo=lambda line: None)
     return root / "run"
 
@@ -81,7 +92,9 @@ def test_predict_loads_models_in_safe_mode(run, face_clip, tmp_path):
     assert not canary.exists(), "predict ran the model file's code"
 
     keras.saving.load_model(unsafe / "model.keras", safe_mode=False)
-    assert canary.read_text() == "unsafe code ran", "the canary must fire on an unsafe load, or this test proves nothing"
+    assert canary.read_text() == "unsafe code ran", (
+        "the canary must fire on an unsafe load, or this test proves nothing"
+    )
 
 
 def test_predict_with_an_ensemble_averages_its_members(run, face_clip, tmp_path):
@@ -136,10 +149,23 @@ def test_every_input_path_gets_a_row_even_copies_and_same_names(run, face_clip, 
 def test_a_changed_weights_file_is_refused(face_clip, tmp_path):
     keras.utils.set_random_seed(1)
     weights = tmp_path / "resnet.weights.h5"
-    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg").save_weights(weights)
+    keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg").save_weights(
+        weights
+    )
     extraction = ExtractOptions(frames=4, crop_size=32, weights=str(weights), jobs=1).resolved()
-    cache = write_synthetic_cache(tmp_path / "cache", {"train": 16, "validation": 8}, frames=4, config=extraction.feature_config())
-    options = FitOptions(cache=str(cache), out=str(tmp_path / "run"), epochs=1, visual_units=8, visual_projection=4, audio_units=4, lstm_units=4, verbose=0)
+    cache = write_synthetic_cache(
+        tmp_path / "cache", {"train": 16, "validation": 8}, frames=4, config=extraction.feature_config()
+    )
+    options = FitOptions(
+        cache=str(cache),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        visual_units=8,
+        visual_projection=4,
+        audio_units=4,
+        lstm_units=4,
+        verbose=0,
+    )
     fit(options, echo=lambda line: None)
     assert CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)]).exit_code == 0
     weights.write_bytes(weights.read_bytes() + b"changed")
@@ -150,8 +176,23 @@ def test_a_changed_weights_file_is_refused(face_clip, tmp_path):
 def test_predict_on_a_run_trained_with_several_frames_per_segment(face_clip, tmp_path):
     """k = 2 frames per segment: predict extracts T*k frames as the cache did and scores them."""
     extraction = ExtractOptions(frames=4, frames_per_segment=2, crop_size=32, weights="none", jobs=1)
-    cache = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=4, frames_per_segment=2, config=extraction.feature_config())
-    options = FitOptions(cache=str(cache), out=str(tmp_path / "run"), epochs=1, visual_units=8, visual_projection=4, audio_units=4, lstm_units=4, verbose=0)
+    cache = write_synthetic_cache(
+        tmp_path / "cache",
+        {"train": 24, "validation": 8},
+        frames=4,
+        frames_per_segment=2,
+        config=extraction.feature_config(),
+    )
+    options = FitOptions(
+        cache=str(cache),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        visual_units=8,
+        visual_projection=4,
+        audio_units=4,
+        lstm_units=4,
+        verbose=0,
+    )
     fit(options, echo=lambda line: None)
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
     assert result.exit_code == 0, result.output

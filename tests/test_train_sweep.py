@@ -17,7 +17,16 @@ from train.sweep import SweepError, SweepOptions, configurations, folder_name, i
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
-TINY = ["--grid", "visual-units=8", "--grid", "visual-projection=4", "--grid", "audio-units=4", "--grid", "lstm-units=4"]
+TINY = [
+    "--grid",
+    "visual-units=8",
+    "--grid",
+    "visual-projection=4",
+    "--grid",
+    "audio-units=4",
+    "--grid",
+    "lstm-units=4",
+]
 KILL_TIMEOUT = 240  # s: the first configuration must finish within this, or the test fails instead of hanging
 RUN_TIMEOUT = 400  # s: a whole sweep of three tiny configurations, TensorFlow start-up included
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return write_synthetic_cache(tmp_path_factory.mktemp("sweep") / "cache", {"train": 40, "validation": 12, "test": 12}, frames=FRAMES)
+    return write_synthetic_cache(
+        tmp_path_factory.mktemp("sweep") / "cache", {"train": 40, "validation": 12, "test": 12}, frames=FRAMES
+    )
 
 
 def test_grid_values_are_typed_and_checked_against_the_fit_options():
@@ -52,7 +63,9 @@ def test_configurations_cover_the_grid_and_a_random_search_draws_the_same_ones_a
     assert drawn == configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=3))
     assert drawn != configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=4))
     swapped = parse_grid(["dropout=0.1,0.3", "lr=1e-3,1e-4", "head=seed,bilstm,attention"])
-    assert sorted(map(folder_name, configurations(SweepOptions("c", "out", swapped)))) == sorted(map(folder_name, every))
+    assert sorted(map(folder_name, configurations(SweepOptions("c", "out", swapped)))) == sorted(
+        map(folder_name, every)
+    )
     assert folder_name({"lr": 1e-4, "head": "seed"}) == "head=seed,lr=0.0001"
 
 
@@ -60,7 +73,9 @@ def test_bad_grids_are_usage_errors(cache, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["sweep", "--cache", str(cache), "--out", str(tmp_path / "s"), "--grid", "lrate=1e-3"])
     assert result.exit_code == 2 and "grid axes are:" in result.stderr and "batch_size" in result.stderr
-    result = runner.invoke(app, ["sweep", "--cache", str(cache), "--out", str(tmp_path / "s"), "--grid", "lr=1e-3", "--trials", "3"])
+    result = runner.invoke(
+        app, ["sweep", "--cache", str(cache), "--out", str(tmp_path / "s"), "--grid", "lr=1e-3", "--trials", "3"]
+    )
     assert result.exit_code == 2 and "--trials needs --search random" in result.stderr
     assert not (tmp_path / "s").exists()
 
@@ -68,7 +83,20 @@ def test_bad_grids_are_usage_errors(cache, tmp_path):
 def test_a_sweep_writes_one_run_per_configuration_and_a_rerun_touches_nothing(cache, tmp_path):
     runner = CliRunner()
     out = tmp_path / "s"
-    arguments = ["sweep", "--cache", str(cache), "--out", str(out), "--grid", "head=seed,audio", "--grid", "epochs=1", *TINY, "--resamples", "200"]
+    arguments = [
+        "sweep",
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+        "--grid",
+        "head=seed,audio",
+        "--grid",
+        "epochs=1",
+        *TINY,
+        "--resamples",
+        "200",
+    ]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     folders = sorted(path for path in out.iterdir() if path.is_dir())
@@ -77,7 +105,9 @@ def test_a_sweep_writes_one_run_per_configuration_and_a_rerun_touches_nothing(ca
         assert is_finished(folder)
         options = json.loads((folder / "options.json").read_text())
         assert options["out"] == str(folder) and options["epochs"] == 1 and options["visual_units"] == 8
-        assert {"model.keras", "normalization.npz", "history.csv", "predictions.csv", "curves.png"} <= {path.name for path in folder.iterdir()}
+        assert {"model.keras", "normalization.npz", "history.csv", "predictions.csv", "curves.png"} <= {
+            path.name for path in folder.iterdir()
+        }
     assert "ranked by mean accuracy" in result.stdout and "p vs best" in result.stdout and "baseline" in result.stdout
     before = {path: path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*")}
     again = runner.invoke(app, arguments)
@@ -89,13 +119,38 @@ def test_a_sweep_writes_one_run_per_configuration_and_a_rerun_touches_nothing(ca
 
 
 def _sweep_command(cache, out, jobs):
-    return [sys.executable, "-m", "train", "sweep", "--cache", str(cache), "--out", str(out), "--grid", "head=seed,audio,visual", "--grid", "epochs=3", *TINY, "--jobs", str(jobs), "--resamples", "200"]
+    return [
+        sys.executable,
+        "-m",
+        "train",
+        "sweep",
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+        "--grid",
+        "head=seed,audio,visual",
+        "--grid",
+        "epochs=3",
+        *TINY,
+        "--jobs",
+        str(jobs),
+        "--resamples",
+        "200",
+    ]
 
 
 def test_a_killed_sweep_redoes_only_unfinished_configurations(cache, tmp_path):
     out = tmp_path / "killed"
     environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(_sweep_command(cache, out, 1), cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        _sweep_command(cache, out, 1),
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + KILL_TIMEOUT
         while time.monotonic() < deadline and process.poll() is None:
@@ -106,19 +161,27 @@ def test_a_killed_sweep_redoes_only_unfinished_configurations(cache, tmp_path):
                 break
             time.sleep(0.05)
         else:
-            pytest.fail(f"the sweep neither finished one configuration and started another within {KILL_TIMEOUT} s nor kept running")
+            pytest.fail(
+                f"the sweep neither finished one configuration and started another within {KILL_TIMEOUT} s nor kept running"
+            )
         os.killpg(process.pid, signal.SIGKILL)  # the sweep and anything it started, mid-fit
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
-    finished = {folder: {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} for folder in out.glob("*") if folder.is_dir() and is_finished(folder)}
+    finished = {
+        folder: {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+        for folder in out.glob("*")
+        if folder.is_dir() and is_finished(folder)
+    }
     stamps = {path: path.stat().st_mtime_ns for files in finished.values() for path in files}
     half_written = [folder for folder in out.glob("*") if folder.is_dir() and not is_finished(folder)]
     assert finished and half_written and not any((folder / METRICS_FILE).exists() for folder in half_written)
 
-    rerun = subprocess.run(_sweep_command(cache, out, 2), cwd=REPO, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    rerun = subprocess.run(
+        _sweep_command(cache, out, 2), cwd=REPO, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{len(finished)} finished before, {3 - len(finished)} to fit with 2 job(s)" in rerun.stdout
     folders = sorted(folder for folder in out.glob("*") if folder.is_dir())
@@ -128,4 +191,6 @@ def test_a_killed_sweep_redoes_only_unfinished_configurations(cache, tmp_path):
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     for folder in half_written:
         assert json.loads((folder / "metrics.json").read_text())["test"]["baseline_mean_accuracy"] > 0
-    assert sum(line.startswith("[") for line in rerun.stdout.splitlines()) == 3 - len(finished)  # a line per configuration fitted now
+    assert sum(line.startswith("[") for line in rerun.stdout.splitlines()) == 3 - len(
+        finished
+    )  # a line per configuration fitted now

@@ -47,7 +47,11 @@ DAMAGE = {
 def read_everything(cache_dir) -> list[str]:
     """Read every dataset of every split; return the video ids."""
     reader = CacheReader(cache_dir)
-    return sorted(video_id for split in reader.splits() for video_id in reader.read(split, (*STRING_DATASETS, *NUMERIC_DATASETS))["video_id"])
+    return sorted(
+        video_id
+        for split in reader.splits()
+        for video_id in reader.read(split, (*STRING_DATASETS, *NUMERIC_DATASETS))["video_id"]
+    )
 
 
 def test_an_intact_cache_has_no_problems(cache_dir):
@@ -64,7 +68,9 @@ def test_damage_is_named_and_repaired(cache_dir, kind):
     assert words in problems[0].reason
     with pytest.raises(CacheError) as refused:  # what the trainer gets
         read_everything(cache_dir)
-    assert str(refused.value).startswith(f"{path}: ") and words in str(refused.value) and "--repair" in str(refused.value)
+    assert (
+        str(refused.value).startswith(f"{path}: ") and words in str(refused.value) and "--repair" in str(refused.value)
+    )
     if "damaged" not in words:  # judged by size alone: the very same words
         assert problems[0].reason in str(refused.value)
 
@@ -139,7 +145,10 @@ def test_a_foreign_shard_is_named_and_moved_aside_then_its_videos_re_extracted(c
     problems = verify(cache_dir)
     assert [problem.path for problem in problems] == [foreign]
     reason = problems[0].reason
-    assert f"foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'" in reason
+    assert (
+        f"foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'"
+        in reason
+    )
     assert reason.endswith(f"--repair moves it to {cache_dir / 'foreign'}/")
     assert reason.startswith("not in the index, and ") != indexed
 
@@ -149,7 +158,9 @@ def test_a_foreign_shard_is_named_and_moved_aside_then_its_videos_re_extracted(c
     assert verify(cache_dir) == []
     assert read_everything(cache_dir) == sorted(make_record(number).video_id for number in range(VIDEOS))
     with CacheWriter(cache_dir, CONFIG, videos_per_shard=PER_SHARD) as writer:  # what `make features` does next
-        missing = [number for number in range(VIDEOS + 2) if make_record(number).content_hash not in writer.known_hashes()]
+        missing = [
+            number for number in range(VIDEOS + 2) if make_record(number).content_hash not in writer.known_hashes()
+        ]
         assert missing == [VIDEOS, VIDEOS + 1]
         for number in missing:
             writer.add(make_record(number))

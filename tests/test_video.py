@@ -5,11 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-from av.video.frame import PictureType
 import numpy as np
 import pytest
+from av.video.frame import PictureType
 
-from extract.synthetic import CHALEARN_X264, chalearn_like_clip, compose_frame, face_image, talking_head_clip, tone, write_clip, write_timed_clip
+from extract.synthetic import (
+    CHALEARN_X264,
+    chalearn_like_clip,
+    compose_frame,
+    face_image,
+    talking_head_clip,
+    tone,
+    write_clip,
+    write_timed_clip,
+)
 from extract.video import VideoError, decode, sample_times
 
 
@@ -44,7 +53,9 @@ def test_decode_returns_the_frame_nearest_each_sample_time(face_clip):
     reference_times = np.array([time for time, _ in reference])
     assert decoded.frames.shape == (10, 240, 320, 3) and decoded.frames.dtype == np.uint8
     assert decoded.frame_times.dtype == np.float32
-    for target, time, frame in zip(sample_times(decoded.duration, 10, 1, "centre"), decoded.frame_times, decoded.frames):
+    for target, time, frame in zip(
+        sample_times(decoded.duration, 10, 1, "centre"), decoded.frame_times, decoded.frames
+    ):
         nearest = int(np.abs(reference_times - target).argmin())
         assert time == pytest.approx(reference_times[nearest], abs=1e-4)
         assert np.array_equal(frame, reference[nearest][1])
@@ -54,7 +65,9 @@ def test_decode_resamples_the_sound_to_mono_at_the_requested_rate(face_clip):
     decoded = decode(face_clip, 4, 1, "centre", 16000)
     assert decoded.audio.ndim == 1
     assert len(decoded.audio) / 16000 == pytest.approx(decoded.duration, abs=0.1)
-    assert decoded.audio.dtype == np.int16  # pyAudioAnalysis expects int16-range samples; 2 bytes each keeps long tracks small
+    assert (
+        decoded.audio.dtype == np.int16
+    )  # pyAudioAnalysis expects int16-range samples; 2 bytes each keeps long tracks small
     assert np.abs(decoded.audio.astype(np.int32)).max() > 1000
 
 
@@ -62,7 +75,9 @@ def _sound_as_pyav_decodes_it(path, rate):
     """(num_samples,) int16: the whole sound track decoded and resampled by PyAV in one go."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
     with av.open(str(path)) as container:
-        chunks = [chunk.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for chunk in resampler.resample(frame)]
+        chunks = [
+            chunk.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for chunk in resampler.resample(frame)
+        ]
     return np.concatenate(chunks + [chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(None)])
 
 
@@ -124,7 +139,9 @@ def test_a_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path):
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for index in range(50):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 2 * index, np.uint8), format="rgb24")))
+            container.mux(
+                stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 2 * index, np.uint8), format="rgb24"))
+            )
         container.mux(stream.encode())
     decoded = decode(path, 4, 1, "centre", 16000)
     assert decoded.duration == pytest.approx(2.0)
@@ -133,10 +150,14 @@ def test_a_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path):
 
 def test_corrupt_audio_packets_become_silence_of_their_length(face_clip, tmp_path):
     with av.open(str(face_clip)) as container:
-        audio_packets = [(packet.pos, packet.size) for packet in container.demux(container.streams.audio[0]) if packet.size]
+        audio_packets = [
+            (packet.pos, packet.size) for packet in container.demux(container.streams.audio[0]) if packet.size
+        ]
     data = bytearray(face_clip.read_bytes())
     for position, size in audio_packets[10:13]:
-        data[position : position + size] = np.random.default_rng(position).integers(0, 256, size, dtype=np.uint8).tobytes()
+        data[position : position + size] = (
+            np.random.default_rng(position).integers(0, 256, size, dtype=np.uint8).tobytes()
+        )
     damaged = tmp_path / "damaged-sound.mp4"
     damaged.write_bytes(bytes(data))
     clean = decode(face_clip, 4, 1, "centre", 16000)
@@ -145,7 +166,10 @@ def test_corrupt_audio_packets_become_silence_of_their_length(face_clip, tmp_pat
     # everything after them; silence in their place keeps the length and the rest.
     assert abs(len(decoded.audio) - len(clean.audio)) < 10
     later, lags = slice(30000, 38000), range(-20, 21)  # samples well after the damage
-    damaged_sound, clean_sound = decoded.audio.astype(np.float64), clean.audio.astype(np.float64)  # int16 products overflow
+    damaged_sound, clean_sound = (
+        decoded.audio.astype(np.float64),
+        clean.audio.astype(np.float64),
+    )  # int16 products overflow
     matches = [np.dot(damaged_sound[later.start + lag : later.stop + lag], clean_sound[later]) for lag in lags]
     assert abs(lags[int(np.argmax(matches))]) <= 2  # the sound after the damage is where it was
     assert np.array_equal(decoded.frames, clean.frames)
@@ -156,7 +180,10 @@ def test_a_read_error_is_reported_as_one_not_as_a_bad_video(tmp_path):
     # Reading the start of a process's own memory fails with EIO even for root.
     (tmp_path / "io-error.mp4").symlink_to("/proc/self/mem")
     (tmp_path / "folder.mp4").mkdir()
-    for name, reason in (("io-error.mp4", "cannot open: Input/output error"), ("folder.mp4", "cannot open: Is a directory")):
+    for name, reason in (
+        ("io-error.mp4", "cannot open: Input/output error"),
+        ("folder.mp4", "cannot open: Is a directory"),
+    ):
         with pytest.raises(VideoError, match=reason):
             decode(tmp_path / name, 4, 1, "centre", 16000)
 
@@ -175,13 +202,19 @@ def _assert_same_result(skipped, full):
 
 def _both_ways(path, segments, per_segment, mode, threads=0):
     """(skipping, full) decodes of one video, random sampling drawn from the same seed."""
-    return [decode(path, segments, per_segment, mode, 16000, np.random.default_rng(5), threads, skip_frames=skip) for skip in (True, False)]
+    return [
+        decode(path, segments, per_segment, mode, 16000, np.random.default_rng(5), threads, skip_frames=skip)
+        for skip in (True, False)
+    ]
 
 
 def _moving_faces(width, height, count):
     """Frames of the astronaut's face drifting and brightening, so that x264 chooses B-frames."""
     face = face_image()
-    return [compose_frame(face, width, height, (0.5 + 0.03 * np.sin(index / 4), 0.5), 0.8, 0.8 + 0.2 * index / count) for index in range(count)]
+    return [
+        compose_frame(face, width, height, (0.5 + 0.03 * np.sin(index / 4), 0.5), 0.8, 0.8 + 0.2 * index / count)
+        for index in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -204,10 +237,15 @@ def test_the_generated_clip_has_the_data_sets_trap_where_p_frames_reference_b_fr
     # Skipping every B-frame changes frames that are still decoded; skipping the
     # non-reference ones changes none: the case the skipping must get right.
     assert any(not np.array_equal(pixels, every[pts]) for pts, pixels in without_b.items())
-    assert len(without_nonref) < len(every) and all(np.array_equal(pixels, every[pts]) for pts, pixels in without_nonref.items())
+    assert len(without_nonref) < len(every) and all(
+        np.array_equal(pixels, every[pts]) for pts, pixels in without_nonref.items()
+    )
 
 
-@pytest.mark.parametrize("segments, per_segment, mode, threads", [(10, 1, "centre", 1), (4, 3, "random", 0), (30, 1, "centre", 0), (1, 1, "centre", 1)])
+@pytest.mark.parametrize(
+    "segments, per_segment, mode, threads",
+    [(10, 1, "centre", 1), (4, 3, "random", 0), (30, 1, "centre", 0), (1, 1, "centre", 1)],
+)
 def test_skipping_frames_picks_exactly_the_frames_of_the_full_decode(gop_clip, segments, per_segment, mode, threads):
     skipped, full = _both_ways(gop_clip, segments, per_segment, mode, threads)
     _assert_same_result(skipped, full)
@@ -237,7 +275,9 @@ ODD_TIMINGS = {
 @pytest.mark.parametrize("name", sorted(ODD_TIMINGS))
 def test_skipping_frames_changes_nothing_with_odd_timing_or_rotation(tmp_path, name):
     times_ms, rotation = ODD_TIMINGS[name]
-    path = write_timed_clip(tmp_path / name, _moving_faces(160, 96, len(times_ms)), times_ms, rotation=rotation, options=CHALEARN_X264)
+    path = write_timed_clip(
+        tmp_path / name, _moving_faces(160, 96, len(times_ms)), times_ms, rotation=rotation, options=CHALEARN_X264
+    )
     skipped, full = _both_ways(path, 10, 1, "centre")
     _assert_same_result(skipped, full)
     assert skipped.decoded_frames < full.decoded_frames
@@ -256,7 +296,9 @@ def _annex_b_clip(path):
 
 FALLBACK_CLIPS = {
     # Another codec, whose "non-reference" the decoder defines its own way.
-    "mpeg4-with-b-frames.mp4": lambda path: write_timed_clip(path, _moving_faces(160, 96, 60), range(0, 2400, 40), codec="mpeg4", options={"bf": "2"}),
+    "mpeg4-with-b-frames.mp4": lambda path: write_timed_clip(
+        path, _moving_faces(160, 96, 60), range(0, 2400, 40), codec="mpeg4", options={"bf": "2"}
+    ),
     "no-timestamps.h264": _annex_b_clip,
 }
 
@@ -275,9 +317,13 @@ def test_a_corrupt_reference_frame_falls_back_to_the_full_decode(gop_clip, tmp_p
         types = {frame.pts: frame.pict_type for frame in container.decode(video=0)}
     with av.open(str(gop_clip)) as container:
         packets = [packet for packet in container.demux(video=0) if packet.size]
-        (position, size) = next((packet.pos, packet.size) for packet in packets[len(packets) // 2 :] if types[packet.pts] == PictureType.P)
+        (position, size) = next(
+            (packet.pos, packet.size) for packet in packets[len(packets) // 2 :] if types[packet.pts] == PictureType.P
+        )
     data = bytearray(gop_clip.read_bytes())
-    data[position + 8 : position + size] = np.random.default_rng(size).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    data[position + 8 : position + size] = (
+        np.random.default_rng(size).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    )
     damaged = tmp_path / "damaged-p-frame.mp4"
     damaged.write_bytes(bytes(data))
     skipped, full = _both_ways(damaged, 10, 1, "centre")

@@ -25,6 +25,7 @@ import cache
 from cache import lock as lock_module
 from cache import writer as writer_module
 from cache.errors import CacheError
+from cache.lock import lock_holder
 from cache.manifest import Index, config_hash, file_digest
 from cache.reader import CacheReader
 from cache.schema import (
@@ -38,7 +39,6 @@ from cache.schema import (
     STRING_DATASETS,
     VideoRecord,
 )
-from cache.lock import lock_holder
 from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number, write_shard
 
 FRAMES = 4  # T: enough rows to tell frames apart, small enough for ~20 KB videos
@@ -89,7 +89,9 @@ def temporaries(cache_dir: Path) -> list[str]:
 def start_child(script: str, *arguments: str) -> subprocess.Popen:
     """Run a Python snippet that can import this module's helpers; wait for it to print 'ready'."""
     code = f"import sys; sys.path.insert(0, {str(TESTS)!r})\n" + textwrap.dedent(script)
-    child = subprocess.Popen([sys.executable, "-c", code, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     ready, _, _ = select.select([child.stdout], [], [], CHILD_START_TIMEOUT)
     line = child.stdout.readline() if ready else ""
     if line.strip() != "ready":
@@ -133,7 +135,9 @@ def test_shards_are_bounded_and_indexed(tmp_path):
     index = Index.load(cache_dir)
     assert [entry.name for entry in index.shards] == [shard_name(0), shard_name(1), shard_name(2)]
     assert [len(entry.video_ids) for entry in index.shards] == [3, 3, 1]
-    assert [video_id for entry in index.shards for video_id in entry.video_ids] == [make_record(number).video_id for number in range(7)]
+    assert [video_id for entry in index.shards for video_id in entry.video_ids] == [
+        make_record(number).video_id for number in range(7)
+    ]
     for entry in index.shards:
         path = cache_dir / entry.name
         assert (entry.sha256, entry.size) == (file_digest(path), path.stat().st_size)
@@ -177,12 +181,22 @@ def test_known_hashes_follow_superseded_content(tmp_path):
         assert set(writer.known_hashes()) == {make_record(number).content_hash for number in range(3)}
         writer.add(make_record(1, version=1))
     with CacheWriter(tmp_path, CONFIG) as writer:
-        assert set(writer.known_hashes()) == {make_record(0).content_hash, make_record(1, version=1).content_hash, make_record(2).content_hash}
+        assert set(writer.known_hashes()) == {
+            make_record(0).content_hash,
+            make_record(1, version=1).content_hash,
+            make_record(2).content_hash,
+        }
         assert writer.index.num_videos() == 3
 
 
 def test_shard_numbers_beyond_five_digits_never_overwrite(tmp_path):
-    assert [shard_number(shard_name(number)) for number in (0, 7, 99999, 100000, 1234567)] == [0, 7, 99999, 100000, 1234567]
+    assert [shard_number(shard_name(number)) for number in (0, 7, 99999, 100000, 1234567)] == [
+        0,
+        7,
+        99999,
+        100000,
+        1234567,
+    ]
     write_cache(tmp_path, range(4), videos_per_shard=2)
     index = Index.load(tmp_path)
     for entry, new_name in zip(index.shards, (shard_name(10001), shard_name(100000))):
@@ -193,7 +207,11 @@ def test_shard_numbers_beyond_five_digits_never_overwrite(tmp_path):
     write_cache(tmp_path, [4], videos_per_shard=2)
     after = snapshot(tmp_path)
     assert all(after[name] == digest for name, digest in before.items() if name.startswith("shard-"))
-    assert [entry.name for entry in Index.load(tmp_path).shards] == [shard_name(10001), shard_name(100000), shard_name(100001)]
+    assert [entry.name for entry in Index.load(tmp_path).shards] == [
+        shard_name(10001),
+        shard_name(100000),
+        shard_name(100001),
+    ]
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -223,14 +241,22 @@ def test_shards_without_a_config_are_refused(tmp_path):
 def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
     cache_dir = write_cache(tmp_path / "none-cache", range(4))
     foreign = add_foreign_shard(cache_dir, [4, 5], tmp_path)
-    (cache_dir / shard_name(7)).write_bytes(b"not an HDF5 file")  # junk the writer would remove: must stay until the refusal is resolved
+    (cache_dir / shard_name(7)).write_bytes(
+        b"not an HDF5 file"
+    )  # junk the writer would remove: must stay until the refusal is resolved
     before = snapshot(cache_dir)
     with pytest.raises(CacheError) as caught:
         with CacheWriter(cache_dir, CONFIG):
             pass
     message = str(caught.value)
-    assert message.startswith(f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'; ")
-    assert f"python -m cache verify {cache_dir} --repair" in message and f"{cache_dir / 'foreign'}/" in message and "\n" not in message
+    assert message.startswith(
+        f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'; "
+    )
+    assert (
+        f"python -m cache verify {cache_dir} --repair" in message
+        and f"{cache_dir / 'foreign'}/" in message
+        and "\n" not in message
+    )
     assert snapshot(cache_dir) == before
     assert [entry.name for entry in Index.load(cache_dir).shards] == [shard_name(0), shard_name(1)]
 
@@ -257,7 +283,11 @@ def test_a_folder_holding_python_source_is_refused_before_anything_is_written(tm
         with CacheWriter(package_copy, CONFIG):
             pass
     message = str(caught.value)
-    assert message.startswith(f"{package_copy}: holds Python source (__init__.py, __main__.py, cli.py, ...)") and "--cache features/" in message and "\n" not in message
+    assert (
+        message.startswith(f"{package_copy}: holds Python source (__init__.py, __main__.py, cli.py, ...)")
+        and "--cache features/" in message
+        and "\n" not in message
+    )
     assert snapshot(package_copy) == before
     package = tmp_path / "package"
     package.mkdir()
@@ -349,7 +379,12 @@ def test_a_writer_starting_while_the_lock_is_probed_waits_instead_of_refusing(tm
 
 def test_a_lock_left_by_an_abrupt_exit_does_not_block(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", f"import os, sys; sys.path.insert(0, {str(TESTS)!r})\nfrom test_writer import CONFIG\nfrom cache.writer import CacheWriter\nCacheWriter(sys.argv[1], CONFIG).__enter__()\nos._exit(0)", str(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            f"import os, sys; sys.path.insert(0, {str(TESTS)!r})\nfrom test_writer import CONFIG\nfrom cache.writer import CacheWriter\nCacheWriter(sys.argv[1], CONFIG).__enter__()\nos._exit(0)",
+            str(tmp_path),
+        ],
         capture_output=True,
         timeout=CHILD_START_TIMEOUT,
     )
@@ -447,7 +482,9 @@ def test_sigkill_at_random_moments_never_loses_or_exposes_a_shard(tmp_path):
         ids = check_every_shard_reads(cache_dir)
         assert ids == [make_record(number).video_id for number in range(len(ids))], f"trial {trial}"
         assert len(ids) >= previous and temporaries(cache_dir) == []
-        assert sorted(path.name for path in cache_dir.glob("shard-*")) == sorted(entry.name for entry in Index.load(cache_dir).shards)
+        assert sorted(path.name for path in cache_dir.glob("shard-*")) == sorted(
+            entry.name for entry in Index.load(cache_dir).shards
+        )
         previous = len(ids)
     assert previous > 0, "no trial got as far as one shard: raise LONGEST_RUN"
 
@@ -464,13 +501,17 @@ def test_a_failed_shard_write_is_a_cache_error_that_leaves_the_cache_intact(tmp_
     write_cache(tmp_path, range(4), videos_per_shard=2)
     before = snapshot(tmp_path)
     attempts = []
-    monkeypatch.setattr(writer_module, "write_shard", lambda *arguments: (attempts.append(1), full_disk_after_a_few_bytes(*arguments)))
+    monkeypatch.setattr(
+        writer_module, "write_shard", lambda *arguments: (attempts.append(1), full_disk_after_a_few_bytes(*arguments))
+    )
     with pytest.raises(CacheError, match="No space left on device") as caught:
         with CacheWriter(tmp_path, CONFIG, videos_per_shard=2) as writer:
             for number in range(4, 8):
                 writer.add(make_record(number))
     message = str(caught.value)
-    assert shard_name(2) in message and "the cache is intact (4 videos already cached)" in message and "\n" not in message
+    assert (
+        shard_name(2) in message and "the cache is intact (4 videos already cached)" in message and "\n" not in message
+    )
     assert len(attempts) == 1, "a failed write must not be retried on exit"
     assert snapshot(tmp_path) == before
     assert check_every_shard_reads(tmp_path) == [make_record(number).video_id for number in range(4)]
@@ -522,7 +563,9 @@ def test_a_real_write_error_from_the_kernel_leaves_the_cache_intact(tmp_path):
     output, errors = finish_child(child)
     assert child.returncode == 3, errors[-2000:]
     assert shard_name(2) in output and "the cache is intact (4 videos already cached)" in output
-    assert {name: digest for name, digest in snapshot(tmp_path).items() if name != lock_module.LOCK_FILE} == {name: digest for name, digest in before.items() if name != lock_module.LOCK_FILE}
+    assert {name: digest for name, digest in snapshot(tmp_path).items() if name != lock_module.LOCK_FILE} == {
+        name: digest for name, digest in before.items() if name != lock_module.LOCK_FILE
+    }
     assert temporaries(tmp_path) == []
 
 
@@ -531,7 +574,12 @@ def small_disk(tmp_path):
     """A 512 KiB tmpfs (skip where mounting is not allowed); unmounted afterwards."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)], capture_output=True, text=True, timeout=MOUNT_TIMEOUT)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        timeout=MOUNT_TIMEOUT,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield mount_point
@@ -545,7 +593,9 @@ def test_a_full_disk_and_a_read_only_disk_leave_the_cache_intact(small_disk):
         write_cache(small_disk, range(4, 100), videos_per_shard=40)
     assert temporaries(small_disk) == []
     assert check_every_shard_reads(small_disk) == [make_record(number).video_id for number in range(4)]
-    assert {name: digest for name, digest in snapshot(small_disk).items() if name.startswith("shard-")} == {name: digest for name, digest in before.items() if name.startswith("shard-")}
+    assert {name: digest for name, digest in snapshot(small_disk).items() if name.startswith("shard-")} == {
+        name: digest for name, digest in before.items() if name.startswith("shard-")
+    }
 
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=MOUNT_TIMEOUT)
     with pytest.raises(CacheError, match="Read-only file system"):

@@ -139,11 +139,17 @@ def _different(rows: list[dict], key: str) -> dict[str, list[str]]:
 def _consistency_warnings(rows: list[dict]) -> list[str]:
     """Warnings when the runs compared were not made alike."""
     warnings = []
-    for key, what in (("cache", "caches"), ("config_hash", "extraction configs"), ("selection_split", "selection splits")):
+    for key, what in (
+        ("cache", "caches"),
+        ("config_hash", "extraction configs"),
+        ("selection_split", "selection splits"),
+    ):
         groups = _different(rows, key)
         if groups:
             listed = "; ".join(f"{value or '?'}: {', '.join(runs)}" for value, runs in groups.items())
-            warnings.append(f"warning: the runs come from different {what} ({listed}); their scores are not measured alike")
+            warnings.append(
+                f"warning: the runs come from different {what} ({listed}); their scores are not measured alike"
+            )
     return warnings
 
 
@@ -211,11 +217,15 @@ def _paired_tests(rows: list[dict], videos: dict, accuracies: dict, resamples: i
             if key not in videos or best_key not in videos:
                 continue
             if set(videos[key]) != set(videos[best_key]) or len(videos[key]) != len(videos[best_key]):
-                warnings.append(f"warning: no paired test for {row['run']} on {name}: scored on other videos than the best run {best['run']} (n {len(videos[key])} vs {len(videos[best_key])})")
+                warnings.append(
+                    f"warning: no paired test for {row['run']} on {name}: scored on other videos than the best run {best['run']} (n {len(videos[key])} vs {len(videos[best_key])})"
+                )
                 continue
             order = {video_id: index for index, video_id in enumerate(videos[key])}
             rows_in_best_order = np.array([order[video_id] for video_id in videos[best_key]])
-            entry["p_value_vs_best"] = paired_p_value(accuracies[key][-1, rows_in_best_order], accuracies[best_key][-1], resamples)
+            entry["p_value_vs_best"] = paired_p_value(
+                accuracies[key][-1, rows_in_best_order], accuracies[best_key][-1], resamples
+            )
     return warnings
 
 
@@ -240,14 +250,32 @@ def format_runs(comparison: Comparison) -> str:
     """
     rows = comparison.rows
     selections = sorted({row["selection_split"] for row in rows})
-    lines = [f"ranked by mean accuracy on the split that selected each model ({', '.join(selections)}); acc ± std over seeds; 95% CI and p vs best: bootstrap over videos, paired for p"]
+    lines = [
+        f"ranked by mean accuracy on the split that selected each model ({', '.join(selections)}); acc ± std over seeds; 95% CI and p vs best: bootstrap over videos, paired for p"
+    ]
     names = list(dict.fromkeys(name for row in rows for name in row["splits"]))
     for position, name in enumerate(names):
-        header = ("run", "head", "seeds", "cache", "n", f"{name} acc", "95% CI", "baseline", "p vs best", *(("other options",) if position == 0 else ()))
+        header = (
+            "run",
+            "head",
+            "seeds",
+            "cache",
+            "n",
+            f"{name} acc",
+            "95% CI",
+            "baseline",
+            "p vs best",
+            *(("other options",) if position == 0 else ()),
+        )
         table = [header]
         for row in rows:
             entry = row["splits"].get(name)
-            cells = [row["run"] + (" *" if row["random_weights"] else ""), row["head"], ",".join(map(str, row["seeds"])) or "-", _short_cache(row)]
+            cells = [
+                row["run"] + (" *" if row["random_weights"] else ""),
+                row["head"],
+                ",".join(map(str, row["seeds"])) or "-",
+                _short_cache(row),
+            ]
             if entry is None:
                 cells += ["-"] * 5
             else:
@@ -297,12 +325,21 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
                 continue
             positions = np.arange(len(labels)) - 0.4 + width * (index + 0.5)
             values = np.array([entry["traits"][trait] for trait in TRAITS] + [entry["mean_accuracy"]])
-            baseline = np.array([entry["baseline_traits"][trait] for trait in TRAITS] + [entry["baseline_mean_accuracy"]])
+            baseline = np.array(
+                [entry["baseline_traits"][trait] for trait in TRAITS] + [entry["baseline_mean_accuracy"]]
+            )
             accuracies = comparison.accuracies.get((row["run"], name))
             intervals = None if accuracies is None else mean_intervals(accuracies, resamples)
             errors = None if intervals is None else np.abs(intervals.T - values)
             axis.errorbar(positions, values, yerr=errors, fmt="o", capsize=3, label=row["run"])
-            axis.scatter(positions, baseline, marker="_", s=200, color="grey", label="training-mean baseline" if index == 0 else None)
+            axis.scatter(
+                positions,
+                baseline,
+                marker="_",
+                s=200,
+                color="grey",
+                label="training-mean baseline" if index == 0 else None,
+            )
         axis.set_xticks(np.arange(len(labels)), labels)
         axis.set_ylabel(f"{name} accuracy (1 - MAE)")
         axis.grid(alpha=0.3, axis="y")

@@ -114,12 +114,26 @@ class FitOptions:
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (len(set(self.seeds)) == len(self.seeds), f"--seeds must not repeat a seed, got {self.seeds}"),
             (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}"),
-            (0.0 < self.validation_fraction < 1.0, f"--validation-fraction must be in (0, 1), got {self.validation_fraction}"),
+            (
+                0.0 < self.validation_fraction < 1.0,
+                f"--validation-fraction must be in (0, 1), got {self.validation_fraction}",
+            ),
             (0.0 < self.lr_factor < 1.0, f"--lr-factor must be in (0, 1), got {self.lr_factor}"),
             (self.verbose in (0, 1, 2), f"--verbose must be 0, 1 or 2, got {self.verbose}"),
         ]
-        widths = ("visual_units", "visual_projection", "audio_units", "lstm_units", "attention_units", "patience", "lr_patience")
-        checks += [(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}") for name in widths]
+        widths = (
+            "visual_units",
+            "visual_projection",
+            "audio_units",
+            "lstm_units",
+            "attention_units",
+            "patience",
+            "lr_patience",
+        )
+        checks += [
+            (getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+            for name in widths
+        ]
         for passed, message in checks:
             if not passed:
                 raise ValueError(message)
@@ -131,7 +145,9 @@ class FitOptions:
 
     def to_dict(self) -> dict:
         """JSON-able dict of every option (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, values: dict) -> FitOptions:
@@ -143,4 +159,8 @@ class FitOptions:
         """Options that differ from the defaults, except where and with which seed."""
         default = FitOptions()
         skip = {"cache", "out", "head", "seed", "seeds", "overwrite", "verbose", "tensorboard"}
-        return {name: value for name, value in self.to_dict().items() if name not in skip and value != default.to_dict()[name]}
+        return {
+            name: value
+            for name, value in self.to_dict().items()
+            if name not in skip and value != default.to_dict()[name]
+        }

@@ -101,7 +101,9 @@ def load_cache(reader: CacheReader, splits: tuple[str, ...] | None = None) -> Ca
         rows = np.flatnonzero(np.isfinite(labels).all(axis=1))
         unlabelled[name] = len(labels) - len(rows)
         if rows.size:
-            split = SplitData(arrays["video_id"], arrays["face_embeddings"], arrays["audio_features"], arrays["face_found"], labels)
+            split = SplitData(
+                arrays["video_id"], arrays["face_embeddings"], arrays["audio_features"], arrays["face_found"], labels
+            )
             loaded[name] = split if rows.size == len(labels) else split.subset(rows)
     return CacheData(reader.config, reader.config_hash, reader.frames, reader.frames_per_segment, loaded, unlabelled)
 
@@ -129,7 +131,9 @@ def count_sources(video_ids: np.ndarray, delimiter: str) -> int:
     return len(np.unique(source_ids(video_ids, delimiter)))
 
 
-def resolve_splits(available: list[str], train_split: str, validation_split: str, kind: str = "labelled split") -> tuple[str, str | None]:
+def resolve_splits(
+    available: list[str], train_split: str, validation_split: str, kind: str = "labelled split"
+) -> tuple[str, str | None]:
     """Which split to fit on and which to select on.
 
     Parameters
@@ -166,7 +170,9 @@ def resolve_splits(available: list[str], train_split: str, validation_split: str
     if validation_split == VALIDATION_SPLIT:
         return train_name, None
     if validation_split == train_name:
-        raise SplitNameError(f"--validation-split {validation_split!r} is also the training split; name another of: {listed}, or leave it out to hold out a share of {train_name!r}")
+        raise SplitNameError(
+            f"--validation-split {validation_split!r} is also the training split; name another of: {listed}, or leave it out to hold out a share of {train_name!r}"
+        )
     raise SplitNameError(f"--validation-split {validation_split!r} names no {kind}; the cache's {kind}s are: {listed}")
 
 
@@ -194,7 +200,9 @@ def holdout_rows(sources: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     unique, source_of_row = np.unique(sources, return_inverse=True)
     held = max(1, round(fraction * len(unique)))
     if len(unique) - held < 1:
-        raise DataError(f"{plural(len(sources), 'training video')} from {plural(len(unique), 'source video')}: too few to hold out a validation fraction of {fraction}; add videos or name a validation split")
+        raise DataError(
+            f"{plural(len(sources), 'training video')} from {plural(len(unique), 'source video')}: too few to hold out a validation fraction of {fraction}; add videos or name a validation split"
+        )
     chosen = np.random.default_rng(seed).permutation(len(unique))[:held]
     held_out = np.isin(source_of_row, chosen)
     return np.flatnonzero(~held_out), np.flatnonzero(held_out)
@@ -235,7 +243,14 @@ class Partition:
         return {self.train_name: "train", self.selection_name: "selection", **dict.fromkeys(self.others, "report")}
 
 
-def partition(splits: dict[str, SplitData], train_split: str, validation_split: str, validation_fraction: float, holdout_seed: int, source_delimiter: str = ".") -> Partition:
+def partition(
+    splits: dict[str, SplitData],
+    train_split: str,
+    validation_split: str,
+    validation_fraction: float,
+    holdout_seed: int,
+    source_delimiter: str = ".",
+) -> Partition:
     """Choose training and selection videos (see ``resolve_splits``).
 
     Without a labelled validation split, a seeded ``validation_fraction`` of the
@@ -250,14 +265,18 @@ def partition(splits: dict[str, SplitData], train_split: str, validation_split: 
         No labelled videos, or too few training sources to hold some out.
     """
     if not splits:
-        raise DataError("the cache has no labelled videos; attach them with `python -m cache labels CACHE FILE` or `make features LABELS=...`")
+        raise DataError(
+            "the cache has no labelled videos; attach them with `python -m cache labels CACHE FILE` or `make features LABELS=...`"
+        )
     train_name, selection_name = resolve_splits(list(splits), train_split, validation_split)
     train = splits[train_name]
     if selection_name is not None:
         others = {name: split for name, split in splits.items() if name not in (train_name, selection_name)}
         return Partition(train_name, train, selection_name, splits[selection_name], others, held_out=False)
     if HOLDOUT_SPLIT in splits:
-        raise SplitNameError(f"the cache has a split named {HOLDOUT_SPLIT!r}, the name a hold-out is reported under; select on it with --validation-split {HOLDOUT_SPLIT}")
+        raise SplitNameError(
+            f"the cache has a split named {HOLDOUT_SPLIT!r}, the name a hold-out is reported under; select on it with --validation-split {HOLDOUT_SPLIT}"
+        )
     fit_rows, held_rows = holdout_rows(source_ids(train.video_ids, source_delimiter), validation_fraction, holdout_seed)
     others = {name: split for name, split in splits.items() if name != train_name}
     return Partition(train_name, train.subset(fit_rows), HOLDOUT_SPLIT, train.subset(held_rows), others, held_out=True)
@@ -289,7 +308,12 @@ class Normalization:
     @classmethod
     def load(cls, path: Path) -> Normalization:
         with np.load(path, allow_pickle=False) as stored:
-            return cls(**{name: stored[name] for name in ("visual_mean", "visual_std", "audio_mean", "audio_std", "label_mean")})
+            return cls(
+                **{
+                    name: stored[name]
+                    for name in ("visual_mean", "visual_std", "audio_mean", "audio_std", "label_mean")
+                }
+            )
 
 
 def _mean_and_std(total: np.ndarray, squares: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -340,7 +364,9 @@ def random_frames(rng: np.random.Generator, videos: int, frames: int, per_segmen
     return np.arange(frames) * per_segment + rng.integers(0, per_segment, size=(videos, frames))
 
 
-def model_inputs(split: SplitData, rows: np.ndarray, frame_index: np.ndarray, normalization: Normalization, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def model_inputs(
+    split: SplitData, rows: np.ndarray, frame_index: np.ndarray, normalization: Normalization, names: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """Normalised head inputs for some videos.
 
     Parameters
@@ -364,7 +390,9 @@ def model_inputs(split: SplitData, rows: np.ndarray, frame_index: np.ndarray, no
     face = split.face[rows[:, None], frame_index]
     inputs = {}
     if "visual" in names:
-        visual = (split.visual[rows[:, None], frame_index].astype(np.float32) - normalization.visual_mean) / normalization.visual_std
+        visual = (
+            split.visual[rows[:, None], frame_index].astype(np.float32) - normalization.visual_mean
+        ) / normalization.visual_std
         inputs["visual"] = np.where(face[..., None], visual, np.float32(0.0))
     if "audio" in names:
         inputs["audio"] = (split.audio[rows] - normalization.audio_mean) / normalization.audio_std
@@ -373,7 +401,9 @@ def model_inputs(split: SplitData, rows: np.ndarray, frame_index: np.ndarray, no
     return inputs
 
 
-def evaluation_inputs(split: SplitData, normalization: Normalization, frames: int, per_segment: int, names: tuple[str, ...], chunk: int) -> Iterator[dict[str, np.ndarray]]:
+def evaluation_inputs(
+    split: SplitData, normalization: Normalization, frames: int, per_segment: int, names: tuple[str, ...], chunk: int
+) -> Iterator[dict[str, np.ndarray]]:
     """Head inputs for a whole split, ``chunk`` videos at a time, centre frames.
 
     Yields dicts as ``model_inputs`` returns, in video order.
@@ -404,7 +434,15 @@ def epoch_order(split_size: int, frames: int, per_segment: int, seed: int, epoch
     return order.astype(np.int64), np.ascontiguousarray(frame_index[order], dtype=np.int64)
 
 
-def training_batches(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...]) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+def training_batches(
+    split: SplitData,
+    normalization: Normalization,
+    frames: int,
+    per_segment: int,
+    batch_size: int,
+    seed: int,
+    names: tuple[str, ...],
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
     """Endless (inputs, labels) batches, epoch after epoch, built in numpy.
 
     The backend-agnostic stream (``training_stream`` uses it on JAX and torch).
@@ -415,10 +453,21 @@ def training_batches(split: SplitData, normalization: Normalization, frames: int
         order, frame_index = epoch_order(len(split), frames, per_segment, seed, epoch)
         for start in range(0, len(split), batch_size):
             rows = order[start : start + batch_size]
-            yield model_inputs(split, rows, frame_index[start : start + batch_size], normalization, names), split.labels[rows]
+            yield (
+                model_inputs(split, rows, frame_index[start : start + batch_size], normalization, names),
+                split.labels[rows],
+            )
 
 
-def training_dataset(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...]):
+def training_dataset(
+    split: SplitData,
+    normalization: Normalization,
+    frames: int,
+    per_segment: int,
+    batch_size: int,
+    seed: int,
+    names: tuple[str, ...],
+):
     """The same stream as ``training_batches``, as a TensorFlow ``tf.data.Dataset``.
 
     Only the per-epoch order is drawn in numpy (``epoch_order``, once per epoch);
@@ -445,7 +494,12 @@ def training_dataset(split: SplitData, normalization: Normalization, frames: int
     # Plain Python control flow only: AutoGraph has nothing to convert (and fails on some gast versions).
     @tf.autograph.experimental.do_not_convert
     def draw(epoch):
-        order, frame_index = tf.numpy_function(lambda number: epoch_order(len(split), frames, per_segment, seed, int(number)), [epoch], (tf.int64, tf.int64), stateful=False)
+        order, frame_index = tf.numpy_function(
+            lambda number: epoch_order(len(split), frames, per_segment, seed, int(number)),
+            [epoch],
+            (tf.int64, tf.int64),
+            stateful=False,
+        )
         return tf.ensure_shape(order, (len(split),)), tf.ensure_shape(frame_index, (len(split), frames))
 
     @tf.autograph.experimental.do_not_convert
@@ -469,7 +523,16 @@ def training_dataset(split: SplitData, normalization: Normalization, frames: int
     return tf.data.Dataset.counter().map(draw).flat_map(batch_rows).map(assemble).prefetch(tf.data.AUTOTUNE)
 
 
-def training_stream(split: SplitData, normalization: Normalization, frames: int, per_segment: int, batch_size: int, seed: int, names: tuple[str, ...], backend: str):
+def training_stream(
+    split: SplitData,
+    normalization: Normalization,
+    frames: int,
+    per_segment: int,
+    batch_size: int,
+    seed: int,
+    names: tuple[str, ...],
+    backend: str,
+):
     """``training_dataset`` on the TensorFlow backend, ``training_batches`` on any other."""
     make = training_dataset if backend == "tensorflow" else training_batches
     return make(split, normalization, frames, per_segment, batch_size, seed, names)

@@ -13,7 +13,7 @@ import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,17 @@ from train.data import SplitData
 from train.evaluate import predict_split
 from train.metrics import format_table, score
 from train.predictions import PREDICTIONS_FILE, SplitPredictions, read_predictions, write_predictions
-from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, Run, RunError, open_run, read_json, weights_warning, write_json
+from train.run import (
+    METRICS_FILE,
+    OPTIONS_FILE,
+    RUN_FILE,
+    Run,
+    RunError,
+    open_run,
+    read_json,
+    weights_warning,
+    write_json,
+)
 
 ENSEMBLE_FILE = "ensemble.json"
 WEIGHTINGS = ("equal", "validation")
@@ -128,12 +138,19 @@ class Ensemble:
         """Refuse a cache built with another extraction config, naming the differences."""
         if config_hash != self.info["config_hash"]:
             differences = "; ".join(config_differences(self.extraction_config, config))
-            raise RunError(f"{cache} was built with a different extraction config than ensemble {self.path}'s members were trained on (ensemble -> cache: {differences}); use a cache built with their options")
+            raise RunError(
+                f"{cache} was built with a different extraction config than ensemble {self.path}'s members were trained on (ensemble -> cache: {differences}); use a cache built with their options"
+            )
 
     def predict(self, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
         """Split -> (N, 5) float32: the members' predictions, weighted (each model loaded once)."""
         per_member = [_predict_run(member, splits) for member in self.members]
-        return {name: np.tensordot(self.weights, np.stack([predicted[name] for predicted in per_member]), axes=1).astype(np.float32) for name in splits}
+        return {
+            name: np.tensordot(self.weights, np.stack([predicted[name] for predicted in per_member]), axes=1).astype(
+                np.float32
+            )
+            for name in splits
+        }
 
 
 def open_ensemble(path: Path) -> Ensemble:
@@ -151,9 +168,13 @@ def open_ensemble(path: Path) -> Ensemble:
     for member in recorded["members"]:
         opened = open_run(Path(member["path"]))
         if opened.info.get("created") != member["created"]:
-            raise RunError(f"{path}: member {member['path']} was trained again after the ensemble was built; build it again with `python -m train ensemble`")
+            raise RunError(
+                f"{path}: member {member['path']} was trained again after the ensemble was built; build it again with `python -m train ensemble`"
+            )
         members.append(opened)
-    return Ensemble(path, tuple(members), np.array([member["weight"] for member in recorded["members"]], dtype=np.float64), info)
+    return Ensemble(
+        path, tuple(members), np.array([member["weight"] for member in recorded["members"]], dtype=np.float64), info
+    )
 
 
 def open_run_or_ensemble(path: Path) -> Run | Ensemble:
@@ -163,7 +184,10 @@ def open_run_or_ensemble(path: Path) -> Run | Ensemble:
 
 def _predict_run(run: Run, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
     model = run.load_model()
-    return {name: predict_split(model, split, run.normalization, run.frames, run.frames_per_segment) for name, split in splits.items()}
+    return {
+        name: predict_split(model, split, run.normalization, run.frames, run.frames_per_segment)
+        for name, split in splits.items()
+    }
 
 
 def predict_with(opened: Run | Ensemble, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
@@ -186,7 +210,9 @@ def _open_members(paths: tuple[str, ...]) -> list[Run]:
     for member in members[1:]:
         if member.info["config_hash"] != first.info["config_hash"]:
             differences = "; ".join(config_differences(first.extraction_config, member.extraction_config))
-            raise RunError(f"{member.path}: built from a cache with a different extraction config than {first.path} ({first.path.name} -> {member.path.name}: {differences}); ensemble members must share one")
+            raise RunError(
+                f"{member.path}: built from a cache with a different extraction config than {first.path} ({first.path.name} -> {member.path.name}: {differences}); ensemble members must share one"
+            )
     return members
 
 
@@ -209,7 +235,9 @@ def member_weights(members: list[Run], weighting: str) -> np.ndarray:
         entry = metrics[selection_split_of(member.info, metrics)]
         gains.append(max(entry["mean_accuracy"] - entry["baseline_mean_accuracy"], 0.0))
     if sum(gains) <= 0:
-        raise RunError(f"no member beats its training-mean baseline on its selection split ({', '.join(str(member.path) for member in members)}); use --weighting equal")
+        raise RunError(
+            f"no member beats its training-mean baseline on its selection split ({', '.join(str(member.path) for member in members)}); use --weighting equal"
+        )
     return np.array(gains) / sum(gains)
 
 
@@ -225,12 +253,18 @@ def _common_splits(members: list[Run]) -> tuple[dict[str, list[SplitPredictions]
         if missing:
             left_out[name] = f"not scored by {', '.join(missing)}"
             continue
-        if any(set(predictions[name].video_ids) != set(first.video_ids) or len(predictions[name].video_ids) != len(first.video_ids) for predictions in per_member):
+        if any(
+            set(predictions[name].video_ids) != set(first.video_ids)
+            or len(predictions[name].video_ids) != len(first.video_ids)
+            for predictions in per_member
+        ):
             left_out[name] = "the members were scored on different videos"
             continue
         aligned = [predictions[name].aligned_to(first.video_ids) for predictions in per_member]
         if any(np.max(np.abs(split.labels - first.labels), initial=0.0) > LABEL_TOLERANCE for split in aligned):
-            raise RunError(f"split {name!r}: the members were scored against different labels (they changed in the cache between the fits); train them again on the same labels")
+            raise RunError(
+                f"split {name!r}: the members were scored against different labels (they changed in the cache between the fits); train them again on the same labels"
+            )
         common[name] = aligned
     return common, left_out
 
@@ -274,36 +308,50 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
     weights = member_weights(members, options.weighting)
     common, left_out = _common_splits(members)
     if not common:
-        raise RunError(f"the members share no split scored on the same videos ({'; '.join(f'{name}: {why}' for name, why in left_out.items())})")
+        raise RunError(
+            f"the members share no split scored on the same videos ({'; '.join(f'{name}: {why}' for name, why in left_out.items())})"
+        )
     out = Path(options.out)
     _prepare_folder(out, options.overwrite)
     baseline = weights @ np.stack([member.normalization.label_mean for member in members]).astype(np.float64)
     averaged = {
-        name: SplitPredictions(splits[0].video_ids, np.tensordot(weights, np.stack([split.predictions for split in splits]), axes=1).astype(np.float32), splits[0].labels)
+        name: SplitPredictions(
+            splits[0].video_ids,
+            np.tensordot(weights, np.stack([split.predictions for split in splits]), axes=1).astype(np.float32),
+            splits[0].labels,
+        )
         for name, splits in common.items()
     }
     member_metrics = [read_json(member.path / METRICS_FILE) for member in members]
     selections = {selection_split_of(member.info, metrics) for member, metrics in zip(members, member_metrics)}
-    train_splits = sorted({training_split_of(metrics, member.options.train_split) for member, metrics in zip(members, member_metrics)})
+    train_splits = sorted(
+        {training_split_of(metrics, member.options.train_split) for member, metrics in zip(members, member_metrics)}
+    )
     selection = sorted(selections)[0]
 
     def role(name: str) -> str:
         return "train" if name in train_splits else "selection" if name == selection else "report"
 
-    metrics = {name: {**score(split.labels, split.predictions, baseline), "role": role(name)} for name, split in averaged.items()}
+    metrics = {
+        name: {**score(split.labels, split.predictions, baseline), "role": role(name)}
+        for name, split in averaged.items()
+    }
     first = members[0]
     write_json(
         out / ENSEMBLE_FILE,
         {
             **options.to_dict(),
-            "members": [{"path": str(member.path.resolve()), "weight": float(weight), "created": member.info.get("created")} for member, weight in zip(members, weights)],
+            "members": [
+                {"path": str(member.path.resolve()), "weight": float(weight), "created": member.info.get("created")}
+                for member, weight in zip(members, weights)
+            ],
             "train_splits": train_splits,
         },
     )
     write_json(
         out / RUN_FILE,
         {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "cache": first.info["cache"],
             "config_hash": first.info["config_hash"],
             "extraction_config": first.extraction_config,
@@ -317,13 +365,18 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
     )
     write_predictions(out / PREDICTIONS_FILE, averaged)
     write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished ensemble
-    echo(f"ensemble of {len(members)} runs, {options.weighting} weights: " + ", ".join(f"{member.path.name} {weight:.3f}" for member, weight in zip(members, weights)))
+    echo(
+        f"ensemble of {len(members)} runs, {options.weighting} weights: "
+        + ", ".join(f"{member.path.name} {weight:.3f}" for member, weight in zip(members, weights))
+    )
     for name, why in left_out.items():
         echo(f"left out split {name}: {why}")
     if len(selections) > 1:
         echo(f"warning: the members were selected on different splits ({', '.join(sorted(selections))})")
     if options.weighting == "validation":
-        echo(f"note: the weights were fitted on {', '.join(sorted(selections))}, so the ensemble's score there is optimistic; judge it on another split")
+        echo(
+            f"note: the weights were fitted on {', '.join(sorted(selections))}, so the ensemble's score there is optimistic; judge it on another split"
+        )
     echo(format_table(metrics))
     if weights_warning(first.extraction_config):
         echo(weights_warning(first.extraction_config))

@@ -35,19 +35,37 @@ def predict_split(model, split: SplitData, normalization: Normalization, frames:
         (N, 5) float32 scores in [0, 1].
     """
     names = tuple(input_names(model))
-    parts = [np.asarray(model.predict_on_batch(inputs), dtype=np.float32) for inputs in evaluation_inputs(split, normalization, frames, per_segment, names, PREDICT_CHUNK)]
+    parts = [
+        np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
+        for inputs in evaluation_inputs(split, normalization, frames, per_segment, names, PREDICT_CHUNK)
+    ]
     return np.concatenate(parts)
 
 
-def score_splits(model, splits: dict[str, SplitData], normalization: Normalization, frames: int, per_segment: int, predictions_path: Path | None = None) -> dict[str, dict]:
+def score_splits(
+    model,
+    splits: dict[str, SplitData],
+    normalization: Normalization,
+    frames: int,
+    per_segment: int,
+    predictions_path: Path | None = None,
+) -> dict[str, dict]:
     """``train.metrics.score`` of every split, the training mean as baseline.
 
     With ``predictions_path``, the per-video predictions are also written there
     (``train.predictions``) for ``compare``'s intervals and ``ensemble``.
     """
-    predicted = {name: predict_split(model, split, normalization, frames, per_segment) for name, split in splits.items()}
+    predicted = {
+        name: predict_split(model, split, normalization, frames, per_segment) for name, split in splits.items()
+    }
     if predictions_path is not None:
-        write_predictions(predictions_path, {name: SplitPredictions(splits[name].video_ids, values, splits[name].labels) for name, values in predicted.items()})
+        write_predictions(
+            predictions_path,
+            {
+                name: SplitPredictions(splits[name].video_ids, values, splits[name].labels)
+                for name, values in predicted.items()
+            },
+        )
     return {name: score(splits[name].labels, values, normalization.label_mean) for name, values in predicted.items()}
 
 
@@ -83,4 +101,6 @@ def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = 
     if not data.splits:
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
     predicted = predict_with(opened, data.splits)
-    return opened, {name: score(split.labels, predicted[name], baseline_of(opened)) for name, split in data.splits.items()}
+    return opened, {
+        name: score(split.labels, predicted[name], baseline_of(opened)) for name, split in data.splits.items()
+    }

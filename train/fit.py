@@ -8,7 +8,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,8 @@ from train.data import (
     training_stream,
 )
 from train.metrics import aggregate_seeds, format_table
-from train.report import plot_curves, read_history, write_combined_history
 from train.predictions import PREDICTIONS_FILE
+from train.report import plot_curves, read_history, write_combined_history
 from train.run import (
     CURVES_FILE,
     HISTORY_FILE,
@@ -51,7 +51,9 @@ from train.run import (
 MONITOR = "val_mean_accuracy"  # the ChaLearn metric selects, stops and lowers the rate
 VALIDATION_BATCH = 256  # videos per validation step: larger than training batches, same result
 FEW_TRAINING_VIDEOS = 20  # below this many training videos a head's scores are noise: warn
-MAX_STEPS_PER_EXECUTION = 32  # batches per compiled call on TensorFlow; callbacks act per epoch, so nothing waits on a step
+MAX_STEPS_PER_EXECUTION = (
+    32  # batches per compiled call on TensorFlow; callbacks act per epoch, so nothing waits on a step
+)
 
 
 def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, dict]:
@@ -90,8 +92,17 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
     started = time.perf_counter()
     data = load_cache(reader)
-    parts = partition(data.splits, options.train_split, options.validation_split, options.validation_fraction, options.holdout_seed, options.source_delimiter)
-    echo(f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s")
+    parts = partition(
+        data.splits,
+        options.train_split,
+        options.validation_split,
+        options.validation_fraction,
+        options.holdout_seed,
+        options.source_delimiter,
+    )
+    echo(
+        f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s"
+    )
     if sum(data.unlabelled.values()):
         echo(f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking some of the five trait labels")
     for line in describe_partition(parts, options):
@@ -121,10 +132,20 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         best = per_seed[selected][parts.selection_name]
         info = {**info, "selected_seed": selected}
         shutil.copy2(out / SEED_FOLDER.format(seed=selected) / MODEL_FILE, out / MODEL_FILE)
-        shutil.copy2(out / SEED_FOLDER.format(seed=selected) / PREDICTIONS_FILE, out / PREDICTIONS_FILE)  # the predictions of that model
+        shutil.copy2(
+            out / SEED_FOLDER.format(seed=selected) / PREDICTIONS_FILE, out / PREDICTIONS_FILE
+        )  # the predictions of that model
         write_combined_history(histories, out / HISTORY_FILE)
-        plot_curves(histories, out / CURVES_FILE, f"{options.head} head, seeds {', '.join(map(str, seeds))}", _selection_baselines(parts, normalization), parts.selection_name)
-        echo(f"\nmean ± std over seeds {', '.join(map(str, seeds))}; {MODEL_FILE} is seed {selected} (best {parts.selection_name!r} mean accuracy)")
+        plot_curves(
+            histories,
+            out / CURVES_FILE,
+            f"{options.head} head, seeds {', '.join(map(str, seeds))}",
+            _selection_baselines(parts, normalization),
+            parts.selection_name,
+        )
+        echo(
+            f"\nmean ± std over seeds {', '.join(map(str, seeds))}; {MODEL_FILE} is seed {selected} (best {parts.selection_name!r} mean accuracy)"
+        )
     if best["mean_accuracy"] < best["baseline_mean_accuracy"]:
         warnings.append(
             f"warning: the best {parts.selection_name!r} mean accuracy, {best['mean_accuracy']:.4f}, is below the baseline of predicting the training mean, "
@@ -163,9 +184,13 @@ def data_warnings(parts: Partition, normalization: Normalization) -> list[str]:
     """Warnings about training data that cannot give a useful head."""
     warnings = []
     if len(parts.train) < FEW_TRAINING_VIDEOS:
-        warnings.append(f"warning: only {plural(len(parts.train), 'training video')}; with fewer than {FEW_TRAINING_VIDEOS} the scores are noise")
+        warnings.append(
+            f"warning: only {plural(len(parts.train), 'training video')}; with fewer than {FEW_TRAINING_VIDEOS} the scores are noise"
+        )
     if 1.0 - np.mean(np.abs(parts.train.labels - normalization.label_mean)) == 1.0:
-        warnings.append("warning: every training video has the same five trait scores (train baseline 1.0000): the labels are degenerate; check the label file")
+        warnings.append(
+            "warning: every training video has the same five trait scores (train baseline 1.0000): the labels are degenerate; check the label file"
+        )
     return warnings
 
 
@@ -194,7 +219,7 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
     else:
         selection = f"split {parts.selection_name!r}"
     return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "cache": str(Path(options.cache).resolve()),
         "config_hash": data.config_hash,
         "extraction_config": data.config,
@@ -204,7 +229,9 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
         "selection_split": parts.selection_name,
         "report_splits": list(parts.others),
         "videos": {name: len(split) for name, split in parts.named().items()},
-        "source_videos": {name: count_sources(split.video_ids, options.source_delimiter) for name, split in parts.named().items()},
+        "source_videos": {
+            name: count_sources(split.video_ids, options.source_delimiter) for name, split in parts.named().items()
+        },
         "unlabelled_left_out": data.unlabelled,
         "selection": selection,
         "warning": weights_warning(data.config),
@@ -213,7 +240,9 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
     }
 
 
-def _write_run_files(folder: Path, options: FitOptions, info: dict, normalization: Normalization, parts: Partition) -> None:
+def _write_run_files(
+    folder: Path, options: FitOptions, info: dict, normalization: Normalization, parts: Partition
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / OPTIONS_FILE, options.to_dict())
     write_json(folder / RUN_FILE, info)
@@ -303,11 +332,21 @@ def _baseline_line(parts: Partition, normalization: Normalization) -> str:
     figures = []
     for name, split in (("", parts.train), ("val_", parts.selection)):
         errors = split.labels - normalization.label_mean
-        figures.append(f"{name}loss {np.mean(errors**2):.4f} - {name}mae {np.mean(np.abs(errors)):.4f} - {name}mean_accuracy {1 - np.mean(np.abs(errors)):.4f}")
+        figures.append(
+            f"{name}loss {np.mean(errors**2):.4f} - {name}mae {np.mean(np.abs(errors)):.4f} - {name}mean_accuracy {1 - np.mean(np.abs(errors)):.4f}"
+        )
     return "baseline (predict the training mean): " + " - ".join(figures)
 
 
-def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition, normalization: Normalization, info: dict, echo: Callable[[str], None]) -> dict[str, dict]:
+def _fit_seed(
+    options: FitOptions,
+    seed: int,
+    data: CacheData,
+    parts: Partition,
+    normalization: Normalization,
+    info: dict,
+    echo: Callable[[str], None],
+) -> dict[str, dict]:
     """Train one seed into ``options.out``; score the best checkpoint on every split."""
     import keras
 
@@ -325,19 +364,40 @@ def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition,
         compile_head(model, options.lr, steps)
         selection = parts.selection
         rows = np.arange(len(selection))
-        selection_inputs = model_inputs(selection, rows, centre_frames(len(selection), data.frames, data.frames_per_segment), normalization, names)
+        selection_inputs = model_inputs(
+            selection, rows, centre_frames(len(selection), data.frames, data.frames_per_segment), normalization, names
+        )
         callbacks = [
-            keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=options.patience, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", patience=options.lr_patience, factor=options.lr_factor, min_lr=options.min_lr),
+            keras.callbacks.EarlyStopping(
+                monitor=MONITOR, mode="max", patience=options.patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=MONITOR,
+                mode="max",
+                patience=options.lr_patience,
+                factor=options.lr_factor,
+                min_lr=options.min_lr,
+            ),
             keras.callbacks.ModelCheckpoint(str(folder / MODEL_FILE), monitor=MONITOR, mode="max", save_best_only=True),
             keras.callbacks.CSVLogger(str(folder / HISTORY_FILE)),
         ]
         if options.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "logs")))
-        echo(f"fitting {options.head} head, seed {seed}: {plural(len(parts.train), 'training video')}, selecting on {plural(len(selection), 'video')} of {parts.selection_name!r} (val_ metrics), T = {data.frames}")
+        echo(
+            f"fitting {options.head} head, seed {seed}: {plural(len(parts.train), 'training video')}, selecting on {plural(len(selection), 'video')} of {parts.selection_name!r} (val_ metrics), T = {data.frames}"
+        )
         echo(_baseline_line(parts, normalization))
         model.fit(
-            training_stream(parts.train, normalization, data.frames, data.frames_per_segment, options.batch_size, seed, names, keras.backend.backend()),
+            training_stream(
+                parts.train,
+                normalization,
+                data.frames,
+                data.frames_per_segment,
+                options.batch_size,
+                seed,
+                names,
+                keras.backend.backend(),
+            ),
             steps_per_epoch=steps,
             epochs=options.epochs,
             validation_data=(selection_inputs, selection.labels),
@@ -347,9 +407,22 @@ def _fit_seed(options: FitOptions, seed: int, data: CacheData, parts: Partition,
             verbose=options.verbose,
         )
     best = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
-    scores = score_splits(best, parts.named(), normalization, data.frames, data.frames_per_segment, predictions_path=folder / PREDICTIONS_FILE)
+    scores = score_splits(
+        best,
+        parts.named(),
+        normalization,
+        data.frames,
+        data.frames_per_segment,
+        predictions_path=folder / PREDICTIONS_FILE,
+    )
     metrics = {name: {**scores[name], "role": role} for name, role in parts.roles().items()}
     write_json(folder / METRICS_FILE, metrics)
     history = read_history(folder / HISTORY_FILE)
-    plot_curves({seed: history}, folder / CURVES_FILE, f"{options.head} head, seed {seed}", _selection_baselines(parts, normalization), parts.selection_name)
+    plot_curves(
+        {seed: history},
+        folder / CURVES_FILE,
+        f"{options.head} head, seed {seed}",
+        _selection_baselines(parts, normalization),
+        parts.selection_name,
+    )
     return metrics

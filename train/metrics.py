@@ -147,7 +147,19 @@ def format_table(metrics: dict[str, dict]) -> str:
         baseline of Pearson's r is "n/a": a constant prediction has no correlation.
     """
     roles = any("role" in entry for entry in metrics.values())
-    header = ("split", *(("role",) if roles else ()), "n", "mean acc", "baseline", "mae", "baseline", "r2", "baseline", "pearson r", "baseline")
+    header = (
+        "split",
+        *(("role",) if roles else ()),
+        "n",
+        "mean acc",
+        "baseline",
+        "mae",
+        "baseline",
+        "r2",
+        "baseline",
+        "pearson r",
+        "baseline",
+    )
     rows = [header]
     for split, entry in metrics.items():
         rows.append(
@@ -182,6 +194,9 @@ def aligned(rows: list[tuple[str, ...]], left: tuple[int, ...] = (0,)) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = []
     for row in rows:
-        cells = [cell.ljust(width) if column in left else cell.rjust(width) for column, (cell, width) in enumerate(zip(row, widths))]
+        cells = [
+            cell.ljust(width) if column in left else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)

@@ -75,7 +75,9 @@ def build_head(head: str, frames: int, options: FitOptions):
             recurrent = layers.Bidirectional(layers.LSTM(options.lstm_units, return_sequences=True), name="bilstm")
         else:
             recurrent = layers.LSTM(options.lstm_units, return_sequences=True, name="lstm")
-        outputs = layers.GlobalAveragePooling1D(dtype="float32", name="average_over_time")(scores_layer(recurrent(sequence)))
+        outputs = layers.GlobalAveragePooling1D(dtype="float32", name="average_over_time")(
+            scores_layer(recurrent(sequence))
+        )
     return keras.Model(head_inputs, outputs, name=f"{head}_head")
 
 

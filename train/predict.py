@@ -61,9 +61,13 @@ def _check_weights_file(config: dict) -> None:
         return
     path = Path(config["weights"])
     if not path.is_file():
-        raise RunError(f"{path}: the ResNet50 weights file this run's cache was built with is gone; put it back at that path")
+        raise RunError(
+            f"{path}: the ResNet50 weights file this run's cache was built with is gone; put it back at that path"
+        )
     if file_digest(path) != recorded:
-        raise RunError(f"{path}: the ResNet50 weights file changed since the cache was built (SHA-256 differs); predictions would not match the training features")
+        raise RunError(
+            f"{path}: the ResNet50 weights file changed since the cache was built (SHA-256 differs); predictions would not match the training features"
+        )
 
 
 def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
@@ -97,7 +101,9 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     if not records:
         return Predictions([], np.zeros((0, len(TRAITS)), np.float32), failures, weights_warning(run.extraction_config))
     scores = predict_with(run, {"new": records_to_split(records)})["new"]
-    return Predictions([record.video_id for record in records], scores, failures, weights_warning(run.extraction_config))
+    return Predictions(
+        [record.video_id for record in records], scores, failures, weights_warning(run.extraction_config)
+    )
 
 
 def predictions_csv(predictions: Predictions) -> str:

@@ -85,18 +85,24 @@ def read_predictions(path: Path) -> dict[str, SplitPredictions]:
             reader = csv.DictReader(handle)
             missing = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
             if missing:
-                raise PredictionsError(f"{path}: not a predictions file (missing columns {', '.join(missing)}); it is written by `python -m train fit`")
+                raise PredictionsError(
+                    f"{path}: not a predictions file (missing columns {', '.join(missing)}); it is written by `python -m train fit`"
+                )
             rows: dict[str, list[dict[str, str]]] = {}
             for row in reader:
                 rows.setdefault(row["split"], []).append(row)
     except FileNotFoundError:
-        raise PredictionsError(f"{path}: no per-video predictions (the run predates them); train it again with `python -m train fit` to get intervals and tests") from None
+        raise PredictionsError(
+            f"{path}: no per-video predictions (the run predates them); train it again with `python -m train fit` to get intervals and tests"
+        ) from None
     try:
         return {
             name: SplitPredictions(
                 np.array([row["video_id"] for row in split_rows], dtype=object),
                 np.array([[float(row[trait]) for trait in TRAITS] for row in split_rows], dtype=np.float32),
-                np.array([[float(row[f"{trait}{LABEL_SUFFIX}"]) for trait in TRAITS] for row in split_rows], dtype=np.float32),
+                np.array(
+                    [[float(row[f"{trait}{LABEL_SUFFIX}"]) for trait in TRAITS] for row in split_rows], dtype=np.float32
+                ),
             )
             for name, split_rows in rows.items()
         }

@@ -25,7 +25,9 @@ def write_combined_history(histories: dict[int, list[dict[str, str]]], path: Pat
                 writer.writerow({"seed": seed, **row})
 
 
-def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: str, baselines: dict[str, float], selection_name: str) -> None:
+def plot_curves(
+    histories: dict[int, list[dict[str, str]]], path: Path, title: str, baselines: dict[str, float], selection_name: str
+) -> None:
     """Loss and mean accuracy per epoch, training and selection split, one line per seed.
 
     Parameters
@@ -54,7 +56,9 @@ def plot_curves(histories: dict[int, list[dict[str, str]]], path: Path, title: s
             suffix = f" (seed {seed})" if len(histories) > 1 else ""
             epochs = [int(row["epoch"]) + 1 for row in rows]
             axis.plot(epochs, [float(row[metric]) for row in rows], label=f"train{suffix}")
-            axis.plot(epochs, [float(row[f"val_{metric}"]) for row in rows], linestyle="--", label=f"{selection_name}{suffix}")
+            axis.plot(
+                epochs, [float(row[f"val_{metric}"]) for row in rows], linestyle="--", label=f"{selection_name}{suffix}"
+            )
         axis.axhline(baselines[metric], color="grey", linestyle=":", label=f"{selection_name} baseline (training mean)")
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)

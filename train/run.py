@@ -45,7 +45,9 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunError(f"{path.parent}: not a finished run (no {path.name}); train one with `python -m train fit`") from None
+        raise RunError(
+            f"{path.parent}: not a finished run (no {path.name}); train one with `python -m train fit`"
+        ) from None
     except json.JSONDecodeError as error:
         raise RunError(f"{path}: not valid JSON ({error})") from error
 
@@ -101,15 +103,21 @@ class Run:
         except ValueError as error:
             # Safe mode refuses lambdas and unregistered code, and Keras reports a
             # truncated archive as "file not found": both arrive as ValueError.
-            raise RunError(f"{path}: cannot load the model in Keras safe mode ({error}); it is damaged, truncated or not saved by `python -m train fit`: train the run again") from error
+            raise RunError(
+                f"{path}: cannot load the model in Keras safe mode ({error}); it is damaged, truncated or not saved by `python -m train fit`: train the run again"
+            ) from error
         except (zipfile.BadZipFile, OSError) as error:
-            raise RunError(f"{path}: model file is damaged ({error}); train the run again with `python -m train fit`") from error
+            raise RunError(
+                f"{path}: model file is damaged ({error}); train the run again with `python -m train fit`"
+            ) from error
 
     def check_cache(self, config: dict, config_hash: str, cache: Path) -> None:
         """Refuse a cache built with another extraction config, naming the differences."""
         if config_hash != self.info["config_hash"]:
             differences = "; ".join(config_differences(self.extraction_config, config))
-            raise RunError(f"{cache} was built with a different extraction config than run {self.path} was trained on (run -> cache: {differences}); use a cache built with the run's options")
+            raise RunError(
+                f"{cache} was built with a different extraction config than run {self.path} was trained on (run -> cache: {differences}); use a cache built with the run's options"
+            )
 
 
 def open_run(path: Path) -> Run:

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from cache.errors import CacheError
-from cache.manifest import write_atomically
 from cache.lock import CacheLock
+from cache.manifest import write_atomically
 from train.config import FitOptions
 from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, RunError
 
@@ -37,7 +37,12 @@ NOT_AXES = {
     "overwrite": "nothing (a sweep never replaces a finished run)",
     "verbose": "nothing (a sweep prints one line per configuration)",
 }
-IGNORED_IN_MATCH = ("cache", "out", "overwrite", "verbose")  # do not change what a run computes (the cache is matched by its resolved path)
+IGNORED_IN_MATCH = (
+    "cache",
+    "out",
+    "overwrite",
+    "verbose",
+)  # do not change what a run computes (the cache is matched by its resolved path)
 BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 SWEEP_VERBOSE = 0  # Keras output per fit: the sweep prints one line per finished configuration instead
 UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder name
@@ -64,7 +69,9 @@ def _parse_value(name: str, kind: type, text: str):
     except ValueError:
         raise SweepError(f"--grid {name}: {text!r} is not {'an' if kind is int else 'a'} {kind.__name__}") from None
     if kind is str and (not value or any(mark in value for mark in UNSAFE_IN_NAMES)):
-        raise SweepError(f"--grid {name}: {text!r} cannot name a folder (empty, or holds one of {' '.join(UNSAFE_IN_NAMES)})")
+        raise SweepError(
+            f"--grid {name}: {text!r} cannot name a folder (empty, or holds one of {' '.join(UNSAFE_IN_NAMES)})"
+        )
     return value
 
 
@@ -138,7 +145,10 @@ class SweepOptions:
             (self.trials >= 0, f"--trials must be at least 0, got {self.trials}"),
             (self.search == "random" or self.trials == 0, "--trials needs --search random"),
             (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
-            (not (self.seeds and "seed" in dict(self.grid)), "--grid seed and --seeds both set the seeds; give one of them"),
+            (
+                not (self.seeds and "seed" in dict(self.grid)),
+                "--grid seed and --seeds both set the seeds; give one of them",
+            ),
         ]
         for passed, message in checks:
             if not passed:
@@ -147,12 +157,22 @@ class SweepOptions:
             self.fit_options(values)  # every configuration must be valid before any runs
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "grid": {name: list(values) for name, values in self.grid}, "seeds": list(self.seeds)}
+        return {
+            **dataclasses.asdict(self),
+            "grid": {name: list(values) for name, values in self.grid},
+            "seeds": list(self.seeds),
+        }
 
     def fit_options(self, values: dict) -> FitOptions:
         """The FitOptions of one configuration (``values``: option -> value)."""
         try:
-            return FitOptions(cache=self.cache, out=str(Path(self.out) / folder_name(values)), seeds=self.seeds, verbose=SWEEP_VERBOSE, **values)
+            return FitOptions(
+                cache=self.cache,
+                out=str(Path(self.out) / folder_name(values)),
+                seeds=self.seeds,
+                verbose=SWEEP_VERBOSE,
+                **values,
+            )
         except ValueError as error:
             raise SweepError(f"--grid configuration {folder_name(values)}: {error}") from error
 
@@ -160,7 +180,10 @@ class SweepOptions:
 def folder_name(values: dict) -> str:
     """``option=value,...`` in FitOptions field order (so the order of --grid flags does not matter)."""
     order = [field.name for field in dataclasses.fields(FitOptions)]
-    parts = [f"{name}={repr(value) if isinstance(value, float) else value}" for name, value in sorted(values.items(), key=lambda item: order.index(item[0]))]
+    parts = [
+        f"{name}={repr(value) if isinstance(value, float) else value}"
+        for name, value in sorted(values.items(), key=lambda item: order.index(item[0]))
+    ]
     return ",".join(parts) or "defaults"
 
 
@@ -183,7 +206,10 @@ def configurations(options: SweepOptions) -> list[dict]:
 def is_finished(folder: Path) -> bool:
     """A run whose metrics.json, run.json and options.json are all there and readable."""
     try:
-        return all(isinstance(json.loads((folder / name).read_text(encoding="utf-8")), dict) for name in (METRICS_FILE, RUN_FILE, OPTIONS_FILE))
+        return all(
+            isinstance(json.loads((folder / name).read_text(encoding="utf-8")), dict)
+            for name in (METRICS_FILE, RUN_FILE, OPTIONS_FILE)
+        )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
 
@@ -192,7 +218,11 @@ def _mismatch(folder: Path, planned: FitOptions) -> str | None:
     """How a finished run differs from the planned configuration, or None."""
     saved = json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))
     wanted = planned.to_dict()
-    differences = [f"{name}: {saved.get(name)!r} -> {wanted[name]!r}" for name in wanted if name not in IGNORED_IN_MATCH and saved.get(name) != wanted[name]]
+    differences = [
+        f"{name}: {saved.get(name)!r} -> {wanted[name]!r}"
+        for name in wanted
+        if name not in IGNORED_IN_MATCH and saved.get(name) != wanted[name]
+    ]
     cache = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("cache")
     if cache != str(Path(planned.cache).resolve()):
         differences.append(f"cache: {cache} -> {Path(planned.cache).resolve()}")
@@ -215,7 +245,9 @@ def plan(options: SweepOptions) -> tuple[list[FitOptions], list[FitOptions]]:
         if is_finished(folder):
             difference = _mismatch(folder, planned)
             if difference:
-                raise SweepError(f"{folder}: a finished run with other options than this sweep's ({difference}); choose another --out")
+                raise SweepError(
+                    f"{folder}: a finished run with other options than this sweep's ({difference}); choose another --out"
+                )
             finished.append(planned)
         else:
             to_do.append(planned)
@@ -257,8 +289,16 @@ def _summary(result: dict) -> str:
         return f"{name}: failed: {result['error']}"
     metrics = result["metrics"]
     selection, training = selection_split_of({}, metrics), training_split_of(metrics, "train")
-    shown = [selection] + [split for split, entry in metrics.items() if isinstance(entry, dict) and "mean_accuracy" in entry and split not in (selection, training)]
-    scores = ", ".join(f"{split} {metrics[split]['mean_accuracy']:.4f} (baseline {metrics[split]['baseline_mean_accuracy']:.4f})" for split in shown if split in metrics)
+    shown = [selection] + [
+        split
+        for split, entry in metrics.items()
+        if isinstance(entry, dict) and "mean_accuracy" in entry and split not in (selection, training)
+    ]
+    scores = ", ".join(
+        f"{split} {metrics[split]['mean_accuracy']:.4f} (baseline {metrics[split]['baseline_mean_accuracy']:.4f})"
+        for split in shown
+        if split in metrics
+    )
     return f"{name}: {scores} in {result['seconds']:.0f} s"
 
 
@@ -271,7 +311,9 @@ def _results(to_do: list[FitOptions], jobs: int) -> Iterator[dict]:
 
     workers = min(jobs, len(to_do))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(delayed(_fit_one)(options, threads) for options in to_do)
+    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(
+        delayed(_fit_one)(options, threads) for options in to_do
+    )
 
 
 def sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> list[dict]:
@@ -306,7 +348,9 @@ def sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> list[di
         finished, to_do = plan(options)
         write_atomically(out / SWEEP_FILE, json.dumps(options.to_dict(), indent=1) + "\n")
         seeds = f" x seeds {','.join(map(str, options.seeds))}" if options.seeds else ""
-        echo(f"sweep {out}: {len(finished) + len(to_do)} configurations{seeds}; {len(finished)} finished before, {len(to_do)} to fit with {options.jobs} job(s)")
+        echo(
+            f"sweep {out}: {len(finished) + len(to_do)} configurations{seeds}; {len(finished)} finished before, {len(to_do)} to fit with {options.jobs} job(s)"
+        )
         results = []
         for index, result in enumerate(_results(to_do, options.jobs), 1):
             results.append(result)

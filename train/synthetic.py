@@ -38,7 +38,9 @@ def _directions(width: int, salt: int) -> np.ndarray:
     return directions / np.linalg.norm(directions, axis=1, keepdims=True)
 
 
-def synthetic_features(rng: np.random.Generator, videos: int, frames: int, frames_per_segment: int) -> dict[str, np.ndarray]:
+def synthetic_features(
+    rng: np.random.Generator, videos: int, frames: int, frames_per_segment: int
+) -> dict[str, np.ndarray]:
     """Random features shaped like the cache's, with a few hidden factors per video.
 
     Each video has five visual and five audio factors; every frame shows its
@@ -56,11 +58,21 @@ def synthetic_features(rng: np.random.Generator, videos: int, frames: int, frame
     traits = len(TRAITS)
     face_found = rng.random((videos, stored)) >= NO_FACE_RATE
     visual_factors = rng.normal(size=(videos, 1, traits)) + FRAME_NOISE * rng.normal(size=(videos, stored, traits))
-    embeddings = np.abs(1.0 + SIGNAL_SCALE * visual_factors @ _directions(EMBEDDING_DIM, 0) + FEATURE_NOISE * rng.normal(size=(videos, stored, EMBEDDING_DIM)))
+    embeddings = np.abs(
+        1.0
+        + SIGNAL_SCALE * visual_factors @ _directions(EMBEDDING_DIM, 0)
+        + FEATURE_NOISE * rng.normal(size=(videos, stored, EMBEDDING_DIM))
+    )
     embeddings[~face_found] = 0.0
     audio_factors = rng.normal(size=(videos, 1, traits)) + FRAME_NOISE * rng.normal(size=(videos, frames, traits))
-    audio = 1.0 + AUDIO_SCALE * (audio_factors @ _directions(AUDIO_DIM, 1) + FEATURE_NOISE * rng.normal(size=(videos, frames, AUDIO_DIM)))
-    return {"face_embeddings": embeddings.astype(np.float16), "audio_features": audio.astype(np.float32), "face_found": face_found}
+    audio = 1.0 + AUDIO_SCALE * (
+        audio_factors @ _directions(AUDIO_DIM, 1) + FEATURE_NOISE * rng.normal(size=(videos, frames, AUDIO_DIM))
+    )
+    return {
+        "face_embeddings": embeddings.astype(np.float16),
+        "audio_features": audio.astype(np.float32),
+        "face_found": face_found,
+    }
 
 
 def feature_labels(features: dict[str, np.ndarray]) -> np.ndarray:
@@ -87,7 +99,14 @@ def feature_labels(features: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def write_synthetic_cache(
-    cache_dir: Path, splits: dict[str, int], frames: int = 4, frames_per_segment: int = 1, labels: str = "features", seed: int = 0, config: dict | None = None, clips_per_source: int = 1
+    cache_dir: Path,
+    splits: dict[str, int],
+    frames: int = 4,
+    frames_per_segment: int = 1,
+    labels: str = "features",
+    seed: int = 0,
+    config: dict | None = None,
+    clips_per_source: int = 1,
 ) -> Path:
     """Write a synthetic cache with CacheWriter and attach labels.
 
@@ -125,7 +144,10 @@ def write_synthetic_cache(
     with CacheWriter(Path(cache_dir), config or synthetic_config(frames, frames_per_segment)) as writer:
         for split, count in splits.items():
             if clips_per_source > 1:
-                video_ids = [f"{split}-{index // clips_per_source:05d}.{index % clips_per_source:03d}.mp4" for index in range(count)]
+                video_ids = [
+                    f"{split}-{index // clips_per_source:05d}.{index % clips_per_source:03d}.mp4"
+                    for index in range(count)
+                ]
             else:
                 video_ids = [f"{split}-{index:05d}.mp4" for index in range(count)]
             scores = []
@@ -151,7 +173,9 @@ def write_synthetic_cache(
             split_scores = np.concatenate(scores) if scores else np.zeros((0, len(TRAITS)), np.float32)
             if labels == "shuffled":
                 split_scores = split_scores[rng.permutation(count)]
-            table.update({video_id: dict(zip(TRAITS, map(float, row))) for video_id, row in zip(video_ids, split_scores)})
+            table.update(
+                {video_id: dict(zip(TRAITS, map(float, row))) for video_id, row in zip(video_ids, split_scores)}
+            )
     if labels != "none":
         write_labels(Path(cache_dir), table)
     return Path(cache_dir)
