@@ -223,3 +223,11 @@ def test_float32_runtimes_extend_one_cache_and_reduced_precision_is_refused_ther
     other = runner.invoke(app, [*command, "--runtime", "keras-mixed"])  # runs on any CPU, unlike bf16
     assert other.exit_code == EXIT_USAGE, other.output
     assert "different extraction config" in other.output and "runtime" in other.output
+
+
+@pytest.mark.parametrize("runtime", ["keras", "openvino"])
+def test_a_crops_embedding_does_not_depend_on_the_other_crops_of_its_batch(runtime):
+    crops = face_crops(12, SIZE)
+    together = embed(crops, "none", SIZE, 0, 12, runtime)
+    np.testing.assert_array_equal(embed(crops[::-1], "none", SIZE, 0, 12, runtime)[::-1], together)
+    np.testing.assert_array_equal(embed(crops[3:8], "none", SIZE, 0, 5, runtime), together[3:8])

@@ -143,7 +143,9 @@ def test_every_input_path_gets_a_row_even_copies_and_same_names(run, face_clip, 
     assert result.exit_code == 0, result.output
     rows = read_rows(result.stdout)
     assert [row["video_id"] for row in rows] == ["clip.mp4", "copy.mp4", "clip.mp4"]
-    assert rows[0] == {**rows[2]} and rows[1]["openness"] == rows[0]["openness"]
+    # Identical content gets the same scores; a video's row in the head's batch may move the last float32 bit.
+    scores = np.array([[float(row[trait]) for trait in TRAITS] for row in rows])
+    np.testing.assert_allclose(scores[1:], scores[[0, 0]], atol=1e-5)
 
 
 def test_a_changed_weights_file_is_refused(face_clip, tmp_path):

@@ -27,6 +27,7 @@ from train.run import (
     METRICS_FILE,
     OPTIONS_FILE,
     RUN_FILE,
+    RecordedCache,
     Run,
     RunError,
     open_run,
@@ -99,7 +100,7 @@ class EnsembleOptions:
 
 
 @dataclass(frozen=True)
-class Ensemble:
+class Ensemble(RecordedCache):
     """A finished ensemble, opened for evaluation or prediction.
 
     Attributes
@@ -116,18 +117,6 @@ class Ensemble:
     members: tuple[Run, ...]
     weights: np.ndarray
     info: dict
-
-    @property
-    def extraction_config(self) -> dict:
-        return self.info["extraction_config"]
-
-    @property
-    def frames(self) -> int:
-        return int(self.info["frames"])
-
-    @property
-    def frames_per_segment(self) -> int:
-        return int(self.info["frames_per_segment"])
 
     @property
     def label_mean(self) -> np.ndarray:

@@ -59,8 +59,26 @@ def weights_warning(extraction_config: dict) -> str | None:
     return None
 
 
+class RecordedCache:
+    """What a run or ensemble folder's ``run.json`` (``info``) records of the cache it was trained on."""
+
+    info: dict
+
+    @property
+    def extraction_config(self) -> dict:
+        return self.info["extraction_config"]
+
+    @property
+    def frames(self) -> int:
+        return int(self.info["frames"])
+
+    @property
+    def frames_per_segment(self) -> int:
+        return int(self.info["frames_per_segment"])
+
+
 @dataclass(frozen=True)
-class Run:
+class Run(RecordedCache):
     """A finished run, opened for evaluation or prediction.
 
     Attributes
@@ -76,18 +94,6 @@ class Run:
     options: FitOptions
     info: dict
     normalization: Normalization
-
-    @property
-    def extraction_config(self) -> dict:
-        return self.info["extraction_config"]
-
-    @property
-    def frames(self) -> int:
-        return int(self.info["frames"])
-
-    @property
-    def frames_per_segment(self) -> int:
-        return int(self.info["frames_per_segment"])
 
     def load_model(self):
         """The trained head, loaded in Keras safe mode (no arbitrary code)."""
