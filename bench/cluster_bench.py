@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.extract_bench import distinct_copies
+from bench.extract_bench import distinct_copies, extract_command
 from extract.synthetic import talking_head_clip
 
 FEW, MANY = 4, 20  # clips in the two runs whose difference gives the marginal cost
@@ -40,21 +40,7 @@ def _children_cpu_seconds() -> float:
 def client_run(folder: Path, cache_dir: Path, address: str) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one ``python -m extract`` client over ``folder``."""
     shutil.rmtree(cache_dir, ignore_errors=True)
-    command = [
-        sys.executable,
-        "-m",
-        "extract",
-        str(folder),
-        "--cache",
-        str(cache_dir),
-        "--weights",
-        "none",
-        "--backend",
-        "dask",
-        "--scheduler",
-        address,
-        "--quiet",
-    ]
+    command = extract_command(folder, cache_dir, "--backend", "dask", "--scheduler", address)
     cpu_before, start = _children_cpu_seconds(), time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=3600)
     return _children_cpu_seconds() - cpu_before, time.perf_counter() - start

@@ -175,10 +175,9 @@ def distinct_copies(path: Path, count: int, folder: Path) -> Path:
     return folder
 
 
-def extraction_seconds(folder: Path, cache_dir: Path, jobs: int, options: ExtractOptions) -> float:
-    """Wall seconds of ``python -m extract`` over a folder (fresh cache)."""
-    shutil.rmtree(cache_dir, ignore_errors=True)
-    command = [
+def extract_command(folder: Path, cache_dir: Path, *flags: str, weights: str = "none") -> list[str]:
+    """``python -m extract`` over ``folder`` into ``cache_dir`` without progress bars."""
+    return [
         sys.executable,
         "-m",
         "extract",
@@ -186,11 +185,16 @@ def extraction_seconds(folder: Path, cache_dir: Path, jobs: int, options: Extrac
         "--cache",
         str(cache_dir),
         "--weights",
-        options.weights,
-        "--jobs",
-        str(jobs),
+        weights,
         "--quiet",
+        *flags,
     ]
+
+
+def extraction_seconds(folder: Path, cache_dir: Path, jobs: int, options: ExtractOptions) -> float:
+    """Wall seconds of ``python -m extract`` over a folder (fresh cache)."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    command = extract_command(folder, cache_dir, "--jobs", str(jobs), weights=options.weights)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
