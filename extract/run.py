@@ -138,7 +138,7 @@ def _plan(jobs: list[VideoJob], writer: CacheWriter) -> _Plan:
     cached = {
         entry.video_ids[row]: (entry.content_hashes[row], entry.splits[row]) for entry, row in writer.index.live()
     }
-    known = writer.known_hashes()
+    known = {content_hash for content_hash, _ in cached.values()}
     to_extract: dict[str, VideoJob] = {}  # by content hash
     copies: dict[str, list[VideoJob]] = {}
     from_cache = []
@@ -165,7 +165,8 @@ def extract_to_cache(
     """Extract every input video not yet cached into ``cache_dir``.
 
     Nothing is written before the run can really start: options, label files,
-    input paths, the Haar cascade and the weights are checked first. Videos are
+    input paths, the cache folder, the Haar cascade, the runtime and the weights
+    are checked first. Videos are
     identified by content: one already cached under the same name and split is
     skipped; one cached under another name or split (a renamed or moved copy) is
     re-recorded from the cache without decoding; byte-identical files under several
