@@ -1,9 +1,55 @@
-"""Exceptions raised by the cache package."""
+"""The one family of errors traitcache raises, and the exit status each one means.
+
+Every error a user can cause derives from ``TraitcacheError``, which carries its exit
+status; ``cache.command.reports_errors`` is the one place that turns it into a line on
+standard error and that status. Library messages name options by their field name
+(``frames must be at least 1``); the command line shows the flag (``--frames``).
+"""
+
+from __future__ import annotations
+
+import enum
 
 
-class CacheError(Exception):
+class ExitCode(enum.IntEnum):
+    """Exit statuses shared by ``python -m extract``, ``python -m train`` and ``python -m cache``."""
+
+    OK = 0
+    PARTIAL = 1  # the command ran, and some of its items failed (videos, runs, shards); the rest are done
+    USAGE = 2  # nothing was done: a bad option, path, label file, weights, or a locked or mismatched cache
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT): finished work is kept, the same command resumes
+
+
+class TraitcacheError(Exception):
+    """Base of every error traitcache reports to a user; ``exit_code`` is the status it ends a command with."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def command_line_message(self) -> str:
+        """The message as a command line shows it (options named by their flags)."""
+        return str(self)
+
+
+class OptionError(TraitcacheError, ValueError):
+    """An option value that cannot work; ``option`` is the field's name, ``problem`` the rest of the sentence."""
+
+    def __init__(self, option: str, problem: str):
+        super().__init__(f"{option} {problem}")
+        self.option = option
+        self.problem = problem
+
+    def command_line_message(self) -> str:
+        return f"{flag_name(self.option)} {self.problem}"
+
+
+class CacheError(TraitcacheError):
     """A cache folder is missing, damaged, locked or was built with another config."""
 
 
-class LabelError(ValueError):
+class LabelError(TraitcacheError, ValueError):
     """A label file cannot be read or holds values that make no sense."""
+
+
+def flag_name(option: str) -> str:
+    """The command-line flag of an option field: ``frames_per_segment`` -> ``--frames-per-segment``."""
+    return "--" + option.replace("_", "-")

@@ -16,6 +16,7 @@ INDEX_FILE = "index.json"
 LABELS_FILE = "labels.csv"
 FAILURES_FILE = "failures.csv"
 CONFIG_FILE = "config.json"
+OPTIONS_FILE = "options.json"  # the resolved options of a stage, saved beside what it wrote (a cache, a run)
 # Shards built with another extraction config go here on ``verify --repair``: moved,
 # never deleted, since they are someone's features.
 FOREIGN_FOLDER = "foreign"

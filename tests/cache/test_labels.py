@@ -21,7 +21,7 @@ from cache.labels import (
 )
 from cache.schema import LABEL_NAMES, LABELS_FILE, TRAITS
 
-ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chalearn" / "annotations"
+ANNOTATIONS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "chalearn" / "annotations"
 PICKLE_PROTOCOL = 2  # the protocol of the official ChaLearn pickles
 
 

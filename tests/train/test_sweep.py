@@ -29,7 +29,7 @@ TINY = [
 ]
 KILL_TIMEOUT = 240  # s: the first configuration must finish within this, or the test fails instead of hanging
 RUN_TIMEOUT = 400  # s: a whole sweep of three tiny configurations, TensorFlow start-up included
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,93 @@
+"""What every command line shares: flags built from option dataclasses, and errors turned
+into one line and one exit status."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import typer
+
+from cache.errors import TraitcacheError, flag_name
+from cache.options import build, leaf_fields
+
+
+def _flag(name: str, field: Any, kind: Any) -> tuple[Any, Any]:
+    """The typer annotation and default of one option's flag."""
+    metadata = field.metadata
+    if "help" not in metadata:
+        raise TypeError(f"option {name} has no help: declare it with cache.options.option")
+    declarations = [metadata["flag"]] if metadata["flag"] else [flag_name(name)]
+    parse = metadata["parse"]
+    default = field.default
+    if parse is not None:
+        kind = str
+        default = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+    info = typer.Option(default, *declarations, help=metadata["help"], metavar=metadata["metavar"])
+    return kind, info
+
+
+def with_flags(options_class: type, *, exclude: Iterable[str] = ()) -> Callable:
+    """Give a typer command one flag per option of ``options_class``.
+
+    The decorated function declares its own arguments plus ``options``; it receives the
+    flags built into one ``options_class`` object. Help, metavar and default come from
+    each field's ``cache.options.option`` metadata, so an option is defined once.
+
+    Parameters
+    ----------
+    options_class : type
+        A frozen options dataclass (steps nested inside are opened).
+    exclude : iterable of str
+        Options the command sets itself (they keep their defaults).
+    """
+    leaves = {name: leaf for name, leaf in leaf_fields(options_class).items() if name not in set(exclude)}
+
+    def decorate(command: Callable) -> Callable:
+        hints = typing.get_type_hints(command)
+        own = [
+            parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
+            for parameter in inspect.signature(command).parameters.values()
+            if parameter.name != "options"
+        ]
+        flags = []
+        for name, (field, kind) in leaves.items():
+            annotation, default = _flag(name, field, kind)
+            flags.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+
+        @functools.wraps(command)
+        def wrapper(**arguments: Any) -> Any:
+            values = {name: arguments.pop(name) for name in leaves}
+            for name, text in values.items():
+                parse = leaves[name][0].metadata["parse"]
+                if parse is not None:
+                    try:
+                        values[name] = parse(text)
+                    except ValueError as error:
+                        raise typer.BadParameter(str(error), param_hint=flag_name(name)) from None
+            return command(**arguments, options=build(options_class, values))
+
+        parameters = own + flags
+        wrapper.__signature__ = inspect.Signature(parameters)
+        wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        del wrapper.__wrapped__  # typer must see the flags, not the function's own signature
+        return wrapper
+
+    return decorate
+
+
+def reports_errors(command: Callable) -> Callable:
+    """Run a command; a TraitcacheError becomes ``error: ...`` on standard error and its exit status."""
+
+    @functools.wraps(command)
+    def wrapper(*arguments: Any, **keywords: Any) -> Any:
+        try:
+            return command(*arguments, **keywords)
+        except TraitcacheError as error:
+            typer.echo(f"error: {error.command_line_message()}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
