@@ -7,28 +7,21 @@ from pathlib import Path
 
 import typer
 
-from cache.errors import CacheError, LabelError
-from cache.labels import load_label_file, merge_tables, write_labels
-from cache.lock import CacheLock, lock_holder
-from cache.manifest import Index, check_cache_folder, plural
+from cache.command import reports_errors
+from cache.errors import CacheError, ExitCode
+from cache.labels import attach_labels
+from cache.lock import lock_holder
+from cache.manifest import plural
 from cache.report import describe, export_csv
-from cache.schema import CONFIG_FILE, INDEX_FILE
 from cache.verify import repair, verify
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache."
 )
 
-EXIT_DAMAGED = 1  # verify found problems
-EXIT_USAGE = 2  # not a cache, bad label file
-
-
-def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(EXIT_USAGE)
-
 
 @app.command()
+@reports_errors
 def info(
     cache_dir: Path = typer.Argument(..., help="Cache folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -38,11 +31,11 @@ def info(
         summary = describe(cache_dir)
     except CacheError as error:
         holder = lock_holder(cache_dir) if cache_dir.is_dir() else None
-        _fail(
-            CacheError(f"{error} (a run, {holder}, is creating it now: try again when it has written a shard)")
-            if holder
-            else error
-        )
+        if holder:
+            raise CacheError(
+                f"{error} (a run, {holder}, is creating it now: try again when it has written a shard)"
+            ) from error
+        raise
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
         return
@@ -76,6 +69,7 @@ def info(
 
 
 @app.command("verify")
+@reports_errors
 def verify_command(
     cache_dir: Path = typer.Argument(..., help="Cache folder."),
     fix: bool = typer.Option(
@@ -85,29 +79,14 @@ def verify_command(
     ),
 ) -> None:
     """Check every shard against the index (digest, size, HDF5 checksums, config hash); exit 1 if anything is wrong."""
-    try:
-        check_cache_folder(cache_dir)
-        if not (cache_dir / INDEX_FILE).exists() and not (cache_dir / CONFIG_FILE).exists():
-            raise CacheError(f"{cache_dir}: not a cache (no {INDEX_FILE} or {CONFIG_FILE})")
-        # A run's own temporary and not-yet-indexed files would read as damage.
-        holder = lock_holder(cache_dir)
-        if holder:
-            raise CacheError(
-                f"{cache_dir}: a run ({holder}) is writing to this cache; verify it when the run has ended"
-            )
-        problems = verify(cache_dir)
-    except CacheError as error:
-        _fail(error)
+    problems = verify(cache_dir)
     for problem in problems:
         typer.echo(f"{problem.path}: {problem.reason}", err=True)
     if not problems:
         typer.echo(f"{cache_dir}: ok")
         return
     if fix:
-        try:
-            repaired = repair(cache_dir, problems)
-        except CacheError as error:
-            _fail(error)
+        repaired = repair(cache_dir, problems)
         for path in repaired.moved:
             typer.echo(f"moved foreign shard to {path}")
         dropped = plural(repaired.dropped_videos, "video")
@@ -119,56 +98,41 @@ def verify_command(
         f"{cache_dir}: {plural(len(problems), 'problem')}; run `python -m cache verify {cache_dir} --repair`, then `make features` to re-extract them",
         err=True,
     )
-    raise typer.Exit(EXIT_DAMAGED)
+    raise typer.Exit(ExitCode.PARTIAL)
 
 
 @app.command()
+@reports_errors
 def export(
     cache_dir: Path = typer.Argument(..., help="Cache folder."),
     out: Path = typer.Option(..., "--out", help="CSV file to write."),
 ) -> None:
     """One CSV row per video: video_id, split, labels, fraction of frames with a face."""
-    try:
-        rows = export_csv(cache_dir, out)
-    except CacheError as error:
-        _fail(error)
-    except OSError as error:
-        _fail(CacheError(f"{out}: cannot write ({error.strerror})"))
+    rows = export_csv(cache_dir, out)
     typer.echo(f"wrote {rows} rows to {out}")
 
 
 @app.command()
+@reports_errors
 def labels(
     cache_dir: Path = typer.Argument(..., help="Cache folder."),
     files: list[Path] = typer.Argument(..., help="ChaLearn .pkl or CSV label files."),
     replace: bool = typer.Option(False, "--replace", help="Drop the labels already attached instead of merging."),
 ) -> None:
     """Attach or replace labels without decoding any video."""
-    try:
-        check_cache_folder(cache_dir)
-        if not (cache_dir / CONFIG_FILE).exists():
-            raise CacheError(f"{cache_dir}: not a cache (no {CONFIG_FILE})")
-        table = merge_tables([load_label_file(path) for path in files])
-        # An extraction writes labels too; the lock keeps the two from interleaving.
-        with CacheLock(cache_dir):
-            path = write_labels(cache_dir, table, replace=replace)
-        cached = {entry.video_ids[row] for entry, row in Index.load(cache_dir).live()}
-    except (CacheError, LabelError) as error:
-        _fail(error)
-    except OSError as error:
-        _fail(CacheError(f"{cache_dir}: cannot write labels ({error.strerror})"))
-    # Labels of videos not (yet) cached are kept for a later extraction, but say so:
-    # a count far from the cache's size usually means the wrong label file.
-    matched = len(cached.intersection(table))
-    outside = len(table) - matched
+    attached = attach_labels(cache_dir, files, replace=replace)
+    # Labels of videos not (yet) cached are kept, but say so: a count far from the
+    # cache's size usually means the wrong label file.
+    outside = attached.labelled - attached.matched
     typer.echo(
-        f"{path}: labels for {plural(len(table), 'video')} {'replaced' if replace else 'merged'}; "
-        f"{matched} of the {plural(len(cached), 'cached video')} {'is' if matched == 1 else 'are'} among them, "
+        f"{attached.path}: labels for {plural(attached.labelled, 'video')} {'replaced' if replace else 'merged'}; "
+        f"{attached.matched} of the {plural(attached.cached, 'cached video')} {'is' if attached.matched == 1 else 'are'} among them, "
         f"{plural(outside, 'labelled id')} {'is' if outside == 1 else 'are'} not in the cache"
     )
 
 
 @app.command()
+@reports_errors
 def show(
     cache_dir: Path = typer.Argument(..., help="Cache folder."),
     video_ids: list[str] = typer.Argument(
@@ -185,12 +149,7 @@ def show(
     frame, orange where it was borrowed from the nearest frame."""
     from cache.show import contact_sheet  # matplotlib loads only for this command
 
-    try:
-        warnings = contact_sheet(cache_dir, video_ids, out, with_frames=frames)
-    except CacheError as error:
-        _fail(error)
-    except OSError as error:
-        _fail(CacheError(f"{out}: cannot write ({error.strerror})"))
+    warnings = contact_sheet(cache_dir, video_ids, out, with_frames=frames)
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {out}: {plural(len(video_ids), 'video')}")

@@ -56,7 +56,9 @@ def with_flags(options_class: type, *, exclude: Iterable[str] = ()) -> Callable:
         flags = []
         for name, (field, kind) in leaves.items():
             annotation, default = _flag(name, field, kind)
-            flags.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+            flags.append(
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            )
 
         @functools.wraps(command)
         def wrapper(**arguments: Any) -> Any:

@@ -10,13 +10,15 @@ import csv
 import io
 import math
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cache.errors import LabelError
-from cache.manifest import write_atomically
-from cache.schema import LABEL_NAMES, LABELS_FILE
+from cache.errors import CacheError, LabelError
+from cache.lock import CacheLock
+from cache.manifest import Index, check_cache_folder, write_atomically
+from cache.schema import CONFIG_FILE, LABEL_NAMES, LABELS_FILE
 
 LabelTable = dict[str, dict[str, float]]  # video_id -> {label name -> score in [0, 1]}
 
@@ -202,3 +204,41 @@ def label_matrix(table: LabelTable, video_ids: list[str]) -> np.ndarray:
             if value is not None:
                 matrix[row, column] = value
     return matrix
+
+
+@dataclass(frozen=True)
+class AttachedLabels:
+    """What ``attach_labels`` wrote: the file, and how its videos meet the cache's."""
+
+    path: Path
+    labelled: int  # videos in the label files
+    cached: int  # videos in the cache
+    matched: int  # cached videos that have labels now
+
+
+def attach_labels(cache_dir: Path, files: list[Path], replace: bool = False) -> AttachedLabels:
+    """Read label files and attach them to a cache without decoding any video.
+
+    Labels of videos not (yet) cached are kept for a later extraction; the counts let
+    a caller say so, since a count far from the cache's size usually means the wrong
+    label file.
+
+    Raises
+    ------
+    CacheError
+        When ``cache_dir`` is not a cache or the labels cannot be written.
+    LabelError
+        When a label file cannot be read or holds impossible values.
+    """
+    check_cache_folder(cache_dir)
+    if not (cache_dir / CONFIG_FILE).exists():
+        raise CacheError(f"{cache_dir}: not a cache (no {CONFIG_FILE})")
+    table = merge_tables([load_label_file(path) for path in files])
+    try:
+        # An extraction writes labels too; the lock keeps the two from interleaving.
+        with CacheLock(cache_dir):
+            path = write_labels(cache_dir, table, replace=replace)
+    except OSError as error:
+        raise CacheError(f"{cache_dir}: cannot write labels ({error.strerror})") from error
+    cached = {entry.video_ids[row] for entry, row in Index.load(cache_dir).live()}
+    return AttachedLabels(path, len(table), len(cached), len(cached.intersection(table)))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.errors import CacheError
 from cache.labels import read_label_table
 from cache.lock import lock_holder
 from cache.manifest import read_failures
@@ -53,6 +54,11 @@ def export_csv(cache_dir: Path, out: Path) -> int:
 
     Returns the number of rows written. Label columns are the five traits, plus
     ``interview`` when any video has it; empty where unknown.
+
+    Raises
+    ------
+    CacheError
+        When ``cache_dir`` is not a readable cache or ``out`` cannot be written.
     """
     reader = CacheReader(cache_dir)
     table = read_label_table(cache_dir)
@@ -60,13 +66,18 @@ def export_csv(cache_dir: Path, out: Path) -> int:
         name for name in LABEL_NAMES if name != "interview" or any("interview" in scores for scores in table.values())
     ]
     rows = 0
-    with open(out, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("video_id", "split", *columns, "face_found_rate"))
-        for split in reader.splits():
-            arrays = reader.read(split, ("video_id", "face_found"))
-            for video_id, found in zip(arrays["video_id"], arrays["face_found"]):
-                scores = table.get(video_id, {})
-                writer.writerow((video_id, split, *(scores.get(name, "") for name in columns), f"{found.mean():.4f}"))
-                rows += 1
+    try:
+        with open(out, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(("video_id", "split", *columns, "face_found_rate"))
+            for split in reader.splits():
+                arrays = reader.read(split, ("video_id", "face_found"))
+                for video_id, found in zip(arrays["video_id"], arrays["face_found"]):
+                    scores = table.get(video_id, {})
+                    writer.writerow(
+                        (video_id, split, *(scores.get(name, "") for name in columns), f"{found.mean():.4f}")
+                    )
+                    rows += 1
+    except OSError as error:
+        raise CacheError(f"{out}: cannot write ({error.strerror})") from error
     return rows

@@ -227,16 +227,19 @@ def write_sheet(figure: Figure, out: Path) -> None:
     Raises
     ------
     CacheError
-        When matplotlib cannot write that format.
+        When matplotlib cannot write that format, or the file cannot be written.
     """
     out = Path(out)
     temporary = out.with_name(out.name + TEMPORARY_SUFFIX)
     try:
         figure.savefig(temporary, format=out.suffix.lstrip(".").lower() or "png")
+        os.replace(temporary, out)
     except ValueError as error:
         temporary.unlink(missing_ok=True)
         raise CacheError(f"{out}: cannot write this image format ({error}); use a .png name") from error
-    os.replace(temporary, out)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise CacheError(f"{out}: cannot write ({error.strerror})") from error
 
 
 def contact_sheet(cache_dir: Path, video_ids: list[str], out: Path, with_frames: bool = False) -> list[str]:

@@ -8,9 +8,10 @@ from pathlib import Path
 import h5py
 
 from cache.errors import CacheError
-from cache.lock import CacheLock
+from cache.lock import CacheLock, lock_holder
 from cache.manifest import (
     Index,
+    check_cache_folder,
     file_digest,
     foreign_folder,
     foreign_problem,
@@ -19,7 +20,7 @@ from cache.manifest import (
     shard_entry,
     shard_file_problem,
 )
-from cache.schema import INDEX_FILE, TEMPORARY_SUFFIX
+from cache.schema import CONFIG_FILE, INDEX_FILE, TEMPORARY_SUFFIX
 from cache.writer import shard_files
 
 
@@ -83,9 +84,17 @@ def verify(cache_dir: Path) -> list[Problem]:
     Raises
     ------
     CacheError
-        When ``config.json`` is not valid JSON.
+        When ``cache_dir`` is not a cache, a run is writing to it (its own temporary
+        and not yet indexed files would read as damage), or ``config.json`` is not
+        valid JSON.
     """
     cache_dir = Path(cache_dir)
+    check_cache_folder(cache_dir)
+    if not (cache_dir / INDEX_FILE).exists() and not (cache_dir / CONFIG_FILE).exists():
+        raise CacheError(f"{cache_dir}: not a cache (no {INDEX_FILE} or {CONFIG_FILE})")
+    holder = lock_holder(cache_dir)
+    if holder:
+        raise CacheError(f"{cache_dir}: a run ({holder}) is writing to this cache; verify it when the run has ended")
     config = read_config(cache_dir)
     moved_to = f"--repair moves it to {foreign_folder(cache_dir)}/"
     temporaries = [

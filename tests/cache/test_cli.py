@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from test_writer import CHILD_START_TIMEOUT, CONFIG, HOLD_LOCK, add_foreign_shard, make_record, start_child, write_cache
 from typer.testing import CliRunner
 
-from cache.cli import EXIT_DAMAGED, EXIT_USAGE, app
+from cache.cli import app
+from cache.errors import ExitCode
 from cache.labels import read_label_table
 from cache.manifest import config_hash, write_failures
+from cache.synthetic import SMALL_CONFIG, add_foreign_shard, random_record, write_random_cache
 from cache.writer import CacheWriter, shard_name
 
 VIDEOS = 6
@@ -21,7 +22,7 @@ VIDEOS = 6
 
 @pytest.fixture
 def cache_dir(tmp_path):
-    cache_dir = write_cache(tmp_path / "cache", range(VIDEOS), videos_per_shard=4)
+    cache_dir = write_random_cache(tmp_path / "cache", range(VIDEOS), videos_per_shard=4)
     write_failures(cache_dir, [("/data/broken, really.mp4", "cannot decode: invalid data")])
     return cache_dir
 
@@ -31,7 +32,7 @@ def run(*arguments):
 
 
 def assert_usage_error(result, *words):
-    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.exit_code == ExitCode.USAGE, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert all(word in lines[0] for word in words), lines[0]
@@ -42,14 +43,14 @@ def test_info(cache_dir):
     result = run("info", cache_dir)
     assert result.exit_code == 0, result.output
     assert f"videos      {VIDEOS} (train {VIDEOS}) in 2 shards, 0 labelled" in result.stdout
-    assert "random ResNet50 weights" in result.stdout  # CONFIG says weights=none
+    assert "random ResNet50 weights" in result.stdout  # SMALL_CONFIG says weights=none
     assert "failures    1" in result.stdout and "/data/broken, really.mp4: cannot decode" in result.stdout
 
 
 def test_info_of_a_cache_whose_config_does_not_name_weights(tmp_path):
-    config = {key: value for key, value in CONFIG.items() if key != "weights"}
+    config = {key: value for key, value in SMALL_CONFIG.items() if key != "weights"}
     with CacheWriter(tmp_path, config) as writer:
-        writer.add(make_record(0))
+        writer.add(random_record(0))
     result = run("info", tmp_path)
     assert result.exit_code == 0, result.output
     assert "weights=?" in result.stdout
@@ -61,16 +62,16 @@ def test_info_json(cache_dir):
     summary = json.loads(result.stdout)
     assert summary["videos"] == VIDEOS and isinstance(summary["videos"], int)
     assert summary["splits"] == {"train": VIDEOS}
-    assert summary["frames"] == CONFIG["frames"]
+    assert summary["frames"] == SMALL_CONFIG["frames"]
     assert summary["failures"] == [{"path": "/data/broken, really.mp4", "reason": "cannot decode: invalid data"}]
 
 
-def test_python_dash_m_cache(cache_dir):
+def test_python_dash_m_cache(cache_dir, children):
     result = subprocess.run(
         [sys.executable, "-m", "cache", "info", str(cache_dir), "--json"],
         capture_output=True,
         text=True,
-        timeout=CHILD_START_TIMEOUT,
+        timeout=children.timeout,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["videos"] == VIDEOS
@@ -82,7 +83,7 @@ def test_verify_exit_codes_and_repair(cache_dir):
     damaged = cache_dir / shard_name(1)
     damaged.write_bytes(damaged.read_bytes()[:100])
     found = run("verify", cache_dir)
-    assert found.exit_code == EXIT_DAMAGED
+    assert found.exit_code == ExitCode.PARTIAL
     assert f"{damaged}: size 100 bytes" in found.stderr and "--repair" in found.stderr
     assert_usage_error(run("info", cache_dir), str(damaged), "--repair")
 
@@ -99,15 +100,15 @@ def test_export(cache_dir, tmp_path):
     assert result.exit_code == 0 and f"wrote {VIDEOS} rows" in result.stdout
     with open(out, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(row["video_id"] for row in rows) == [make_record(number).video_id for number in range(VIDEOS)]
+    assert sorted(row["video_id"] for row in rows) == [random_record(number).video_id for number in range(VIDEOS)]
     assert_usage_error(run("export", cache_dir, "--out", tmp_path / "no such folder" / "videos.csv"), "no such folder")
 
 
 def test_labels_merge_and_replace(cache_dir, tmp_path):
     first = tmp_path / "first.csv"
-    first.write_text(f"video_id,openness,neuroticism\n{make_record(0).video_id},0.5,0.25\nnot-cached.mp4,0.1,\n")
+    first.write_text(f"video_id,openness,neuroticism\n{random_record(0).video_id},0.5,0.25\nnot-cached.mp4,0.1,\n")
     second = tmp_path / "second.csv"
-    second.write_text(f"video_id,openness\n{make_record(0).video_id},0.75\n{make_record(1).video_id},0.125\n")
+    second.write_text(f"video_id,openness\n{random_record(0).video_id},0.75\n{random_record(1).video_id},0.125\n")
     merged = run("labels", cache_dir, first)
     assert merged.exit_code == 0, merged.output
     assert (
@@ -116,21 +117,21 @@ def test_labels_merge_and_replace(cache_dir, tmp_path):
     )
     assert run("labels", cache_dir, second).exit_code == 0
     assert read_label_table(cache_dir) == {
-        make_record(0).video_id: {"openness": 0.75, "neuroticism": 0.25},
-        make_record(1).video_id: {"openness": 0.125},
+        random_record(0).video_id: {"openness": 0.75, "neuroticism": 0.25},
+        random_record(1).video_id: {"openness": 0.125},
         "not-cached.mp4": {"openness": 0.1},
     }
     replaced = run("labels", cache_dir, second, "--replace")
     assert replaced.exit_code == 0 and "replaced" in replaced.stdout
     assert read_label_table(cache_dir) == {
-        make_record(0).video_id: {"openness": 0.75},
-        make_record(1).video_id: {"openness": 0.125},
+        random_record(0).video_id: {"openness": 0.75},
+        random_record(1).video_id: {"openness": 0.125},
     }
     assert json.loads(run("info", cache_dir, "--json").stdout)["labelled"] == 2
 
 
 def test_a_bad_label_file_changes_nothing(cache_dir, tmp_path):
-    assert run("labels", cache_dir, tmp_path / "missing.csv").exit_code == EXIT_USAGE
+    assert run("labels", cache_dir, tmp_path / "missing.csv").exit_code == ExitCode.USAGE
     bad = tmp_path / "bad.csv"
     bad.write_text("video_id,openness\na.mp4,1.5\n")
     assert_usage_error(run("labels", cache_dir, bad), f"{bad}:2", "outside [0, 1]")
@@ -190,7 +191,7 @@ def test_a_cache_path_that_is_a_file(tmp_path, command):
 )
 def test_a_cache_folder_holding_python_source(cache_dir, tmp_path, command):
     (cache_dir / "__init__.py").write_text("")
-    (tmp_path / "labels.csv").write_text(f"video_id,openness\n{make_record(0).video_id},0.5\n")
+    (tmp_path / "labels.csv").write_text(f"video_id,openness\n{random_record(0).video_id},0.5\n")
     before = sorted(path.name for path in cache_dir.iterdir())
     arguments = [
         command[0],
@@ -202,10 +203,10 @@ def test_a_cache_folder_holding_python_source(cache_dir, tmp_path, command):
 
 
 def test_counts_of_one_are_singular(tmp_path):
-    cache_dir = write_cache(tmp_path / "cache", [0])
+    cache_dir = write_random_cache(tmp_path / "cache", [0])
     assert "videos      1 (train 1) in 1 shard, 0 labelled" in run("info", cache_dir).stdout
     labels = tmp_path / "labels.csv"
-    labels.write_text(f"video_id,openness\n{make_record(0).video_id},0.5\n")
+    labels.write_text(f"video_id,openness\n{random_record(0).video_id},0.5\n")
     assert (
         "labels for 1 video merged; 1 of the 1 cached video is among them, 0 labelled ids are not in the cache"
         in run("labels", cache_dir, labels).stdout
@@ -216,9 +217,9 @@ def test_counts_of_one_are_singular(tmp_path):
     assert f"{cache_dir}: repaired 1 problem, 1 video to re-extract" in run("verify", cache_dir, "--repair").stdout
 
 
-def test_info_and_verify_during_a_run_name_its_pid(tmp_path):
+def test_info_and_verify_during_a_run_name_its_pid(tmp_path, children):
     cache_dir = tmp_path / "cache"
-    child = start_child(HOLD_LOCK, str(cache_dir))  # a run that has opened the cache but finished no video yet
+    child = children.hold_lock(str(cache_dir))  # a run that has opened the cache but finished no video yet
     try:
         shown = run("info", cache_dir)
         assert shown.exit_code == 0, shown.output
@@ -231,7 +232,7 @@ def test_info_and_verify_during_a_run_name_its_pid(tmp_path):
         assert_usage_error(run("verify", cache_dir), f"a run (pid {child.pid}) is writing to this cache")
     finally:
         child.kill()
-        child.wait(timeout=CHILD_START_TIMEOUT)
+        children.wait(child)
     shown = run("info", cache_dir)
     assert shown.exit_code == 0 and "in progress" not in shown.stdout
     assert json.loads(run("info", cache_dir, "--json").stdout)["run_in_progress"] is None
@@ -247,24 +248,24 @@ HOLD_ONLY_THE_LOCK = """
 """
 
 
-def test_info_of_a_cache_a_run_is_still_creating(tmp_path):
-    child = start_child(HOLD_ONLY_THE_LOCK, str(tmp_path))  # locked, no config.json yet
+def test_info_of_a_cache_a_run_is_still_creating(tmp_path, children):
+    child = children.start(HOLD_ONLY_THE_LOCK, str(tmp_path))  # locked, no config.json yet
     try:
         assert_usage_error(
             run("info", tmp_path), f"{tmp_path}: not a cache", f"a run, pid {child.pid}, is creating it now"
         )
     finally:
         child.kill()
-        child.wait(timeout=CHILD_START_TIMEOUT)
+        children.wait(child)
 
 
 def test_verify_names_a_foreign_shard_and_repair_moves_it_aside(cache_dir, tmp_path):
     foreign = add_foreign_shard(cache_dir, [VIDEOS], tmp_path)
     found = run("verify", cache_dir)
-    assert found.exit_code == EXIT_DAMAGED
+    assert found.exit_code == ExitCode.PARTIAL
     assert (
         f"{foreign}: not in the index, and foreign shard: built with config " in found.stderr
-        and f"this cache's config is {config_hash(CONFIG)}, weights='none'" in found.stderr
+        and f"this cache's config is {config_hash(SMALL_CONFIG)}, weights='none'" in found.stderr
     )
     repaired = run("verify", cache_dir, "--repair")
     assert repaired.exit_code == 0, repaired.output

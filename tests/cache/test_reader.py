@@ -7,10 +7,8 @@ import json
 import random
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-from test_writer import CONFIG, FOREIGN_CONFIG, FRAMES, add_foreign_shard, make_record, write_cache
 
 import cache
 from cache.errors import CacheError
@@ -18,6 +16,15 @@ from cache.labels import write_labels
 from cache.manifest import Index, config_hash, shard_entry
 from cache.reader import DEFAULT_DATASETS, CacheReader
 from cache.schema import CROPS_DATASET, LABEL_NAMES, NUMERIC_DATASETS, STRING_DATASETS
+from cache.synthetic import (
+    IMAGENET_CONFIG,
+    SMALL_CONFIG,
+    SMALL_FRAMES,
+    add_foreign_shard,
+    flip_embedding_byte,
+    random_record,
+    write_random_cache,
+)
 from cache.writer import CacheWriter, shard_name
 
 EVERY_DATASET = (*STRING_DATASETS, *NUMERIC_DATASETS, CROPS_DATASET)
@@ -33,9 +40,9 @@ def cache_dir(tmp_path):
     """11 videos over three splits in shards of 3, added in shuffled order."""
     numbers = list(range(11))
     random.Random(0).shuffle(numbers)
-    with CacheWriter(tmp_path, CONFIG, videos_per_shard=3) as writer:
+    with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=3) as writer:
         for number in numbers:
-            writer.add(make_record(number, split=split_of(number)))
+            writer.add(random_record(number, split=split_of(number)))
     return tmp_path
 
 
@@ -57,7 +64,7 @@ def test_round_trip_by_split_sorted_by_video_id(cache_dir):
     }
     for split in SPLITS:
         arrays = reader.read(split, EVERY_DATASET)
-        expected = [make_record(number, split=split) for number in range(11) if split_of(number) == split]
+        expected = [random_record(number, split=split) for number in range(11) if split_of(number) == split]
         assert list(arrays["video_id"]) == sorted(record.video_id for record in expected)
         for name in EVERY_DATASET:
             stacked = np.array([getattr(record, name) for record in expected]) if name not in STRING_DATASETS else None
@@ -73,29 +80,29 @@ def test_crops_are_read_only_when_asked(cache_dir):
     reader = CacheReader(cache_dir)
     arrays = reader.read("train")
     assert set(arrays) == set(DEFAULT_DATASETS) and CROPS_DATASET not in arrays
-    assert arrays["face_embeddings"].shape == (4, FRAMES, 2048)
+    assert arrays["face_embeddings"].shape == (4, SMALL_FRAMES, 2048)
     assert reader.read("train", (CROPS_DATASET,))[CROPS_DATASET].shape == (
         4,
-        FRAMES,
-        CONFIG["crop_size"],
-        CONFIG["crop_size"],
+        SMALL_FRAMES,
+        SMALL_CONFIG["crop_size"],
+        SMALL_CONFIG["crop_size"],
         3,
     )
 
 
 def test_a_cache_without_crops_reads_and_says_so_when_crops_are_asked(tmp_path):
-    write_cache(tmp_path, range(3), crops=False)
+    write_random_cache(tmp_path, range(3), crops=False)
     reader = CacheReader(tmp_path)
-    assert reader.read("train")["video_id"].tolist() == [make_record(number).video_id for number in range(3)]
+    assert reader.read("train")["video_id"].tolist() == [random_record(number).video_id for number in range(3)]
     with pytest.raises(CacheError, match=CROPS_DATASET):
         reader.read("train", (CROPS_DATASET,))
-    assert reader.record(make_record(1).content_hash).face_crops is None
+    assert reader.record(random_record(1).content_hash).face_crops is None
 
 
 def test_record_by_content_hash(cache_dir):
     reader = CacheReader(cache_dir)
     for number in (0, 5, 10):
-        expected = make_record(number, split=split_of(number))
+        expected = random_record(number, split=split_of(number))
         assert_same_record(reader.record(expected.content_hash), expected)
         assert reader.record(expected.content_hash, crops=False).face_crops is None
     with pytest.raises(KeyError, match="no cached video"):
@@ -123,34 +130,34 @@ def test_labels_join_by_video_id_with_nan_where_unknown(cache_dir):
 
 
 def test_a_video_added_again_supersedes_its_older_row(cache_dir):
-    with CacheWriter(cache_dir, CONFIG, videos_per_shard=3) as writer:
-        writer.add(make_record(0, split="validation", version=1))  # changed content, moved split
-        writer.add(make_record(4, split="validation", version=1))  # changed content, same split
+    with CacheWriter(cache_dir, SMALL_CONFIG, videos_per_shard=3) as writer:
+        writer.add(random_record(0, split="validation", version=1))  # changed content, moved split
+        writer.add(random_record(4, split="validation", version=1))  # changed content, same split
     reader = CacheReader(cache_dir)
     assert reader.splits() == {"test": 3, "train": 3, "validation": 5}
     validation = reader.read("validation", EVERY_DATASET)
     assert len(set(validation["video_id"])) == len(validation["video_id"]) == 5
     for number in (0, 4):
-        row = list(validation["video_id"]).index(make_record(number).video_id)
-        newer = make_record(number, split="validation", version=1)
+        row = list(validation["video_id"]).index(random_record(number).video_id)
+        newer = random_record(number, split="validation", version=1)
         np.testing.assert_array_equal(validation["face_embeddings"][row], newer.face_embeddings)
         assert validation["content_hash"][row] == newer.content_hash
         assert_same_record(reader.record(newer.content_hash), newer)
-    assert make_record(0).video_id not in reader.read("train")["video_id"]
+    assert random_record(0).video_id not in reader.read("train")["video_id"]
     with pytest.raises(KeyError):
-        reader.record(make_record(0).content_hash)
+        reader.record(random_record(0).content_hash)
 
 
 def test_config_and_dimensions(cache_dir):
     reader = CacheReader(cache_dir)
-    assert reader.config == CONFIG and reader.config_hash == config_hash(CONFIG)
-    assert (reader.frames, reader.frames_per_segment) == (FRAMES, 1)
+    assert reader.config == SMALL_CONFIG and reader.config_hash == config_hash(SMALL_CONFIG)
+    assert (reader.frames, reader.frames_per_segment) == (SMALL_FRAMES, 1)
     attributes = reader.shard_attributes()
-    assert json.loads(attributes["config"]) == CONFIG and "h5py" in attributes["library_versions"]
+    assert json.loads(attributes["config"]) == SMALL_CONFIG and "h5py" in attributes["library_versions"]
 
 
 def test_an_empty_cache_has_no_splits(tmp_path):
-    with CacheWriter(tmp_path, CONFIG):
+    with CacheWriter(tmp_path, SMALL_CONFIG):
         pass
     reader = CacheReader(tmp_path)
     assert reader.splits() == {} and reader.shard_attributes() == {}
@@ -195,16 +202,6 @@ def test_a_file_or_a_folder_of_python_source_is_refused(cache_dir, tmp_path):
 # --- damage: the trainer relies on these refusals ------------------------------------------------
 
 
-def flip_byte_in_embeddings(path, video: int = 0) -> None:
-    with h5py.File(path, "r") as shard:
-        offset = shard["face_embeddings"].id.get_chunk_info(video).byte_offset
-    with open(path, "r+b") as handle:
-        handle.seek(offset + 100)
-        byte = handle.read(1)
-        handle.seek(offset + 100)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-
-
 def assert_refusal(error: CacheError, path) -> None:
     message = str(error)
     assert str(path) in message and "--repair" in message and "make features" in message and "\n" not in message
@@ -212,7 +209,7 @@ def assert_refusal(error: CacheError, path) -> None:
 
 def test_a_flipped_byte_is_refused_when_read(cache_dir):
     path = cache_dir / shard_name(1)
-    flip_byte_in_embeddings(path)
+    flip_embedding_byte(path)
     reader = CacheReader(cache_dir)  # opening checks sizes only
     damaged_splits = {split for split in Index.load(cache_dir).shards[1].splits}
     for split in damaged_splits:
@@ -264,19 +261,21 @@ def test_a_flipped_byte_in_a_string_is_refused_when_read(cache_dir):
 
 
 def test_a_foreign_shard_adopted_by_an_older_version_is_refused_when_read(tmp_path):
-    cache_dir = write_cache(tmp_path / "none-cache", range(4))
+    cache_dir = write_random_cache(tmp_path / "none-cache", range(4))
     foreign = add_foreign_shard(cache_dir, [4, 5], tmp_path)
     index = Index.load(cache_dir)
     index.shards.append(shard_entry(foreign))  # what the writer did before it checked config hashes
     index.save(cache_dir)
     reader = CacheReader(cache_dir)  # opening checks sizes only: they match
     assert reader.splits() == {"train": 6}
-    for read in (lambda: reader.read("train"), lambda: reader.record(make_record(4).content_hash)):
+    for read in (lambda: reader.read("train"), lambda: reader.record(random_record(4).content_hash)):
         with pytest.raises(CacheError) as caught:
             read()
         message = str(caught.value)
         assert message.startswith(
-            f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'"
+            f"{foreign}: foreign shard: built with config {config_hash(IMAGENET_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(SMALL_CONFIG)}, weights='none'"
         )
         assert f"python -m cache verify {cache_dir} --repair" in message and "\n" not in message
-    assert_same_record(reader.record(make_record(1).content_hash), make_record(1))  # the cache's own shards still read
+    assert_same_record(
+        reader.record(random_record(1).content_hash), random_record(1)
+    )  # the cache's own shards still read

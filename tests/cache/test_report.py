@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from test_writer import CONFIG, FRAMES, make_record
 
 from cache.labels import write_labels
 from cache.manifest import config_hash, write_failures
 from cache.report import describe, export_csv
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS
+from cache.synthetic import SMALL_CONFIG, SMALL_FRAMES, random_record
 from cache.writer import CacheWriter
 
 FAILURES = [
@@ -28,15 +28,15 @@ def split_of(number: int) -> str:
 @pytest.fixture
 def cache_dir(tmp_path):
     """Seven videos (one superseded by newer content), three labelled, two failures."""
-    with CacheWriter(tmp_path, CONFIG, videos_per_shard=3) as writer:
+    with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=3) as writer:
         for number in range(7):
-            writer.add(make_record(number, split=split_of(number)))
-        writer.add(make_record(2, split=split_of(2), version=1))
+            writer.add(random_record(number, split=split_of(number)))
+        writer.add(random_record(2, split=split_of(2), version=1))
     write_labels(
         tmp_path,
         {
-            make_record(0).video_id: {"openness": 0.5},
-            make_record(6).video_id: dict.fromkeys(TRAITS, 0.25),
+            random_record(0).video_id: {"openness": 0.5},
+            random_record(6).video_id: dict.fromkeys(TRAITS, 0.25),
             "not-cached.mp4": {"openness": 0.1},
         },
     )
@@ -45,25 +45,25 @@ def cache_dir(tmp_path):
 
 
 def current_records():
-    return [make_record(number, split=split_of(number), version=int(number == 2)) for number in range(7)]
+    return [random_record(number, split=split_of(number), version=int(number == 2)) for number in range(7)]
 
 
 def test_describe(cache_dir):
     summary = describe(cache_dir)
     assert json.loads(json.dumps(summary)) == summary, "must be JSON-able as it is"
     assert summary["videos"] == 7 and summary["splits"] == {"test": 2, "train": 5}
-    assert (summary["frames"], summary["frames_per_segment"]) == (FRAMES, 1)
+    assert (summary["frames"], summary["frames_per_segment"]) == (SMALL_FRAMES, 1)
     assert (summary["embedding_dim"], summary["audio_dim"]) == (EMBEDDING_DIM, AUDIO_DIM)
     expected_rate = np.concatenate([record.face_found for record in current_records()]).mean()
     assert summary["face_found_rate"] == pytest.approx(expected_rate)
     assert summary["labelled"] == 2 and summary["shards"] == 3
-    assert summary["config"] == CONFIG and summary["config_hash"] == config_hash(CONFIG)
+    assert summary["config"] == SMALL_CONFIG and summary["config_hash"] == config_hash(SMALL_CONFIG)
     assert "h5py" in summary["library_versions"]
     assert summary["failures"] == [{"path": path, "reason": reason} for path, reason in FAILURES]
 
 
 def test_describe_an_empty_cache(tmp_path):
-    with CacheWriter(tmp_path, CONFIG):
+    with CacheWriter(tmp_path, SMALL_CONFIG):
         pass
     summary = describe(tmp_path)
     assert (summary["videos"], summary["splits"], summary["face_found_rate"], summary["failures"]) == (0, {}, None, [])
@@ -85,14 +85,16 @@ def test_export_csv_one_row_per_current_video(cache_dir, tmp_path_factory):
         row = by_id[record.video_id]
         assert row["split"] == record.split
         assert float(row["face_found_rate"]) == pytest.approx(record.face_found.mean(), abs=1e-4)
-    assert by_id[make_record(0).video_id]["openness"] == "0.5" and by_id[make_record(0).video_id]["neuroticism"] == ""
-    assert all(float(by_id[make_record(6).video_id][trait]) == 0.25 for trait in TRAITS)
-    labelled = {make_record(0).video_id, make_record(6).video_id}
+    assert (
+        by_id[random_record(0).video_id]["openness"] == "0.5" and by_id[random_record(0).video_id]["neuroticism"] == ""
+    )
+    assert all(float(by_id[random_record(6).video_id][trait]) == 0.25 for trait in TRAITS)
+    labelled = {random_record(0).video_id, random_record(6).video_id}
     assert all(row[trait] == "" for row in rows if row["video_id"] not in labelled for trait in TRAITS)
 
 
 def test_export_csv_has_interview_only_when_labels_have_it(cache_dir, tmp_path_factory):
-    write_labels(cache_dir, {make_record(1).video_id: {"interview": 0.75}})
+    write_labels(cache_dir, {random_record(1).video_id: {"interview": 0.75}})
     out = tmp_path_factory.mktemp("export") / "videos.csv"
     export_csv(cache_dir, out)
     rows = read_csv(out)

@@ -10,7 +10,8 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from cache.cli import EXIT_USAGE, app
+from cache.cli import app
+from cache.errors import ExitCode
 from cache.reader import CacheReader
 from cache.show import BORROWED_COLOUR, CELL_INCHES, DOTS_PER_INCH, FOUND_COLOUR, GAP_INCHES, LABEL_INCHES, TITLE_INCHES
 from extract.config import ExtractOptions
@@ -24,7 +25,7 @@ COLOUR_TOLERANCE = 0.02  # of full scale: PNG stores 8 bits per channel
 
 
 def tiny(**changes) -> ExtractOptions:
-    return ExtractOptions(frames=FRAMES, crop_size=32, weights="none", jobs=1, **changes)
+    return ExtractOptions.from_dict({"frames": FRAMES, "crop_size": 32, "weights": "none", "jobs": 1, **changes})
 
 
 def half_face_clip(path):
@@ -133,7 +134,7 @@ def test_missing_source_warns_and_still_shows_the_crops(crops_cache, tmp_path):
 def test_unknown_video_names_it_and_how_to_list_ids(crops_cache, tmp_path):
     out = tmp_path / "sheet.png"
     result = run("show", crops_cache, "face.mp4", "nobody.mp4", "--out", out)
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "nobody.mp4" in lines[0] and "python -m cache export" in lines[0], result.stderr
     assert not out.exists()
@@ -142,7 +143,7 @@ def test_unknown_video_names_it_and_how_to_list_ids(crops_cache, tmp_path):
 def test_a_cache_without_crops_needs_frames(cropless_cache, tmp_path):
     out = tmp_path / "sheet.png"
     refused = run("show", cropless_cache, "face.mp4", "--out", out)
-    assert refused.exit_code == EXIT_USAGE
+    assert refused.exit_code == ExitCode.USAGE
     assert (
         "--no-crops" in refused.stderr
         and "--frames" in refused.stderr
@@ -159,7 +160,7 @@ def test_a_cache_without_crops_needs_frames(cropless_cache, tmp_path):
 def test_unknown_image_format_is_a_usage_error(crops_cache, tmp_path):
     out = tmp_path / "sheet.unknown"
     result = run("show", crops_cache, "face.mp4", "--out", out)
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
     assert str(out) in result.stderr and ".png" in result.stderr
     assert list(tmp_path.iterdir()) == []  # no temporary file left
 

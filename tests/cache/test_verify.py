@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from test_reader import flip_byte_in_embeddings
-from test_writer import CONFIG, FOREIGN_CONFIG, add_foreign_shard, make_record, temporaries, write_cache
 
 from cache.errors import CacheError
 from cache.manifest import Index, config_hash, file_digest, shard_entry
 from cache.reader import CacheReader
 from cache.schema import INDEX_FILE, NUMERIC_DATASETS, STRING_DATASETS
+from cache.synthetic import (
+    IMAGENET_CONFIG,
+    SMALL_CONFIG,
+    add_foreign_shard,
+    flip_embedding_byte,
+    random_record,
+    write_random_cache,
+)
 from cache.verify import Problem, Repaired, repair, verify
 from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name
 
@@ -19,7 +25,7 @@ PER_SHARD = 3  # three shards: damage one, keep two
 
 @pytest.fixture
 def cache_dir(tmp_path):
-    return write_cache(tmp_path / "cache", range(VIDEOS), videos_per_shard=PER_SHARD)
+    return write_random_cache(tmp_path / "cache", range(VIDEOS), videos_per_shard=PER_SHARD)
 
 
 def flip_a_byte_in_the_middle(path):
@@ -38,7 +44,7 @@ def delete(path):
 
 DAMAGE = {
     "flipped byte": (flip_a_byte_in_the_middle, "damaged"),
-    "flipped byte in a checksummed chunk": (flip_byte_in_embeddings, "damaged"),
+    "flipped byte in a checksummed chunk": (flip_embedding_byte, "damaged"),
     "truncated": (truncate, "truncated"),
     "deleted": (delete, "missing"),
 }
@@ -77,18 +83,20 @@ def test_damage_is_named_and_repaired(cache_dir, kind):
     assert repair(cache_dir, problems) == Repaired(PER_SHARD, ())
     assert verify(cache_dir) == []
     assert not path.exists()
-    lost = {make_record(number).video_id for number in range(PER_SHARD, 2 * PER_SHARD)}
-    assert read_everything(cache_dir) == sorted({make_record(number).video_id for number in range(VIDEOS)} - lost)
-    with CacheWriter(cache_dir, CONFIG, videos_per_shard=PER_SHARD) as writer:  # what `make features` does next
-        missing = [number for number in range(VIDEOS) if make_record(number).content_hash not in writer.known_hashes()]
+    lost = {random_record(number).video_id for number in range(PER_SHARD, 2 * PER_SHARD)}
+    assert read_everything(cache_dir) == sorted({random_record(number).video_id for number in range(VIDEOS)} - lost)
+    with CacheWriter(cache_dir, SMALL_CONFIG, videos_per_shard=PER_SHARD) as writer:  # what `make features` does next
+        missing = [
+            number for number in range(VIDEOS) if random_record(number).content_hash not in writer.known_hashes()
+        ]
         assert missing == list(range(PER_SHARD, 2 * PER_SHARD))
         for number in missing:
-            writer.add(make_record(number))
-    assert read_everything(cache_dir) == sorted(make_record(number).video_id for number in range(VIDEOS))
+            writer.add(random_record(number))
+    assert read_everything(cache_dir) == sorted(random_record(number).video_id for number in range(VIDEOS))
     assert verify(cache_dir) == []
 
 
-def test_stray_temporaries_are_named_and_removed(cache_dir):
+def test_stray_temporaries_are_named_and_removed(cache_dir, temporaries):
     strays = [cache_dir / (shard_name(3) + TEMPORARY_SUFFIX), cache_dir / f".{INDEX_FILE}.4242{TEMPORARY_SUFFIX}"]
     for stray in strays:
         stray.write_bytes(b"half")
@@ -116,10 +124,10 @@ def test_an_orphan_is_adopted_if_it_reads_and_removed_if_not(cache_dir):
 
 @pytest.mark.parametrize("index_damage", ["garbage", "deleted"])
 def test_a_lost_index_is_rebuilt_from_the_shards_in_write_order(cache_dir, index_damage):
-    with CacheWriter(cache_dir, CONFIG, videos_per_shard=PER_SHARD) as writer:
-        writer.add(make_record(4, version=1))  # supersedes the row in shard 1
+    with CacheWriter(cache_dir, SMALL_CONFIG, videos_per_shard=PER_SHARD) as writer:
+        writer.add(random_record(4, version=1))  # supersedes the row in shard 1
     expected = Index.load(cache_dir)
-    flip_byte_in_embeddings(cache_dir / shard_name(2))  # no digest to compare with: the checksum must catch it
+    flip_embedding_byte(cache_dir / shard_name(2))  # no digest to compare with: the checksum must catch it
     if index_damage == "garbage":
         (cache_dir / INDEX_FILE).write_text('{"shards": [')
     else:
@@ -131,7 +139,7 @@ def test_a_lost_index_is_rebuilt_from_the_shards_in_write_order(cache_dir, index
     rebuilt = Index.load(cache_dir)
     assert [entry.name for entry in rebuilt.shards] == [shard_name(0), shard_name(1), shard_name(3)]
     assert rebuilt.shards == [entry for entry in expected.shards if entry.name != shard_name(2)]
-    assert CacheReader(cache_dir).record(make_record(4, version=1).content_hash).video_id == make_record(4).video_id
+    assert CacheReader(cache_dir).record(random_record(4, version=1).content_hash).video_id == random_record(4).video_id
 
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["copied in", "adopted by an older version"])
@@ -146,7 +154,7 @@ def test_a_foreign_shard_is_named_and_moved_aside_then_its_videos_re_extracted(c
     assert [problem.path for problem in problems] == [foreign]
     reason = problems[0].reason
     assert (
-        f"foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'"
+        f"foreign shard: built with config {config_hash(IMAGENET_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(SMALL_CONFIG)}, weights='none'"
         in reason
     )
     assert reason.endswith(f"--repair moves it to {cache_dir / 'foreign'}/")
@@ -156,15 +164,15 @@ def test_a_foreign_shard_is_named_and_moved_aside_then_its_videos_re_extracted(c
     assert repair(cache_dir, problems) == Repaired(2 if indexed else 0, (moved_to,))
     assert not foreign.exists() and file_digest(moved_to) == digest  # moved, byte for byte: someone's data
     assert verify(cache_dir) == []
-    assert read_everything(cache_dir) == sorted(make_record(number).video_id for number in range(VIDEOS))
-    with CacheWriter(cache_dir, CONFIG, videos_per_shard=PER_SHARD) as writer:  # what `make features` does next
+    assert read_everything(cache_dir) == sorted(random_record(number).video_id for number in range(VIDEOS))
+    with CacheWriter(cache_dir, SMALL_CONFIG, videos_per_shard=PER_SHARD) as writer:  # what `make features` does next
         missing = [
-            number for number in range(VIDEOS + 2) if make_record(number).content_hash not in writer.known_hashes()
+            number for number in range(VIDEOS + 2) if random_record(number).content_hash not in writer.known_hashes()
         ]
         assert missing == [VIDEOS, VIDEOS + 1]
         for number in missing:
-            writer.add(make_record(number))
-    assert read_everything(cache_dir) == sorted(make_record(number).video_id for number in range(VIDEOS + 2))
+            writer.add(random_record(number))
+    assert read_everything(cache_dir) == sorted(random_record(number).video_id for number in range(VIDEOS + 2))
     assert verify(cache_dir) == []
 
 
@@ -191,7 +199,7 @@ def test_a_lost_index_is_rebuilt_without_foreign_shards(cache_dir, tmp_path):
 def test_repair_refuses_while_an_extraction_writes(cache_dir):
     (cache_dir / shard_name(0)).unlink()
     problems = verify(cache_dir)
-    with CacheWriter(cache_dir, CONFIG):
+    with CacheWriter(cache_dir, SMALL_CONFIG):
         with pytest.raises(CacheError, match="another process"):
             repair(cache_dir, problems)
     assert Index.load(cache_dir).shards[0].name == shard_name(0)

@@ -7,12 +7,10 @@ import fcntl
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,7 +27,6 @@ from cache.lock import lock_holder
 from cache.manifest import Index, config_hash, file_digest
 from cache.reader import CacheReader
 from cache.schema import (
-    AUDIO_DIM,
     CONFIG_FILE,
     CROPS_DATASET,
     EMBEDDING_DIM,
@@ -37,44 +34,19 @@ from cache.schema import (
     NUMERIC_DATASETS,
     SCHEMA_VERSION,
     STRING_DATASETS,
-    VideoRecord,
+)
+from cache.synthetic import (
+    IMAGENET_CONFIG,
+    SMALL_CONFIG,
+    SMALL_CROP,
+    SMALL_FRAMES,
+    add_foreign_shard,
+    random_record,
+    write_random_cache,
 )
 from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number, write_shard
 
-FRAMES = 4  # T: enough rows to tell frames apart, small enough for ~20 KB videos
-CROP = 8  # S, crop side in pixels
-CONFIG = {"frames": FRAMES, "frames_per_segment": 1, "crop_size": CROP, "keep_crops": True, "weights": "none"}
-TESTS = Path(__file__).resolve().parent
-CHILD_START_TIMEOUT = 30  # seconds for a child Python to import h5py and open the cache
 MOUNT_TIMEOUT = 30  # seconds for mount/umount of a small tmpfs
-FOREIGN_CONFIG = {**CONFIG, "weights": "imagenet"}  # what a shard copied from an ImageNet cache was built with
-
-
-def make_record(number: int, split: str = "train", version: int = 0, crops: bool = True) -> VideoRecord:
-    """Video ``video-<number>.mp4`` with random features; another ``version`` is changed content."""
-    rng = np.random.default_rng([number, version])
-    found = rng.random(FRAMES) < 0.75
-    video_id = f"video-{number:05d}.mp4"
-    return VideoRecord(
-        video_id=video_id,
-        split=split,
-        content_hash=f"{number:05d}-{version}-" + "0" * 56,
-        source=f"/data/{split}/{video_id}",
-        face_embeddings=rng.standard_normal((FRAMES, EMBEDDING_DIM)).astype(np.float16),
-        audio_features=rng.standard_normal((FRAMES, AUDIO_DIM)).astype(np.float32),
-        frame_times=np.sort(rng.uniform(0.0, 15.0, FRAMES)).astype(np.float32),
-        face_boxes=np.where(found[:, None], rng.integers(0, 720, (FRAMES, 4)), -1).astype(np.int32),
-        face_found=found,
-        has_audio=bool(rng.integers(2)),
-        face_crops=rng.integers(0, 256, (FRAMES, CROP, CROP, 3), dtype=np.uint8) if crops else None,
-    )
-
-
-def write_cache(cache_dir: Path, numbers, videos_per_shard: int = 2, config: dict = CONFIG, **record_options) -> Path:
-    with CacheWriter(cache_dir, config, videos_per_shard) as writer:
-        for number in numbers:
-            writer.add(make_record(number, **record_options))
-    return cache_dir
 
 
 def snapshot(cache_dir: Path) -> dict[str, str]:
@@ -82,61 +54,20 @@ def snapshot(cache_dir: Path) -> dict[str, str]:
     return {path.name: file_digest(path) for path in sorted(cache_dir.iterdir()) if path.is_file()}
 
 
-def temporaries(cache_dir: Path) -> list[str]:
-    return sorted(path.name for path in cache_dir.glob(f"*{TEMPORARY_SUFFIX}"))
-
-
-def start_child(script: str, *arguments: str) -> subprocess.Popen:
-    """Run a Python snippet that can import this module's helpers; wait for it to print 'ready'."""
-    code = f"import sys; sys.path.insert(0, {str(TESTS)!r})\n" + textwrap.dedent(script)
-    child = subprocess.Popen(
-        [sys.executable, "-c", code, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    ready, _, _ = select.select([child.stdout], [], [], CHILD_START_TIMEOUT)
-    line = child.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        child.kill()
-        errors = finish_child(child)[1]
-        pytest.fail(f"child did not print 'ready' within {CHILD_START_TIMEOUT} s: {line!r} {errors[-2000:]}")
-    return child
-
-
-def finish_child(child: subprocess.Popen) -> tuple[str, str]:
-    """The child's remaining stdout and stderr; kill it and fail the test when it hangs."""
-    try:
-        return child.communicate(timeout=CHILD_START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.communicate(timeout=CHILD_START_TIMEOUT)
-        pytest.fail(f"child {child.pid} still running after {CHILD_START_TIMEOUT} s: killed")
-
-
-def add_foreign_shard(cache_dir: Path, numbers, work_dir: Path) -> Path:
-    """Copy a real shard built with FOREIGN_CONFIG (a cache in ``work_dir``, videos
-    ``numbers`` in one shard) into ``cache_dir`` under the next free shard name."""
-    foreign_cache = work_dir / "imagenet-cache"
-    write_cache(foreign_cache, numbers, videos_per_shard=len(numbers), config=FOREIGN_CONFIG)
-    source = foreign_cache / Index.load(foreign_cache).shards[-1].name
-    taken = [shard_number(path.name) for path in cache_dir.glob("shard-*.h5")]
-    destination = cache_dir / shard_name(1 + max(taken, default=-1))
-    shutil.copyfile(source, destination)
-    return destination
-
-
 # --- shards and the index --------------------------------------------------------------
 
 
-def test_shards_are_bounded_and_indexed(tmp_path):
+def test_shards_are_bounded_and_indexed(tmp_path, temporaries):
     cache_dir = tmp_path / "cache"
-    with CacheWriter(cache_dir, CONFIG, videos_per_shard=3, versions={"av": "1.2.3"}) as writer:
+    with CacheWriter(cache_dir, SMALL_CONFIG, videos_per_shard=3, versions={"av": "1.2.3"}) as writer:
         for number in range(7):
-            writer.add(make_record(number, split="train" if number % 2 else "test"))
+            writer.add(random_record(number, split="train" if number % 2 else "test"))
     assert writer.written == 7
     index = Index.load(cache_dir)
     assert [entry.name for entry in index.shards] == [shard_name(0), shard_name(1), shard_name(2)]
     assert [len(entry.video_ids) for entry in index.shards] == [3, 3, 1]
     assert [video_id for entry in index.shards for video_id in entry.video_ids] == [
-        make_record(number).video_id for number in range(7)
+        random_record(number).video_id for number in range(7)
     ]
     for entry in index.shards:
         path = cache_dir / entry.name
@@ -148,27 +79,32 @@ def test_shards_are_bounded_and_indexed(tmp_path):
             for name, (_, dtype) in NUMERIC_DATASETS.items():
                 assert shard[name].dtype == dtype and shard[name].shape[0] == len(entry.video_ids)
                 assert len(shard[name].shape) == 1 or shard[name].fletcher32, name
-            assert shard["face_embeddings"].shape[1:] == (FRAMES, EMBEDDING_DIM)
-            assert shard[CROPS_DATASET].shape[1:] == (FRAMES, CROP, CROP, 3) and shard[CROPS_DATASET].dtype == np.uint8
+            assert shard["face_embeddings"].shape[1:] == (SMALL_FRAMES, EMBEDDING_DIM)
+            assert (
+                shard[CROPS_DATASET].shape[1:] == (SMALL_FRAMES, SMALL_CROP, SMALL_CROP, 3)
+                and shard[CROPS_DATASET].dtype == np.uint8
+            )
             assert shard.attrs["schema_version"] == SCHEMA_VERSION
-            assert json.loads(shard.attrs["config"]) == CONFIG and shard.attrs["config_hash"] == config_hash(CONFIG)
+            assert json.loads(shard.attrs["config"]) == SMALL_CONFIG and shard.attrs["config_hash"] == config_hash(
+                SMALL_CONFIG
+            )
             versions = json.loads(shard.attrs["library_versions"])
             assert versions["av"] == "1.2.3" and versions["h5py"] == h5py.__version__
-    assert json.loads((cache_dir / CONFIG_FILE).read_text()) == CONFIG
+    assert json.loads((cache_dir / CONFIG_FILE).read_text()) == SMALL_CONFIG
     assert temporaries(cache_dir) == []
 
 
 def test_shards_without_crops(tmp_path):
-    write_cache(tmp_path, range(3), crops=False)
+    write_random_cache(tmp_path, range(3), crops=False)
     with h5py.File(tmp_path / shard_name(0), "r") as shard:
         assert CROPS_DATASET not in shard
 
 
 def test_exit_writes_what_is_buffered_even_when_interrupted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        with CacheWriter(tmp_path, CONFIG, videos_per_shard=10) as writer:
-            writer.add(make_record(0))
-            writer.add(make_record(1))
+        with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=10) as writer:
+            writer.add(random_record(0))
+            writer.add(random_record(1))
             raise KeyboardInterrupt
     assert Index.load(tmp_path).num_videos() == 2
     writer.flush()  # the buffer was emptied: nothing more to write
@@ -176,15 +112,15 @@ def test_exit_writes_what_is_buffered_even_when_interrupted(tmp_path):
 
 
 def test_known_hashes_follow_superseded_content(tmp_path):
-    write_cache(tmp_path, range(3))
-    with CacheWriter(tmp_path, CONFIG, videos_per_shard=2) as writer:
-        assert set(writer.known_hashes()) == {make_record(number).content_hash for number in range(3)}
-        writer.add(make_record(1, version=1))
-    with CacheWriter(tmp_path, CONFIG) as writer:
+    write_random_cache(tmp_path, range(3))
+    with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=2) as writer:
+        assert set(writer.known_hashes()) == {random_record(number).content_hash for number in range(3)}
+        writer.add(random_record(1, version=1))
+    with CacheWriter(tmp_path, SMALL_CONFIG) as writer:
         assert set(writer.known_hashes()) == {
-            make_record(0).content_hash,
-            make_record(1, version=1).content_hash,
-            make_record(2).content_hash,
+            random_record(0).content_hash,
+            random_record(1, version=1).content_hash,
+            random_record(2).content_hash,
         }
         assert writer.index.num_videos() == 3
 
@@ -197,14 +133,14 @@ def test_shard_numbers_beyond_five_digits_never_overwrite(tmp_path):
         100000,
         1234567,
     ]
-    write_cache(tmp_path, range(4), videos_per_shard=2)
+    write_random_cache(tmp_path, range(4), videos_per_shard=2)
     index = Index.load(tmp_path)
     for entry, new_name in zip(index.shards, (shard_name(10001), shard_name(100000))):
         (tmp_path / entry.name).rename(tmp_path / new_name)
         entry.name = new_name
     index.save(tmp_path)
     before = snapshot(tmp_path)
-    write_cache(tmp_path, [4], videos_per_shard=2)
+    write_random_cache(tmp_path, [4], videos_per_shard=2)
     after = snapshot(tmp_path)
     assert all(after[name] == digest for name, digest in before.items() if name.startswith("shard-"))
     assert [entry.name for entry in Index.load(tmp_path).shards] == [
@@ -218,39 +154,39 @@ def test_shard_numbers_beyond_five_digits_never_overwrite(tmp_path):
 
 
 def test_a_different_config_is_refused_naming_the_key(tmp_path):
-    write_cache(tmp_path, range(2))
+    write_random_cache(tmp_path, range(2))
     before = snapshot(tmp_path)
     with pytest.raises(CacheError, match=r"frames: 4 -> 8") as caught:
-        with CacheWriter(tmp_path, {**CONFIG, "frames": 8}):
+        with CacheWriter(tmp_path, {**SMALL_CONFIG, "frames": 8}):
             pass
     assert str(tmp_path) in str(caught.value)
     assert snapshot(tmp_path) == before
-    with CacheWriter(tmp_path, dict(reversed(list(CONFIG.items())))):  # same config, other key order
+    with CacheWriter(tmp_path, dict(reversed(list(SMALL_CONFIG.items())))):  # same config, other key order
         pass
 
 
 def test_shards_without_a_config_are_refused(tmp_path):
-    write_cache(tmp_path, range(2))
+    write_random_cache(tmp_path, range(2))
     (tmp_path / CONFIG_FILE).unlink()
     with pytest.raises(CacheError, match=CONFIG_FILE):
-        with CacheWriter(tmp_path, {**CONFIG, "frames": 8}):
+        with CacheWriter(tmp_path, {**SMALL_CONFIG, "frames": 8}):
             pass
     assert not (tmp_path / CONFIG_FILE).exists()
 
 
 def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
-    cache_dir = write_cache(tmp_path / "none-cache", range(4))
+    cache_dir = write_random_cache(tmp_path / "none-cache", range(4))
     foreign = add_foreign_shard(cache_dir, [4, 5], tmp_path)
     (cache_dir / shard_name(7)).write_bytes(
         b"not an HDF5 file"
     )  # junk the writer would remove: must stay until the refusal is resolved
     before = snapshot(cache_dir)
     with pytest.raises(CacheError) as caught:
-        with CacheWriter(cache_dir, CONFIG):
+        with CacheWriter(cache_dir, SMALL_CONFIG):
             pass
     message = str(caught.value)
     assert message.startswith(
-        f"{foreign}: foreign shard: built with config {config_hash(FOREIGN_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(CONFIG)}, weights='none'; "
+        f"{foreign}: foreign shard: built with config {config_hash(IMAGENET_CONFIG)}, weights='imagenet'; this cache's config is {config_hash(SMALL_CONFIG)}, weights='none'; "
     )
     assert (
         f"python -m cache verify {cache_dir} --repair" in message
@@ -262,11 +198,11 @@ def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
 
 
 def test_a_shard_without_a_config_hash_is_refused(tmp_path):
-    cache_dir = write_cache(tmp_path, range(2))
+    cache_dir = write_random_cache(tmp_path, range(2))
     stranger = cache_dir / shard_name(1)
-    write_shard(stranger, [make_record(2)], {})  # our layout, but no attributes: its features' origin is unknown
+    write_shard(stranger, [random_record(2)], {})  # our layout, but no attributes: its features' origin is unknown
     with pytest.raises(CacheError, match="foreign shard: it has no config hash") as caught:
-        with CacheWriter(cache_dir, CONFIG):
+        with CacheWriter(cache_dir, SMALL_CONFIG):
             pass
     assert str(caught.value).startswith(f"{stranger}: ")
     assert stranger.exists() and Index.load(cache_dir).num_videos() == 2
@@ -280,7 +216,7 @@ def test_a_folder_holding_python_source_is_refused_before_anything_is_written(tm
     shutil.copytree(Path(cache.__file__).parent, package_copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = snapshot(package_copy)
     with pytest.raises(CacheError) as caught:
-        with CacheWriter(package_copy, CONFIG):
+        with CacheWriter(package_copy, SMALL_CONFIG):
             pass
     message = str(caught.value)
     assert (
@@ -293,7 +229,7 @@ def test_a_folder_holding_python_source_is_refused_before_anything_is_written(tm
     package.mkdir()
     (package / "__init__.py").write_text("")
     with pytest.raises(CacheError, match="holds Python source \\(__init__.py\\)"):
-        with CacheWriter(package, CONFIG):
+        with CacheWriter(package, SMALL_CONFIG):
             pass
     assert sorted(path.name for path in package.iterdir()) == ["__init__.py"]
 
@@ -302,7 +238,7 @@ def test_a_cache_path_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "features"
     path.write_text("someone's notes")
     with pytest.raises(CacheError) as caught:
-        with CacheWriter(path, CONFIG):
+        with CacheWriter(path, SMALL_CONFIG):
             pass
     assert str(caught.value) == f"{path} is a file, not a cache folder; give --cache a folder, e.g. features/"
     assert path.read_text() == "someone's notes"
@@ -312,56 +248,46 @@ def test_a_cache_path_that_is_a_file_is_refused(tmp_path):
 
 
 def test_second_writer_is_refused_while_the_first_is_open(tmp_path):
-    with CacheWriter(tmp_path, CONFIG) as first:
+    with CacheWriter(tmp_path, SMALL_CONFIG) as first:
         with pytest.raises(CacheError, match=f"another process \\(pid {os.getpid()}\\) is writing"):
-            with CacheWriter(tmp_path, CONFIG):
+            with CacheWriter(tmp_path, SMALL_CONFIG):
                 pass
-        first.add(make_record(0))
-    with CacheWriter(tmp_path, CONFIG) as again:
+        first.add(random_record(0))
+    with CacheWriter(tmp_path, SMALL_CONFIG) as again:
         assert again.index.num_videos() == 1
 
 
-HOLD_LOCK = """
-    import sys, time
-    from test_writer import CONFIG
-    from cache.writer import CacheWriter
-    with CacheWriter(sys.argv[1], CONFIG):
-        print("ready", flush=True)
-        time.sleep(60)
-"""
-
-
 @pytest.mark.parametrize("ending", ["SIGKILL", "SIGTERM"])
-def test_a_lock_held_by_another_process_blocks_until_it_dies(tmp_path, ending):
-    child = start_child(HOLD_LOCK, str(tmp_path))
+def test_a_lock_held_by_another_process_blocks_until_it_dies(tmp_path, ending, children):
+    child = children.hold_lock(str(tmp_path))
     try:
         with pytest.raises(CacheError, match=f"pid {child.pid}"):
-            with CacheWriter(tmp_path, CONFIG):
+            with CacheWriter(tmp_path, SMALL_CONFIG):
                 pass
     finally:
         child.send_signal(getattr(signal, ending))
-        child.wait(timeout=CHILD_START_TIMEOUT)
-    with CacheWriter(tmp_path, CONFIG) as writer:
-        writer.add(make_record(0))
+        children.wait(child)
+    with CacheWriter(tmp_path, SMALL_CONFIG) as writer:
+        writer.add(random_record(0))
     assert Index.load(tmp_path).num_videos() == 1
 
 
-def test_lock_holder_names_the_writing_process_and_never_blocks_it(tmp_path):
+def test_lock_holder_names_the_writing_process_and_never_blocks_it(tmp_path, children):
     assert lock_holder(tmp_path) is None  # no lock file yet
-    child = start_child(HOLD_LOCK, str(tmp_path))
+    child = children.hold_lock(str(tmp_path))
     try:
         assert lock_holder(tmp_path) == f"pid {child.pid}"
     finally:
         child.kill()
-        child.wait(timeout=CHILD_START_TIMEOUT)
+        children.wait(child)
     assert lock_holder(tmp_path) is None
-    with CacheWriter(tmp_path, CONFIG):
+    with CacheWriter(tmp_path, SMALL_CONFIG):
         assert lock_holder(tmp_path) == f"pid {os.getpid()}"
     assert lock_holder(tmp_path) is None
 
 
 def test_a_writer_starting_while_the_lock_is_probed_waits_instead_of_refusing(tmp_path, monkeypatch):
-    write_cache(tmp_path, [0])
+    write_random_cache(tmp_path, [0])
     probe = open(tmp_path / lock_module.LOCK_FILE, encoding="utf-8")
     fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what lock_holder holds for an instant
     retries = []
@@ -371,33 +297,33 @@ def test_a_writer_starting_while_the_lock_is_probed_waits_instead_of_refusing(tm
         probe.close()  # releases the shared lock
 
     monkeypatch.setattr(lock_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=end_the_probe))
-    with CacheWriter(tmp_path, CONFIG) as writer:
-        writer.add(make_record(1))
+    with CacheWriter(tmp_path, SMALL_CONFIG) as writer:
+        writer.add(random_record(1))
     assert retries == [lock_module.LOCK_RETRY_SECONDS]
     assert Index.load(tmp_path).num_videos() == 2
 
 
-def test_a_lock_left_by_an_abrupt_exit_does_not_block(tmp_path):
+def test_a_lock_left_by_an_abrupt_exit_does_not_block(tmp_path, children):
     result = subprocess.run(
         [
             sys.executable,
             "-c",
-            f"import os, sys; sys.path.insert(0, {str(TESTS)!r})\nfrom test_writer import CONFIG\nfrom cache.writer import CacheWriter\nCacheWriter(sys.argv[1], CONFIG).__enter__()\nos._exit(0)",
+            "import os, sys\nfrom cache.synthetic import SMALL_CONFIG\nfrom cache.writer import CacheWriter\nCacheWriter(sys.argv[1], SMALL_CONFIG).__enter__()\nos._exit(0)",
             str(tmp_path),
         ],
         capture_output=True,
-        timeout=CHILD_START_TIMEOUT,
+        timeout=children.timeout,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / lock_module.LOCK_FILE).exists()
-    with CacheWriter(tmp_path, CONFIG):
+    with CacheWriter(tmp_path, SMALL_CONFIG):
         pass
 
 
 # --- atomicity and crashes ---------------------------------------------------------------------
 
 
-def test_a_shard_is_written_under_a_temporary_name(tmp_path, monkeypatch):
+def test_a_shard_is_written_under_a_temporary_name(tmp_path, monkeypatch, temporaries):
     seen = []
     real_write_shard = writer_module.write_shard
 
@@ -409,46 +335,46 @@ def test_a_shard_is_written_under_a_temporary_name(tmp_path, monkeypatch):
         assert not path.with_name(path.name.removesuffix(TEMPORARY_SUFFIX)).exists()
 
     monkeypatch.setattr(writer_module, "write_shard", observing_write_shard)
-    write_cache(tmp_path, range(3), videos_per_shard=2)
+    write_random_cache(tmp_path, range(3), videos_per_shard=2)
     assert [path.name for path in seen] == [shard_name(0) + TEMPORARY_SUFFIX, shard_name(1) + TEMPORARY_SUFFIX]
     assert temporaries(tmp_path) == []
 
 
-def test_stale_temporaries_are_removed_on_open(tmp_path):
-    write_cache(tmp_path, range(2))
+def test_stale_temporaries_are_removed_on_open(tmp_path, temporaries):
+    write_random_cache(tmp_path, range(2))
     before = snapshot(tmp_path)
     for name in (shard_name(1) + TEMPORARY_SUFFIX, f".{INDEX_FILE}.12345{TEMPORARY_SUFFIX}"):
         (tmp_path / name).write_bytes(b"half written")
-    with CacheWriter(tmp_path, CONFIG) as writer:
+    with CacheWriter(tmp_path, SMALL_CONFIG) as writer:
         assert temporaries(tmp_path) == []
         assert writer.index.num_videos() == 2
     assert snapshot(tmp_path) == before
 
 
 def test_an_orphan_shard_is_adopted_and_junk_removed(tmp_path):
-    write_cache(tmp_path, range(5), videos_per_shard=2)
+    write_random_cache(tmp_path, range(5), videos_per_shard=2)
     index = Index.load(tmp_path)
     orphan = index.shards.pop()
     index.save(tmp_path)
     (tmp_path / shard_name(7)).write_bytes(b"not an HDF5 file")
-    with CacheWriter(tmp_path, CONFIG, videos_per_shard=2) as writer:
+    with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=2) as writer:
         assert [entry.name for entry in writer.index.shards] == [shard_name(0), shard_name(1), shard_name(2)]
         assert writer.index.shards[-1] == orphan
-        assert make_record(4).content_hash in writer.known_hashes()
-        writer.add(make_record(5))
+        assert random_record(4).content_hash in writer.known_hashes()
+        writer.add(random_record(5))
     assert not (tmp_path / shard_name(7)).exists()
     assert [entry.name for entry in Index.load(tmp_path).shards][-1] == shard_name(3)
 
 
 KEEP_WRITING = """
     import sys
-    from test_writer import make_record, CONFIG
+    from cache.synthetic import SMALL_CONFIG, random_record
     from cache.writer import CacheWriter
-    with CacheWriter(sys.argv[1], CONFIG, videos_per_shard=int(sys.argv[2])) as writer:
+    with CacheWriter(sys.argv[1], SMALL_CONFIG, videos_per_shard=int(sys.argv[2])) as writer:
         first = writer.index.num_videos()
         print("ready", flush=True)
         for number in range(first, first + 100_000):
-            writer.add(make_record(number, split=("train", "validation")[number % 2]))
+            writer.add(random_record(number, split=("train", "validation")[number % 2]))
 """
 KILL_TRIALS = 6  # runs killed at random moments, each resuming the cache the last one left
 LONGEST_RUN = 0.3  # seconds a run may write before it is killed: tens of shards
@@ -461,26 +387,26 @@ def check_every_shard_reads(cache_dir: Path) -> list[str]:
         arrays = reader.read(split, (*STRING_DATASETS, *NUMERIC_DATASETS, CROPS_DATASET))
         for video_id, embeddings in zip(arrays["video_id"], arrays["face_embeddings"]):
             number = int(video_id[6:11])
-            np.testing.assert_array_equal(embeddings, make_record(number).face_embeddings)
+            np.testing.assert_array_equal(embeddings, random_record(number).face_embeddings)
     return [video_id for entry in reader.index.shards for video_id in entry.video_ids]
 
 
-def test_sigkill_at_random_moments_never_loses_or_exposes_a_shard(tmp_path):
+def test_sigkill_at_random_moments_never_loses_or_exposes_a_shard(tmp_path, children, temporaries):
     rng = random.Random(4)
     cache_dir = tmp_path / "cache"
     previous = 0
     for trial in range(KILL_TRIALS):
-        child = start_child(KEEP_WRITING, str(cache_dir), str(rng.choice([1, 4])))
+        child = children.start(KEEP_WRITING, str(cache_dir), str(rng.choice([1, 4])))
         time.sleep(rng.uniform(0.0, LONGEST_RUN))
         child.kill()
-        child.wait(timeout=CHILD_START_TIMEOUT)
+        children.wait(child)
         assert child.returncode == -signal.SIGKILL, f"trial {trial}: the writer ended before it was killed"
         ids = check_every_shard_reads(cache_dir)
-        assert ids == [make_record(number).video_id for number in range(len(ids))], f"trial {trial}"
-        with CacheWriter(cache_dir, CONFIG):  # cleans temporaries, adopts a shard renamed but not indexed
+        assert ids == [random_record(number).video_id for number in range(len(ids))], f"trial {trial}"
+        with CacheWriter(cache_dir, SMALL_CONFIG):  # cleans temporaries, adopts a shard renamed but not indexed
             pass
         ids = check_every_shard_reads(cache_dir)
-        assert ids == [make_record(number).video_id for number in range(len(ids))], f"trial {trial}"
+        assert ids == [random_record(number).video_id for number in range(len(ids))], f"trial {trial}"
         assert len(ids) >= previous and temporaries(cache_dir) == []
         assert sorted(path.name for path in cache_dir.glob("shard-*")) == sorted(
             entry.name for entry in Index.load(cache_dir).shards
@@ -498,27 +424,27 @@ def full_disk_after_a_few_bytes(path, records, attributes):
 
 
 def test_a_failed_shard_write_is_a_cache_error_that_leaves_the_cache_intact(tmp_path, monkeypatch):
-    write_cache(tmp_path, range(4), videos_per_shard=2)
+    write_random_cache(tmp_path, range(4), videos_per_shard=2)
     before = snapshot(tmp_path)
     attempts = []
     monkeypatch.setattr(
         writer_module, "write_shard", lambda *arguments: (attempts.append(1), full_disk_after_a_few_bytes(*arguments))
     )
     with pytest.raises(CacheError, match="No space left on device") as caught:
-        with CacheWriter(tmp_path, CONFIG, videos_per_shard=2) as writer:
+        with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=2) as writer:
             for number in range(4, 8):
-                writer.add(make_record(number))
+                writer.add(random_record(number))
     message = str(caught.value)
     assert (
         shard_name(2) in message and "the cache is intact (4 videos already cached)" in message and "\n" not in message
     )
     assert len(attempts) == 1, "a failed write must not be retried on exit"
     assert snapshot(tmp_path) == before
-    assert check_every_shard_reads(tmp_path) == [make_record(number).video_id for number in range(4)]
+    assert check_every_shard_reads(tmp_path) == [random_record(number).video_id for number in range(4)]
 
 
-def test_a_failed_index_update_keeps_the_old_index_and_adopts_the_shard_later(tmp_path, monkeypatch):
-    write_cache(tmp_path, range(2), videos_per_shard=2)
+def test_a_failed_index_update_keeps_the_old_index_and_adopts_the_shard_later(tmp_path, monkeypatch, temporaries):
+    write_random_cache(tmp_path, range(2), videos_per_shard=2)
     index_before = (tmp_path / INDEX_FILE).read_bytes()
 
     def full_disk(self, cache_dir):
@@ -527,18 +453,18 @@ def test_a_failed_index_update_keeps_the_old_index_and_adopts_the_shard_later(tm
     with monkeypatch.context() as patch:
         patch.setattr(Index, "save", full_disk)
         with pytest.raises(CacheError, match="No space"):
-            write_cache(tmp_path, [2, 3], videos_per_shard=2)
+            write_random_cache(tmp_path, [2, 3], videos_per_shard=2)
     assert (tmp_path / INDEX_FILE).read_bytes() == index_before
     assert temporaries(tmp_path) == []
     assert CacheReader(tmp_path).splits() == {"train": 2}
-    with CacheWriter(tmp_path, CONFIG):
+    with CacheWriter(tmp_path, SMALL_CONFIG):
         pass
-    assert check_every_shard_reads(tmp_path) == [make_record(number).video_id for number in range(4)]
+    assert check_every_shard_reads(tmp_path) == [random_record(number).video_id for number in range(4)]
 
 
 WRITE_PAST_A_SIZE_LIMIT = """
     import resource, signal, sys
-    from test_writer import make_record, CONFIG
+    from cache.synthetic import SMALL_CONFIG, random_record
     from cache.errors import CacheError
     from cache.writer import CacheWriter
     limit = int(sys.argv[2])
@@ -546,9 +472,9 @@ WRITE_PAST_A_SIZE_LIMIT = """
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     print("ready", flush=True)
     try:
-        with CacheWriter(sys.argv[1], CONFIG, videos_per_shard=16) as writer:
+        with CacheWriter(sys.argv[1], SMALL_CONFIG, videos_per_shard=16) as writer:
             for number in range(100, 116):
-                writer.add(make_record(number))
+                writer.add(random_record(number))
     except CacheError as error:
         print(error, flush=True)
         sys.exit(3)
@@ -556,11 +482,11 @@ WRITE_PAST_A_SIZE_LIMIT = """
 FILE_SIZE_LIMIT = 64 * 1024  # bytes: above index.json and config.json, below a 16-video shard (~330 KB)
 
 
-def test_a_real_write_error_from_the_kernel_leaves_the_cache_intact(tmp_path):
-    write_cache(tmp_path, range(4), videos_per_shard=2)
+def test_a_real_write_error_from_the_kernel_leaves_the_cache_intact(tmp_path, children, temporaries):
+    write_random_cache(tmp_path, range(4), videos_per_shard=2)
     before = snapshot(tmp_path)
-    child = start_child(WRITE_PAST_A_SIZE_LIMIT, str(tmp_path), str(FILE_SIZE_LIMIT))
-    output, errors = finish_child(child)
+    child = children.start(WRITE_PAST_A_SIZE_LIMIT, str(tmp_path), str(FILE_SIZE_LIMIT))
+    output, errors = children.finish(child)
     assert child.returncode == 3, errors[-2000:]
     assert shard_name(2) in output and "the cache is intact (4 videos already cached)" in output
     assert {name: digest for name, digest in snapshot(tmp_path).items() if name != lock_module.LOCK_FILE} == {
@@ -586,18 +512,18 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount_point)], check=True, timeout=MOUNT_TIMEOUT)
 
 
-def test_a_full_disk_and_a_read_only_disk_leave_the_cache_intact(small_disk):
-    write_cache(small_disk, range(4), videos_per_shard=2)
+def test_a_full_disk_and_a_read_only_disk_leave_the_cache_intact(small_disk, temporaries):
+    write_random_cache(small_disk, range(4), videos_per_shard=2)
     before = snapshot(small_disk)
     with pytest.raises(CacheError, match="No space left on device"):
-        write_cache(small_disk, range(4, 100), videos_per_shard=40)
+        write_random_cache(small_disk, range(4, 100), videos_per_shard=40)
     assert temporaries(small_disk) == []
-    assert check_every_shard_reads(small_disk) == [make_record(number).video_id for number in range(4)]
+    assert check_every_shard_reads(small_disk) == [random_record(number).video_id for number in range(4)]
     assert {name: digest for name, digest in snapshot(small_disk).items() if name.startswith("shard-")} == {
         name: digest for name, digest in before.items() if name.startswith("shard-")
     }
 
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=MOUNT_TIMEOUT)
     with pytest.raises(CacheError, match="Read-only file system"):
-        write_cache(small_disk, [200])
-    assert check_every_shard_reads(small_disk) == [make_record(number).video_id for number in range(4)]
+        write_random_cache(small_disk, [200])
+    assert check_every_shard_reads(small_disk) == [random_record(number).video_id for number in range(4)]

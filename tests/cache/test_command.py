@@ -1,0 +1,119 @@
+"""cache.command: flags built from option fields, errors turned into one line and an exit status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cache.command import reports_errors, with_flags
+from cache.errors import CacheError, ExitCode, OptionError, TraitcacheError
+from cache.options import option, step
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Decode:
+    frames: int = option(10, "T, equal segments per video.", metavar="N")
+
+    def __post_init__(self):
+        if self.frames < 1:
+            raise OptionError("frames", f"must be at least 1, got {self.frames}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    decode: Decode = step(Decode)
+    keep_crops: bool = option(True, "Store the face crops.", flag="--keep-crops/--no-crops")
+    seeds: tuple[int, ...] = option((), "Comma-separated seeds.", metavar="N,N,...", parse=parse_seeds)
+    scheduler: str | None = option(None, "Dask scheduler address.")
+
+
+def command_app(received: list) -> typer.Typer:
+    app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+    @app.command()
+    @reports_errors
+    @with_flags(Stage)
+    def main(
+        path: Path = typer.Argument(..., help="A folder."),
+        fail: bool = typer.Option(False, "--fail", help="Raise a cache error."),
+        options: Stage = None,
+    ) -> None:
+        if fail:
+            raise CacheError(f"{path}: not a cache")
+        received.append((path, options))
+
+    return app
+
+
+def test_every_option_gets_its_flag_help_and_default():
+    result = CliRunner().invoke(command_app([]), ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    for flag, help_text in [
+        ("--frames N", "T, equal segments per video.  [default: 10]"),
+        ("--keep-crops / --no-crops", "Store the face crops.  [default: keep-crops]"),
+        ("--seeds N,N,...", "Comma-separated seeds."),
+        ("--scheduler", "Dask scheduler address."),
+        ("--fail", "Raise a cache error."),
+    ]:
+        assert any(line.strip().startswith(flag) and help_text in line for line in lines), (flag, result.output)
+
+
+def test_flags_are_built_into_the_options_object():
+    received = []
+    result = CliRunner().invoke(
+        command_app(received), ["data", "--frames", "3", "--no-crops", "--seeds", "1,2", "--scheduler", "tcp://x:1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert received == [(Path("data"), Stage(Decode(3), False, (1, 2), "tcp://x:1"))]
+    CliRunner().invoke(command_app(received), ["data"])
+    assert received[-1] == (Path("data"), Stage())
+
+
+def test_an_option_error_names_the_flag_with_the_usage_status():
+    result = CliRunner().invoke(command_app([]), ["data", "--frames", "0"])
+    assert result.exit_code == ExitCode.USAGE == 2
+    assert result.output == "error: --frames must be at least 1, got 0\n"
+
+
+def test_unparsable_flag_text_is_a_click_usage_error_naming_the_flag():
+    result = CliRunner().invoke(command_app([]), ["data", "--seeds", "1,x"])
+    assert result.exit_code == 2 and "Invalid value for --seeds" in result.output
+
+
+def test_a_library_error_is_one_line_and_its_exit_code():
+    result = CliRunner().invoke(command_app([]), ["data", "--fail"])
+    assert result.exit_code == CacheError.exit_code == ExitCode.USAGE
+    assert result.output == "error: data: not a cache\n"
+
+
+def test_an_error_class_can_carry_another_exit_code():
+    class SomeFailed(TraitcacheError):
+        exit_code = ExitCode.PARTIAL
+
+    app = typer.Typer(add_completion=False)
+
+    @app.command()
+    @reports_errors
+    def main() -> None:
+        raise SomeFailed("2 of 5 failed")
+
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 1 and result.output == "error: 2 of 5 failed\n"
+
+
+def test_an_option_without_help_is_refused():
+    @dataclass(frozen=True)
+    class Bare:
+        frames: int = 10
+
+    with pytest.raises(TypeError, match="frames has no help"):
+        with_flags(Bare)(lambda options: None)
