@@ -17,10 +17,12 @@ LOCK_RETRY_SECONDS = 0.01  # between two tries
 
 
 class CacheLock:
-    """Exclusive advisory lock on a cache folder; the lock file names the holder's pid."""
+    """Exclusive advisory lock on a cache folder (or any folder one writer at a time
+    owns, named ``what`` in the refusal); the lock file names the holder's pid."""
 
-    def __init__(self, cache_dir: Path):
+    def __init__(self, cache_dir: Path, what: str = "cache"):
         self.path = Path(cache_dir) / LOCK_FILE
+        self.what = what
         self.handle = None
 
     def __enter__(self) -> CacheLock:
@@ -36,7 +38,7 @@ class CacheLock:
             holder = _holder(self.handle)
             self.handle.close()
             raise CacheError(
-                f"{self.path.parent}: another process ({holder}) is writing to this cache; wait for it to finish or stop it"
+                f"{self.path.parent}: another process ({holder}) is writing to this {self.what}; wait for it to finish or stop it"
             ) from None
         except OSError:
             self.handle.close()  # closing releases the lock
