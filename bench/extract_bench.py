@@ -34,6 +34,7 @@ import av
 import cv2
 import numpy as np
 
+from cache.options import replace
 from cache.schema import VideoRecord
 from cache.writer import write_shard
 from extract.audio import audio_features
@@ -79,32 +80,23 @@ def haar_seconds(frames: np.ndarray, options: ExtractOptions) -> float:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        return median_seconds(
-            lambda: locate_faces(
-                frames,
-                options.detect_height,
-                options.scale_factor,
-                options.min_neighbors,
-                options.min_neighbors_floor,
-                options.min_face,
-            )
-        )[0]
+        return median_seconds(lambda: locate_faces(frames, options.faces))[0]
     finally:
         cv2.setNumThreads(threads)
 
 
 def resnet_images_per_second(options: ExtractOptions) -> dict[str, float]:
     """Bare ResNet50 throughput at batch 32 (after a warm-up call) of each float32 runtime installed."""
-    crops = np.random.default_rng(0).integers(
-        0, 256, (RESNET_BATCH, options.crop_size, options.crop_size, 3), dtype=np.uint8
-    )
+    side = options.faces.crop_size
+    crops = np.random.default_rng(0).integers(0, 256, (RESNET_BATCH, side, side, 3), dtype=np.uint8)
     rates = {}
     for runtime in SAME_NUMBER_RUNTIMES:
         try:
             resolve_runtime(runtime)
         except RuntimeUnavailableError:
             continue
-        run = functools.partial(embed, crops, options.weights, options.crop_size, options.seed, RESNET_BATCH, runtime)
+        embedding = replace(options.embed, runtime=runtime, batch_size=RESNET_BATCH)
+        run = functools.partial(embed, crops, embedding, options.seed)
         run()
         rates[runtime] = RESNET_BATCH / median_seconds(run, repeats=5)[0]
     return rates
@@ -113,39 +105,16 @@ def resnet_images_per_second(options: ExtractOptions) -> dict[str, float]:
 def step_seconds(path: Path, options: ExtractOptions, scratch: Path) -> dict[str, float]:
     """Median seconds of each per-video step on one clip."""
     steps = {}
-    steps["decode"], decoded = median_seconds(
-        lambda: decode(path, options.frames, 1, "centre", options.audio_rate, threads=1)
-    )
+    decoding = options.decode
+    steps["decode"], decoded = median_seconds(lambda: decode(path, decoding, threads=1))
     steps["faces"], crops = median_seconds(
-        lambda: crop_faces(
-            decoded.frames,
-            locate_faces(
-                decoded.frames,
-                options.detect_height,
-                options.scale_factor,
-                options.min_neighbors,
-                options.min_neighbors_floor,
-                options.min_face,
-            ).used,
-            options.face_margin,
-            options.crop_size,
-        )
+        lambda: crop_faces(decoded.frames, locate_faces(decoded.frames, options.faces).used, options.faces)
     )
     steps["audio"], audio = median_seconds(
-        lambda: audio_features(
-            decoded.audio,
-            options.audio_rate,
-            decoded.duration,
-            options.frames,
-            options.audio_window,
-            options.audio_step,
-            options.audio_mode,
-        )
+        lambda: audio_features(decoded.audio, decoding.audio_rate, decoded.duration, decoding.frames, options.audio)
     )
-    embed(crops, options.weights, options.crop_size, options.seed, runtime=options.runtime)
-    steps["embed"], embeddings = median_seconds(
-        lambda: embed(crops, options.weights, options.crop_size, options.seed, runtime=options.runtime)
-    )
+    embed(crops, options.embed, options.seed)
+    steps["embed"], embeddings = median_seconds(lambda: embed(crops, options.embed, options.seed))
     record = VideoRecord(
         video_id=path.name,
         split="bench",
@@ -154,8 +123,8 @@ def step_seconds(path: Path, options: ExtractOptions, scratch: Path) -> dict[str
         face_embeddings=embeddings,
         audio_features=audio,
         frame_times=decoded.frame_times,
-        face_boxes=np.zeros((options.frames, 4), np.int32),
-        face_found=np.ones(options.frames, bool),
+        face_boxes=np.zeros((decoding.frames, 4), np.int32),
+        face_found=np.ones(decoding.frames, bool),
         has_audio=True,
         face_crops=crops,
     )
@@ -194,7 +163,7 @@ def extract_command(folder: Path, cache_dir: Path, *flags: str, weights: str = "
 def extraction_seconds(folder: Path, cache_dir: Path, jobs: int, options: ExtractOptions) -> float:
     """Wall seconds of ``python -m extract`` over a folder (fresh cache)."""
     shutil.rmtree(cache_dir, ignore_errors=True)
-    command = extract_command(folder, cache_dir, "--jobs", str(jobs), weights=options.weights)
+    command = extract_command(folder, cache_dir, "--jobs", str(jobs), weights=options.embed.weights)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -213,7 +182,7 @@ def bench_clip(path: Path, options: ExtractOptions, resnet_rate: float, scratch:
     steps = step_seconds(path, options, scratch)
     decode_skipping = skipping_decode_seconds(path)
     cores = os.cpu_count() or 1
-    limit = (decode_skipping + steps["haar_one_thread"] + options.frames / resnet_rate) / cores
+    limit = (decode_skipping + steps["haar_one_thread"] + options.decode.frames / resnet_rate) / cores
     result = {"clip": path.name, "steps": steps, "decode_skipping_nonref": decode_skipping, "limit_per_video": limit}
     for jobs in (1, 2):
         result[f"marginal_jobs{jobs}"] = marginal_seconds(path, jobs, options, scratch)
@@ -246,8 +215,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/extract.json"))
     parser.add_argument("--weights", default="none", help="ResNet50 weights (none needs no download)")
     arguments = parser.parse_args()
-    options = ExtractOptions(weights=arguments.weights)
-    runtime = resolve_runtime(options.runtime)
+    options = ExtractOptions.from_dict({"weights": arguments.weights})
+    runtime = resolve_runtime(options.embed.runtime)
     with tempfile.TemporaryDirectory(prefix="traitcache-bench-") as folder:
         scratch = Path(folder)
         clips = [chalearn_like_clip(scratch / "generated-chalearn-gop-720p.mp4")]
@@ -255,9 +224,9 @@ def main() -> None:
             clips += sorted(CHALEARN.glob("*/*.mp4"))
         rates = resnet_images_per_second(options)
         report = {
-            "weights": options.weights,
-            "crop_size": options.crop_size,
-            "frames": options.frames,
+            "weights": options.embed.weights,
+            "crop_size": options.faces.crop_size,
+            "frames": options.decode.frames,
             "cores": os.cpu_count(),
             "runtime": runtime,
             "resnet_images_per_second": rates,

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 from pyAudioAnalysis import ShortTermFeatures
 
+from cache.errors import OptionError
+from cache.options import option
 from cache.schema import AUDIO_DIM
+
+AUDIO_MODES = ("mean", "window")  # mean of short windows per segment, or one window per segment (original project)
 
 INT16_FULL_SCALE = 2.0**15  # pyAudioAnalysis divides samples by this: it expects int16-range input
 NORMALISE_GUARD = 1e-10  # added to the peak amplitude before dividing, as pyAudioAnalysis does, so silence stays 0
@@ -436,16 +441,55 @@ def segment_windows(signal: np.ndarray, rate: int, duration: float, segments: in
     return np.concatenate([features, np.repeat(features[-1:], missing, axis=0)]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class AudioOptions:
+    """How a video's sound becomes T rows of features (pyAudioAnalysis short-term windows)."""
+
+    audio_window: float = option(0.050, "Seconds per short-term audio window.", metavar="SECONDS")
+    audio_step: float = option(0.025, "Seconds between audio windows.", metavar="SECONDS")
+    audio_mode: str = option(
+        "mean",
+        "mean (of windows per segment) | window (one window per segment, as the original project).",
+        metavar="MODE",
+    )
+
+    def __post_init__(self):
+        for name in ("audio_window", "audio_step"):
+            if not getattr(self, name) > 0.0:
+                raise OptionError(name, f"must be positive seconds, got {getattr(self, name)}")
+        if self.audio_mode not in AUDIO_MODES:
+            raise OptionError("audio_mode", f"must be one of {AUDIO_MODES}, got {self.audio_mode!r}")
+
+
 def audio_features(
-    signal: np.ndarray | None, rate: int, duration: float, segments: int, window: float, step: float, mode: str
+    signal: np.ndarray | None, rate: int, duration: float, segments: int, options: AudioOptions
 ) -> np.ndarray:
-    """(T, 68) float32 audio features for one video; zeros when it has no sound.
+    """Audio features of one video's T segments; zeros when it has no sound.
 
     Memory beyond ``signal`` stays bounded however long the recording: the
     analysis windows are computed and averaged a batch at a time.
+
+    Parameters
+    ----------
+    signal : np.ndarray or None
+        (num_samples,) mono samples in int16 range, None without a sound track.
+    rate : int
+        Hz of ``signal``.
+    duration : float
+        Seconds of video, cut into ``segments`` equal parts.
+    segments : int
+        T.
+    options : AudioOptions
+        Windows and how they are gathered per segment.
+
+    Returns
+    -------
+    np.ndarray
+        (T, 68) float32.
     """
     if signal is None:
         return np.zeros((segments, AUDIO_DIM), dtype=np.float32)
-    if mode == "window":
+    if options.audio_mode == "window":
         return segment_windows(signal, rate, duration, segments)
+    window, step = options.audio_window, options.audio_step
     return segment_means(short_term_batches(signal, rate, window, step), window, step, duration, segments)

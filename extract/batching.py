@@ -12,7 +12,7 @@ from extract.worker import PreparedVideo, embed_crops
 
 
 class CropBatcher:
-    """Gather the crops of consecutive videos into batches of ``options.batch_size``.
+    """Gather the crops of consecutive videos into batches of ``options.embed.batch_size``.
 
     A video's crops may span two batches: its record is released once all of
     them are embedded, so ResNet50 (and a GPU) sees only full batches except the
@@ -44,8 +44,9 @@ class CropBatcher:
         self.videos.append(video)
         self.crops.append(video.crops)
         waiting = sum(len(crops) for crops in self.crops)
-        if waiting >= self.options.batch_size:
-            self._embed(waiting - waiting % self.options.batch_size)
+        size = self.options.embed.batch_size
+        if waiting >= size:
+            self._embed(waiting - waiting % size)
             yield from self._ready()
 
     def finish(self) -> Iterator[VideoRecord]:

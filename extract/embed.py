@@ -22,13 +22,17 @@ TensorFlow and OpenVINO are imported lazily: importing this module pulls neither
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cache.errors import OptionError, TraitcacheError
+from cache.options import option
 from cache.schema import EMBEDDING_DIM
 
 # Keras' own origin and checksum for the ImageNet ResNet50 without its top layer.
@@ -37,6 +41,7 @@ IMAGENET_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/
 IMAGENET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 GLOROT_SCALE = 6.0  # Glorot uniform draws from +-sqrt(6 / (fan_in + fan_out)): Keras' default kernel initializer
+NAMED_WEIGHTS = ("imagenet", "none")  # weights named rather than given as a file path
 RUNTIMES = ("auto", "keras", "openvino", "openvino-bf16", "keras-mixed")
 # Runtimes whose numbers differ from Keras float32 by more than float16 storage precision:
 # they are part of the cache config. The others give the same cache.
@@ -55,12 +60,62 @@ def within_float16_storage(values: np.ndarray, reference: np.ndarray) -> bool:
     return bool(np.all(np.abs(values - reference) <= FLOAT16_ROUNDOFF * np.abs(reference) + FLOAT16_SMALLEST_NORMAL))
 
 
-class WeightsError(Exception):
+class WeightsError(TraitcacheError):
     """The requested ResNet50 weights cannot be found or loaded."""
 
 
-class RuntimeUnavailableError(Exception):
+class RuntimeUnavailableError(TraitcacheError):
     """The requested inference runtime is not installed or not supported by this machine."""
+
+
+def _check_runtime_name(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise OptionError("runtime", f"must be one of {RUNTIMES}, got {runtime!r}")
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Which ResNet50 embeds the face crops, and how (see the module docstring for the runtimes)."""
+
+    weights: str = option(
+        "imagenet",
+        "imagenet | none (random, for tests) | PATH to ResNet50 include_top=False weights.",
+        metavar="WEIGHTS",
+    )
+    runtime: str = option(
+        "auto",
+        "ResNet50 runtime: auto (keras on a GPU, else openvino if installed) | keras | openvino (float32, same cache) | openvino-bf16 | keras-mixed (faster, a cache config of their own).",
+        metavar="RUNTIME",
+    )
+    batch_size: int = option(32, "Face crops per ResNet50 batch (gathered across videos).", metavar="N")
+
+    def __post_init__(self):
+        _check_runtime_name(self.runtime)
+        if self.batch_size < 1:
+            raise OptionError("batch_size", f"must be at least 1, got {self.batch_size}")
+
+    @property
+    def weights_file(self) -> Path | None:
+        """The weights file, or None for named weights (``imagenet``, ``none``)."""
+        return None if self.weights in NAMED_WEIGHTS else Path(self.weights)
+
+    def resolved(self) -> EmbedOptions:
+        """Options with a weights file path made absolute (so it can be found again).
+
+        Raises
+        ------
+        OptionError
+            When ``weights`` names a file that does not exist.
+        """
+        if self.weights_file is None:
+            return self
+        path = self.weights_file.expanduser().resolve()
+        if not path.is_file():
+            raise OptionError(
+                "weights",
+                f"{self.weights}: no such file; expected imagenet, none, or a ResNet50 include_top=False weights file (.h5 or .weights.h5)",
+            )
+        return dataclasses.replace(self, weights=str(path))
 
 
 def keras_home() -> Path:
@@ -151,11 +206,12 @@ def resolve_runtime(runtime: str) -> str:
 
     Raises
     ------
+    OptionError
+        For a name not in RUNTIMES.
     RuntimeUnavailableError
         As in ``check_runtime``.
     """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+    _check_runtime_name(runtime)
     if runtime != "auto":
         check_runtime(runtime)
         return runtime
@@ -295,7 +351,7 @@ def openvino_function(weights: str, crop_size: int, seed: int, runtime: str, hin
     return run
 
 
-def inference_function(weights: str, crop_size: int, seed: int = 0, runtime: str = "auto"):
+def inference_function(weights: str, crop_size: int, seed: int, runtime: str):
     """ResNet50 on the runtime that ``runtime`` resolves to here.
 
     Returns
@@ -329,21 +385,17 @@ def preprocess(crops: np.ndarray) -> np.ndarray:
     return preprocess_input(crops.astype(np.float32))
 
 
-def embed_float32(
-    crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto"
-) -> np.ndarray:
+def embed_float32(crops: np.ndarray, options: EmbedOptions, seed: int) -> np.ndarray:
     """ResNet50 embeddings of face crops, before float16 storage.
 
     Parameters
     ----------
     crops : np.ndarray
-        (N, S, S, 3) uint8 RGB.
-    weights, crop_size, seed
-        As in ``build_resnet``.
-    batch_size : int
-        Crops per inference call.
-    runtime : str
-        One of RUNTIMES (see the module docstring).
+        (N, S, S, 3) uint8 RGB; the model's input side is S.
+    options : EmbedOptions
+        Weights, runtime and crops per inference call.
+    seed : int
+        Seeds the random weights of ``none`` (as in ``build_resnet``).
 
     Returns
     -------
@@ -354,21 +406,20 @@ def embed_float32(
     ------
     WeightsError, RuntimeUnavailableError
     """
-    runner = inference_function(weights, crop_size, seed, runtime)
-    outputs = [runner(preprocess(crops[start : start + batch_size])) for start in range(0, len(crops), batch_size)]
+    runner = inference_function(options.weights, crops.shape[1], seed, options.runtime)
+    size = options.batch_size
+    outputs = [runner(preprocess(crops[start : start + size])) for start in range(0, len(crops), size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, EMBEDDING_DIM), np.float32)
 
 
-def embed(
-    crops: np.ndarray, weights: str, crop_size: int, seed: int = 0, batch_size: int = 32, runtime: str = "auto"
-) -> np.ndarray:
+def embed(crops: np.ndarray, options: EmbedOptions, seed: int) -> np.ndarray:
     """ResNet50 embeddings of face crops, as stored in the cache.
 
     Parameters
     ----------
     crops : np.ndarray
         (N, S, S, 3) uint8 RGB.
-    weights, crop_size, seed, batch_size, runtime
+    options, seed
         As in ``embed_float32``.
 
     Returns
@@ -376,4 +427,4 @@ def embed(
     np.ndarray
         (N, 2048) float16.
     """
-    return embed_float32(crops, weights, crop_size, seed, batch_size, runtime).astype(np.float16)
+    return embed_float32(crops, options, seed).astype(np.float16)

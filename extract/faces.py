@@ -8,12 +8,55 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cache.errors import OptionError, TraitcacheError
+from cache.options import option
+
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 NEIGHBOR_STEP = 2  # minNeighbors is lowered by this much per retry on a faceless frame
+MIN_CROP_SIZE = 32  # pixels: ResNet50's smallest input
+MIN_DETECT_HEIGHT = 32  # pixels: the cascade's 24-pixel window must fit in the downscaled frame
 
 
-class FaceError(Exception):
+class FaceError(TraitcacheError):
     """The Haar cascade cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """How faces are found (a Haar cascade on a downscaled copy of each frame) and cropped.
+
+    ``detect_height`` 240 finds the same talking-head boxes as 360 (within a few
+    source pixels on the ChaLearn clips) at about half the cost. A frame with no face
+    is retried with minNeighbors lowered in steps of ``NEIGHBOR_STEP`` down to
+    ``min_neighbors_floor``.
+    """
+
+    crop_size: int = option(224, "Side of the square face crop in pixels (32 or more).", metavar="PIXELS")
+    face_margin: float = option(0.2, "Border around the face box, fraction of its side.", metavar="FRACTION")
+    detect_height: int = option(240, "Frame height (pixels) for face detection.", metavar="PIXELS")
+    min_face: float = option(0.125, "Smallest face searched, as a fraction of the frame height.", metavar="FRACTION")
+    scale_factor: float = option(1.2, "Haar cascade scaleFactor.", metavar="FACTOR")
+    min_neighbors: int = option(10, "Haar cascade minNeighbors, first try.", metavar="N")
+    min_neighbors_floor: int = option(4, "Lowest minNeighbors tried on a faceless frame.", metavar="N")
+
+    def __post_init__(self):
+        if self.crop_size < MIN_CROP_SIZE:
+            raise OptionError(
+                "crop_size", f"must be at least {MIN_CROP_SIZE} (ResNet50's smallest input), got {self.crop_size}"
+            )
+        if self.face_margin < 0.0:
+            raise OptionError("face_margin", f"must be 0 or more, got {self.face_margin}")
+        if self.detect_height < MIN_DETECT_HEIGHT:
+            raise OptionError("detect_height", f"must be at least {MIN_DETECT_HEIGHT}, got {self.detect_height}")
+        if not 0.0 < self.min_face <= 1.0:
+            raise OptionError("min_face", f"must be a fraction of the frame height in (0, 1], got {self.min_face}")
+        if self.scale_factor <= 1.0:
+            raise OptionError("scale_factor", f"must be above 1 (the Haar pyramid's step), got {self.scale_factor}")
+        if not 1 <= self.min_neighbors_floor <= self.min_neighbors:
+            raise OptionError(
+                "min_neighbors_floor",
+                f"must be between 1 and min_neighbors ({self.min_neighbors}), got {self.min_neighbors_floor}",
+            )
 
 
 @functools.cache
@@ -46,40 +89,37 @@ class FaceBoxes:
     used: np.ndarray
 
 
-def detect_largest_face(
-    frame: np.ndarray,
-    detect_height: int,
-    scale_factor: float,
-    min_neighbors: int,
-    min_neighbors_floor: int,
-    min_face: float,
-) -> np.ndarray | None:
+def detect_largest_face(frame: np.ndarray, options: FaceOptions) -> np.ndarray | None:
     """The largest face in an RGB frame, searched on a downscaled grayscale copy.
+
+    Faces smaller than ``options.min_face`` of the frame height are not searched:
+    the smallest scales hold most of the cascade's windows, so skipping faces too
+    small for a talking head saves ~40% of the time.
 
     Parameters
     ----------
     frame : np.ndarray
         (H, W, 3) uint8 RGB.
-    min_face : float
-        Smallest face side searched, as a fraction of the frame height. The
-        smallest scales hold most of the cascade's windows, so skipping faces too
-        small for a talking head saves ~40% of the time.
+    options : FaceOptions
+        The detection options (the crop options are not used).
 
     Returns
     -------
     np.ndarray or None
         (4,) int32 x, y, w, h in source pixels, or None when no face is found even
-        with minNeighbors lowered to ``min_neighbors_floor``.
+        with minNeighbors lowered to ``options.min_neighbors_floor``.
     """
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    scale = min(1.0, detect_height / frame.shape[0])
+    scale = min(1.0, options.detect_height / frame.shape[0])
     if scale < 1.0:
-        gray = cv2.resize(gray, (max(1, round(frame.shape[1] * scale)), detect_height), interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(
+            gray, (max(1, round(frame.shape[1] * scale)), options.detect_height), interpolation=cv2.INTER_AREA
+        )
     cascade = load_cascade()
-    smallest = max(1, round(min_face * gray.shape[0]))
-    for neighbors in range(min_neighbors, min_neighbors_floor - 1, -NEIGHBOR_STEP):
+    smallest = max(1, round(options.min_face * gray.shape[0]))
+    for neighbors in range(options.min_neighbors, options.min_neighbors_floor - 1, -NEIGHBOR_STEP):
         boxes = cascade.detectMultiScale(
-            gray, scaleFactor=scale_factor, minNeighbors=neighbors, minSize=(smallest, smallest)
+            gray, scaleFactor=options.scale_factor, minNeighbors=neighbors, minSize=(smallest, smallest)
         )
         if len(boxes):
             largest = max(boxes, key=lambda box: box[2] * box[3])
@@ -87,20 +127,15 @@ def detect_largest_face(
     return None
 
 
-def locate_faces(
-    frames: np.ndarray,
-    detect_height: int = 240,
-    scale_factor: float = 1.2,
-    min_neighbors: int = 10,
-    min_neighbors_floor: int = 4,
-    min_face: float = 0.125,
-) -> FaceBoxes:
+def locate_faces(frames: np.ndarray, options: FaceOptions) -> FaceBoxes:
     """Detect a face per frame and fill the gaps.
 
     Parameters
     ----------
     frames : np.ndarray
         (T, H, W, 3) uint8 RGB.
+    options : FaceOptions
+        The detection options.
 
     Returns
     -------
@@ -111,7 +146,7 @@ def locate_faces(
     num_frames, height, width = frames.shape[:3]
     detected = np.full((num_frames, 4), -1, dtype=np.int32)
     for index, frame in enumerate(frames):
-        box = detect_largest_face(frame, detect_height, scale_factor, min_neighbors, min_neighbors_floor, min_face)
+        box = detect_largest_face(frame, options)
         if box is not None:
             detected[index] = box
     found = detected[:, 2] > 0
@@ -143,8 +178,8 @@ def square_crop_box(box: np.ndarray, height: int, width: int, margin: float) -> 
     return left, top, max(side, 1)
 
 
-def crop_faces(frames: np.ndarray, boxes: np.ndarray, margin: float, size: int) -> np.ndarray:
-    """Cut a square crop around each box and resize it.
+def crop_faces(frames: np.ndarray, boxes: np.ndarray, options: FaceOptions) -> np.ndarray:
+    """Cut a square crop around each box, enlarged by ``options.face_margin``, and resize it.
 
     Parameters
     ----------
@@ -152,16 +187,19 @@ def crop_faces(frames: np.ndarray, boxes: np.ndarray, margin: float, size: int) 
         (T, H, W, 3) uint8.
     boxes : np.ndarray
         (T, 4) int32 x, y, w, h.
+    options : FaceOptions
+        The crop options (``face_margin``, ``crop_size``).
 
     Returns
     -------
     np.ndarray
-        (T, size, size, 3) uint8.
+        (T, S, S, 3) uint8, S = ``options.crop_size``.
     """
+    size = options.crop_size
     height, width = frames.shape[1:3]
     crops = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for index, (frame, box) in enumerate(zip(frames, boxes)):
-        left, top, side = square_crop_box(box, height, width, margin)
+        left, top, side = square_crop_box(box, height, width, options.face_margin)
         patch = frame[top : top + side, left : left + side]
         interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
         crops[index] = cv2.resize(patch, (size, size), interpolation=interpolation)

@@ -8,6 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from cache.errors import TraitcacheError
 from cache.manifest import file_digest
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
@@ -190,7 +191,7 @@ def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJ
     return list(jobs.values()), failures
 
 
-class InputError(ValueError):
+class InputError(TraitcacheError):
     """An input named on the command line cannot be used at all."""
 
 

@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from cache.labels import load_label_file, merge_tables, write_labels
 from cache.manifest import check_cache_folder, config_hash, plural, write_atomically, write_failures
+from cache.options import flatten
 from cache.reader import CacheReader
-from cache.schema import VideoRecord
+from cache.schema import OPTIONS_FILE, VideoRecord
 from cache.writer import CacheWriter
 from extract.config import ExtractOptions
 from extract.embed import check_runtime, imagenet_weights_path, resolve_runtime
@@ -26,7 +27,6 @@ from extract.faces import load_cascade
 from extract.inputs import Failure, VideoJob, check_inputs, discover, identify
 from extract.parallel import embeds_in_workers, featurize_jobs
 
-OPTIONS_FILE = "options.json"  # resolved options of the latest run, beside the shards
 EXTRACTION_LIBRARIES = (
     "tensorflow",
     "keras",
@@ -109,8 +109,8 @@ def check_ready(options: ExtractOptions) -> None:
         The requested ResNet50 runtime is not installed or not supported here.
     """
     load_cascade()
-    check_runtime(options.runtime)
-    if options.weights == "imagenet":
+    check_runtime(options.embed.runtime)
+    if options.embed.weights == "imagenet":
         imagenet_weights_path()
 
 
@@ -214,8 +214,8 @@ def extract_to_cache(
             write_labels(cache_dir, labels)
         failures_file = write_failures(cache_dir, [(failure.path, failure.reason) for failure in failures])
         resolved = {
-            **dataclasses.asdict(options),
-            "runtime_used": resolve_runtime(options.runtime)
+            **flatten(options),
+            "runtime_used": resolve_runtime(options.embed.runtime)
             if not embeds_in_workers(options)
             else "chosen by each worker",
             "config_hash": config_hash(config),

@@ -9,6 +9,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from cache.errors import OptionError, TraitcacheError
+from cache.options import option
+
+SAMPLING_MODES = ("centre", "random")
+MIN_AUDIO_RATE = 8000  # Hz: pyAudioAnalysis' filter bank needs at least this
 AUDIO_SAMPLE_FORMAT = "s16"  # pyAudioAnalysis expects int16-range samples
 FALLBACK_RATE = 25.0  # frames per second assumed for a stream that states none (the PAL rate)
 # Seconds the packets may end before the duration a header declares: more than the
@@ -32,8 +37,36 @@ SOUND_SLACK = 2.0  # seconds of sound room beyond the video's length: AAC primin
 SOUND_GROWTH = 1.5  # factor the sound buffer grows by when a track runs longer still
 
 
-class VideoError(Exception):
+class VideoError(TraitcacheError):
     """A video cannot be used; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Which frames of a video are sampled, and the rate its sound is resampled to.
+
+    Each of the T segments is cut into k equal sub-segments; ``centre`` takes the
+    centre of each, ``random`` a position within each drawn from the generator that
+    `decode` is given (the run seeds it with ``seed`` and the video's content hash).
+    """
+
+    frames: int = option(10, "T, equal segments per video.", metavar="T")
+    frames_per_segment: int = option(1, "k frames stored per segment (training picks one per epoch).", metavar="K")
+    sampling: str = option("centre", "centre | random (seeded position in each segment).", metavar="MODE")
+    audio_rate: int = option(16000, "Hz every sound track is resampled to.", metavar="HZ")
+
+    def __post_init__(self):
+        if self.frames < 1:
+            raise OptionError("frames", f"must be at least 1, got {self.frames}")
+        if self.frames_per_segment < 1:
+            raise OptionError("frames_per_segment", f"must be at least 1, got {self.frames_per_segment}")
+        if self.sampling not in SAMPLING_MODES:
+            raise OptionError("sampling", f"must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        if self.audio_rate < MIN_AUDIO_RATE:
+            raise OptionError(
+                "audio_rate",
+                f"must be at least {MIN_AUDIO_RATE} Hz (pyAudioAnalysis' filter bank needs it), got {self.audio_rate}",
+            )
 
 
 @dataclass(frozen=True)
@@ -251,10 +284,7 @@ def _timeline(
 
 def decode(
     path: Path,
-    segments: int,
-    per_segment: int,
-    mode: str,
-    audio_rate: int,
+    options: DecodeOptions,
     rng: np.random.Generator | None = None,
     threads: int = 0,
     skip_frames: bool = True,
@@ -284,10 +314,11 @@ def decode(
     ----------
     path : Path
         The video file.
-    segments, per_segment, mode, rng
-        Sampling, as in `sample_times`.
-    audio_rate : int
-        Hz the sound track is resampled to (mono).
+    options : DecodeOptions
+        Sampling (as in `sample_times`) and the rate in Hz the sound track is
+        resampled to (mono).
+    rng : np.random.Generator, optional
+        Draws the positions of ``random`` sampling.
     threads : int
         Decoder threads; 0 lets FFmpeg use every core.
     skip_frames : bool
@@ -306,14 +337,14 @@ def decode(
         rate = float(video.average_rate or video.guessed_rate or FALLBACK_RATE)
         span = _scan_packets(container, [stream for stream in (video, sound) if stream is not None], rate)
         origin, duration = _timeline(container, video, span, rate)
-        targets = sample_times(duration, segments, per_segment, mode, rng)
+        targets = sample_times(duration, options.frames, options.frames_per_segment, options.sampling, rng)
         needed = _frames_to_decode(video, span.video_timestamps, origin, targets) if skip_frames else None
     if needed is not None:
         try:
-            return _decode_pass(path, targets, origin, duration, rate, audio_rate, threads, needed)
+            return _decode_pass(path, targets, origin, duration, rate, options.audio_rate, threads, needed)
         except _SkippingUnsafe:
             pass
-    return _decode_pass(path, targets, origin, duration, rate, audio_rate, threads, None)
+    return _decode_pass(path, targets, origin, duration, rate, options.audio_rate, threads, None)
 
 
 def _frames_to_decode(

@@ -80,7 +80,7 @@ def decoder_threads(workers: int) -> int:
 
 def embed_crops(crops: np.ndarray, options: ExtractOptions) -> np.ndarray:
     """(N, S, S, 3) uint8 crops -> (N, 2048) float16 embeddings with the run's model."""
-    return embed(crops, options.weights, options.crop_size, options.seed, options.batch_size, options.runtime)
+    return embed(crops, options.embed, options.seed)
 
 
 def prepare_video(
@@ -94,35 +94,15 @@ def prepare_video(
     that one bad file never cancels the other workers' videos.
     """
     _configure_worker()
-    rng = np.random.default_rng([options.seed, int(job.content_hash[:8], 16)]) if options.sampling == "random" else None
+    decoding = options.decode
+    rng = None
+    if decoding.sampling == "random":
+        rng = np.random.default_rng([options.seed, int(job.content_hash[:8], 16)])
     try:
-        decoded = decode(
-            Path(job.path),
-            options.frames,
-            options.frames_per_segment,
-            options.sampling,
-            options.audio_rate,
-            rng,
-            decoder_threads(options.workers),
-        )
-        boxes = locate_faces(
-            decoded.frames,
-            options.detect_height,
-            options.scale_factor,
-            options.min_neighbors,
-            options.min_neighbors_floor,
-            options.min_face,
-        )
-        crops = crop_faces(decoded.frames, boxes.used, options.face_margin, options.crop_size)
-        audio = audio_features(
-            decoded.audio,
-            options.audio_rate,
-            decoded.duration,
-            options.frames,
-            options.audio_window,
-            options.audio_step,
-            options.audio_mode,
-        )
+        decoded = decode(Path(job.path), decoding, rng, decoder_threads(options.workers))
+        boxes = locate_faces(decoded.frames, options.faces)
+        crops = crop_faces(decoded.frames, boxes.used, options.faces)
+        audio = audio_features(decoded.audio, decoding.audio_rate, decoded.duration, decoding.frames, options.audio)
     except VIDEO_FAILURES as error:
         return Failure(job.path, str(error).splitlines()[0] if str(error) else type(error).__name__)
     prepared = PreparedVideo(

@@ -42,7 +42,7 @@ def clip_folder(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_options() -> ExtractOptions:
     """Real pipeline, small enough for a 2-core test run: 4 frames, 32 px crops, random weights."""
-    return ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1)
+    return ExtractOptions.from_dict({"frames": 4, "crop_size": 32, "weights": "none", "jobs": 1})
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pyAudioAnalysis import ShortTermFeatures
 
 from cache.schema import AUDIO_DIM
 from extract.audio import (
+    AudioOptions,
     audio_features,
     frame_features,
     segment_means,
@@ -105,9 +106,10 @@ def test_silence_gives_finite_features_like_pyaudioanalysis():
     reference = _reference(silence, RATE, 800, 400)
     assert np.isfinite(reference).all()
     assert_agrees(short_term_features(silence, RATE, 0.050, 0.025), reference)
-    features = audio_features(silence, RATE, 1.0, 4, 0.050, 0.025, "mean")
+    features = audio_features(silence, RATE, 1.0, 4, AudioOptions())
     assert (
-        np.isfinite(features).all() and np.isfinite(audio_features(silence, RATE, 1.0, 4, 0.050, 0.025, "window")).all()
+        np.isfinite(features).all()
+        and np.isfinite(audio_features(silence, RATE, 1.0, 4, AudioOptions(audio_mode="window"))).all()
     )
 
 
@@ -132,7 +134,7 @@ def test_segment_means_average_the_windows_centred_in_each_segment():
 
 def test_a_tone_starting_half_way_shows_only_in_the_later_segments():
     signal = _signal(4.0, onset=2.0)
-    features = audio_features(signal, RATE, 4.0, 8, 0.050, 0.025, "mean")
+    features = audio_features(signal, RATE, 4.0, 8, AudioOptions())
     energy = features[:, 1]  # pyAudioAnalysis feature 1 is the frame energy
     assert energy[:4].max() < 1e-4
     assert energy[5:].min() > 100 * max(energy[:4].max(), 1e-9)
@@ -152,13 +154,13 @@ def test_window_mode_repeats_the_last_window_when_sound_is_shorter_than_video():
 
 
 def test_no_sound_track_gives_zeros():
-    features = audio_features(None, RATE, 3.0, 5, 0.050, 0.025, "mean")
+    features = audio_features(None, RATE, 3.0, 5, AudioOptions())
     assert features.shape == (5, AUDIO_DIM) and not features.any()
 
 
 @pytest.mark.parametrize("seconds", [0.01, 0.3])
 def test_very_short_sound_still_fills_every_segment(seconds):
-    features = audio_features(_signal(seconds), RATE, seconds, 10, 0.050, 0.025, "mean")
+    features = audio_features(_signal(seconds), RATE, seconds, 10, AudioOptions())
     assert features.shape == (10, AUDIO_DIM) and np.isfinite(features).all()
 
 
@@ -200,7 +202,9 @@ def test_audio_features_equal_pyaudioanalysis_per_segment(mode, duration):
     )  # int16, as decode gives it
     window_samples = round(duration / segments * RATE) if mode == "window" else round(window * RATE)
     expected = _pyaudioanalysis_segments(signal, RATE, duration, segments, window_samples, round(step * RATE), mode)
-    ours = audio_features(signal, RATE, duration, segments, window, step, mode)
+    ours = audio_features(
+        signal, RATE, duration, segments, AudioOptions(audio_window=window, audio_step=step, audio_mode=mode)
+    )
     assert ours.shape == (segments, AUDIO_DIM) and ours.dtype == np.float32
     # float32 storage rounds by at most 2^-24 of each value; the port's own error is TOLERANCE of the feature's scale.
     scale = np.tile(np.maximum(np.abs(expected[:, :BASE_FEATURES]).max(axis=0), 1.0), 2)

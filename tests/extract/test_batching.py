@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 import extract.worker as worker
+from cache.options import replace
 from cache.schema import AUDIO_DIM
 from extract.batching import CropBatcher
 from extract.embed import embed
@@ -21,7 +20,7 @@ def test_crops_are_embedded_in_full_batches_across_videos(monkeypatch, tiny_opti
         return embed(crops, *arguments)
 
     monkeypatch.setattr(worker, "embed", counting_embed)
-    options = dataclasses.replace(tiny_options, batch_size=4)
+    options = replace(tiny_options, batch_size=4)
     rng = np.random.default_rng(0)
     videos = []
     for index, count in enumerate((3, 5, 7, 2)):
@@ -43,7 +42,7 @@ def test_crops_are_embedded_in_full_batches_across_videos(monkeypatch, tiny_opti
     assert [record.video_id for record in records] == ["v0.mp4", "v1.mp4", "v2.mp4", "v3.mp4"]
     assert all(size % 4 == 0 for size in batch_sizes[:-1]) and sum(batch_sizes) == 17
     for video, record in zip(videos, records):
-        direct = embed(video.crops, "none", 32, options.seed)
+        direct = embed(video.crops, options.embed, options.seed)
         np.testing.assert_allclose(
             record.face_embeddings.astype(np.float32), direct.astype(np.float32), rtol=1e-2, atol=1e-2
         )

@@ -13,12 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 import extract.embed
+from cache.errors import ExitCode, flag_name
 from cache.lock import CacheLock
+from cache.options import leaf_fields
 from cache.reader import CacheReader
-from extract.audio import audio_features
-from extract.cli import DEFAULT_CACHE, EXIT_PARTIAL, EXIT_USAGE, app
+from extract.audio import AudioOptions, audio_features
+from extract.cli import DEFAULT_CACHE, app
+from extract.config import ExtractOptions
 from extract.faces import load_cascade
-from extract.video import decode
+from extract.video import DecodeOptions, decode
 
 runner = CliRunner()
 TINY = ["--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
@@ -45,7 +48,7 @@ def test_a_partial_failure_exits_1_and_points_at_the_failures_file(clip_folder, 
     shutil.copytree(clip_folder / "validation", data)
     (data / "broken.mp4").write_bytes(b"\x00" * 100)
     result = runner.invoke(app, [str(data), "--cache", str(tmp_path / "cache"), *TINY])
-    assert result.exit_code == EXIT_PARTIAL
+    assert result.exit_code == ExitCode.PARTIAL
     assert f"1 failed: see {tmp_path / 'cache' / 'failures.csv'}" in result.output
     assert f"failed: {data / 'broken.mp4'}: " in result.stderr
 
@@ -56,7 +59,7 @@ def test_bad_labels_stop_before_any_decoding(clip_folder, tmp_path):
     result = runner.invoke(
         app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), "--labels", str(labels), *TINY]
     )
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
     assert "outside [0, 1]" in result.output and str(labels) in result.output
     assert not list((tmp_path / "cache").glob("shard-*.h5"))
 
@@ -65,14 +68,40 @@ def test_an_invalid_option_is_a_usage_error(clip_folder, tmp_path):
     result = runner.invoke(
         app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--sampling", "sideways"]
     )
-    assert result.exit_code == EXIT_USAGE and "--sampling must be one of" in result.output
+    assert result.exit_code == ExitCode.USAGE and "error: --sampling must be one of" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--frames", "0"],
+        ["--min-neighbors-floor", "12"],
+        ["--audio-window", "0"],
+        ["--batch-size", "0"],
+        ["--videos-per-shard", "0"],
+    ],
+)
+def test_a_refused_option_is_named_by_its_flag_and_nothing_is_written(flags, tmp_path):
+    result = runner.invoke(app, [str(tmp_path / "absent"), "--cache", str(tmp_path / "cache"), *TINY, *flags])
+    assert result.exit_code == ExitCode.USAGE and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {flags[0]} must be "), result.stderr
+    assert _nothing_written(tmp_path / "cache")
+
+
+def test_every_option_has_a_flag_with_its_help():
+    help_text = "".join(runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output.split())
+    for name, (field, _) in leaf_fields(ExtractOptions).items():
+        flag = field.metadata["flag"] or flag_name(name)
+        # Whitespace dropped: click wraps long help lines, some at a hyphen.
+        assert "".join(f"{flag} {field.metadata['metavar'] or ''}".split()) in help_text, name
+        assert "".join(field.metadata["help"].split()) in help_text, name
 
 
 def test_a_mismatched_cache_is_refused(clip_folder, tmp_path):
     cache_dir = str(tmp_path / "cache")
     assert runner.invoke(app, [str(clip_folder / "validation"), "--cache", cache_dir, *TINY]).exit_code == 0
     result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", cache_dir, *TINY, "--crop-size", "48"])
-    assert result.exit_code == EXIT_USAGE and "crop_size: 32 -> 48" in result.output
+    assert result.exit_code == ExitCode.USAGE and "crop_size: 32 -> 48" in result.output
 
 
 def _nothing_written(cache_dir) -> bool:
@@ -84,7 +113,7 @@ def test_a_missing_weights_file_is_one_line_and_exit_2(clip_folder, tmp_path):
     result = runner.invoke(
         app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--weights", str(missing)]
     )
-    assert result.exit_code == EXIT_USAGE
+    assert result.exit_code == ExitCode.USAGE
     assert f"error: --weights {missing}: no such file" in result.stderr and "Traceback" not in result.output
     assert _nothing_written(tmp_path / "cache")
 
@@ -111,7 +140,7 @@ def test_unavailable_imagenet_weights_write_nothing_so_the_retry_with_other_weig
         "--quiet",
     ]
     result = runner.invoke(app, args)
-    assert result.exit_code == EXIT_USAGE and "ImageNet weights are not cached" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "ImageNet weights are not cached" in result.stderr
     assert _nothing_written(cache_dir)
     retry = runner.invoke(app, [*args[:3], "--weights", "none", *args[5:]])
     assert retry.exit_code == 0, retry.output
@@ -131,7 +160,7 @@ def test_a_locked_cache_is_exit_2_naming_the_holder(clip_folder, tmp_path):
     cache_dir.mkdir()
     with CacheLock(cache_dir):
         result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY])
-    assert result.exit_code == EXIT_USAGE and "is writing to this cache" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "is writing to this cache" in result.stderr
     assert not list(cache_dir.glob("shard-*.h5"))
 
 
@@ -142,14 +171,14 @@ def test_a_missing_haar_cascade_is_exit_2_before_anything_is_written(clip_folder
         result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY])
     finally:
         load_cascade.cache_clear()
-    assert result.exit_code == EXIT_USAGE and "cannot load Haar cascade" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "cannot load Haar cascade" in result.stderr
     assert _nothing_written(tmp_path / "cache")
 
 
 @pytest.mark.parametrize("spec", ["absent", "typo=absent/train"])
 def test_a_missing_input_path_is_exit_2_naming_it(spec, tmp_path):
     result = runner.invoke(app, [str(tmp_path / spec), "--cache", str(tmp_path / "cache"), *TINY])
-    assert result.exit_code == EXIT_USAGE and "no such file or folder" in result.stderr and spec in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "no such file or folder" in result.stderr and spec in result.stderr
     assert _nothing_written(tmp_path / "cache")
 
 
@@ -170,7 +199,7 @@ def test_the_cache_package_folder_is_refused_as_a_cache(clip_folder, tmp_path):
     shutil.copytree(Path(__import__("cache").__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = sorted(path.name for path in package.iterdir())
     result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(package), *TINY])
-    assert result.exit_code == EXIT_USAGE and "holds Python source" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "holds Python source" in result.stderr
     assert sorted(path.name for path in package.iterdir()) == before
 
 
@@ -183,7 +212,7 @@ def test_window_audio_and_no_crops_end_to_end(clip_folder, tmp_path):
     with h5py.File(next(cache_dir.glob("shard-*.h5"))) as shard:
         assert "face_crops" not in shard
     arrays = CacheReader(cache_dir).read("validation", ("audio_features", "face_embeddings"))
-    decoded = decode(clip_folder / "validation" / "validation0.mp4", 4, 1, "centre", 16000)
-    window = audio_features(decoded.audio, 16000, decoded.duration, 4, 0.050, 0.025, "window")
-    assert not np.allclose(window, audio_features(decoded.audio, 16000, decoded.duration, 4, 0.050, 0.025, "mean"))
+    decoded = decode(clip_folder / "validation" / "validation0.mp4", DecodeOptions(frames=4))
+    window = audio_features(decoded.audio, 16000, decoded.duration, 4, AudioOptions(audio_mode="window"))
+    assert not np.allclose(window, audio_features(decoded.audio, 16000, decoded.duration, 4, AudioOptions()))
     np.testing.assert_array_equal(arrays["audio_features"][0], window)

@@ -12,14 +12,17 @@ from typer.testing import CliRunner
 
 import extract.embed
 from bench.embed_bench import face_crops
+from cache.errors import ExitCode, OptionError
 from cache.manifest import config_hash
-from extract.cli import EXIT_USAGE, app
+from cache.options import replace
+from extract.cli import app
 from extract.config import ExtractOptions
 from extract.embed import (
     FLOAT16_ROUNDOFF,
     FLOAT16_SMALLEST_NORMAL,
     IMAGENET_FILE,
     REDUCED_PRECISION_RUNTIMES,
+    EmbedOptions,
     RuntimeUnavailableError,
     WeightsError,
     build_resnet,
@@ -93,7 +96,7 @@ def test_preprocessing_is_caffe_mode():
 @pytest.mark.parametrize("runtime", ["keras", "openvino"])
 def test_embeddings_equal_keras_resnet50_loaded_from_the_same_file(weights_file, runtime):
     crops = np.random.default_rng(1).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
-    ours = embed(crops, str(weights_file), SIZE, batch_size=2, runtime=runtime)
+    ours = embed(crops, EmbedOptions(weights=str(weights_file), runtime=runtime, batch_size=2), 0)
     reference = keras.applications.ResNet50(
         include_top=False, weights=str(weights_file), input_shape=(SIZE, SIZE, 3), pooling="avg"
     )
@@ -105,9 +108,11 @@ def test_embeddings_equal_keras_resnet50_loaded_from_the_same_file(weights_file,
 @pytest.mark.parametrize("size", [32, 64])
 def test_openvino_float32_equals_keras_within_float16_precision_on_face_crops(size):
     crops = face_crops(6, size)
-    keras_output = embed_float32(crops, "none", size, batch_size=4, runtime="keras")
+    keras_options = EmbedOptions(weights="none", runtime="keras", batch_size=4)
+    keras_output = embed_float32(crops, keras_options, 0)
     assert keras_output.max() > 1.0  # real activations, not an all-zero output that would match anything
-    assert_equal_within_float16(embed_float32(crops, "none", size, batch_size=4, runtime="openvino"), keras_output)
+    openvino_output = embed_float32(crops, replace(keras_options, runtime="openvino"), 0)
+    assert_equal_within_float16(openvino_output, keras_output)
 
 
 @pytest.mark.parametrize("runtime", REDUCED_PRECISION_RUNTIMES)
@@ -117,17 +122,18 @@ def test_reduced_precision_runtimes_stay_close_to_keras(runtime):
     except RuntimeUnavailableError as error:
         pytest.skip(str(error))  # bf16 needs a CPU with bf16 instructions
     crops = face_crops(6, SIZE)
-    keras_output = embed_float32(crops, "none", SIZE, runtime="keras")
-    ours = embed_float32(crops, "none", SIZE, runtime=runtime)
+    keras_output = embed_float32(crops, EmbedOptions(weights="none", runtime="keras"), 0)
+    ours = embed_float32(crops, EmbedOptions(weights="none", runtime=runtime), 0)
     cosine = np.sum(ours * keras_output, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(keras_output, axis=1))
     assert cosine.min() > 0.999
 
 
 def test_random_weights_are_reproducible_from_the_seed():
     crops = np.random.default_rng(2).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
-    first = embed(crops, "none", SIZE, seed=5, runtime="keras")
+    options = EmbedOptions(weights="none", runtime="keras")
+    first = embed(crops, options, 5)
     build_resnet.cache_clear()
-    assert np.array_equal(first, embed(crops, "none", SIZE, seed=5, runtime="keras"))
+    assert np.array_equal(first, embed(crops, options, 5))
 
 
 def test_a_local_weights_file_is_loaded_exactly(weights_file):
@@ -174,19 +180,21 @@ def test_default_options_keep_the_config_hash_of_caches_built_before_runtimes():
 
 @pytest.mark.parametrize("runtime", ["auto", "keras", "openvino"])
 def test_float32_runtimes_share_the_cache_config(runtime):
-    assert config_hash(ExtractOptions(runtime=runtime).feature_config()) == DEFAULT_CONFIG_HASH
+    assert config_hash(ExtractOptions.from_dict({"runtime": runtime}).feature_config()) == DEFAULT_CONFIG_HASH
 
 
 @pytest.mark.parametrize("runtime", REDUCED_PRECISION_RUNTIMES)
 def test_reduced_precision_runtimes_are_recorded_in_the_config(runtime):
-    config = ExtractOptions(runtime=runtime).feature_config()
+    config = ExtractOptions.from_dict({"runtime": runtime}).feature_config()
     assert config["runtime"] == runtime and config_hash(config) != DEFAULT_CONFIG_HASH
-    assert ExtractOptions.from_dict(config).runtime == runtime
+    assert ExtractOptions.from_dict(config).embed.runtime == runtime
 
 
 def test_an_unknown_runtime_is_refused():
-    with pytest.raises(ValueError, match="--runtime must be one of"):
-        ExtractOptions(runtime="onnx")
+    with pytest.raises(OptionError, match="^runtime must be one of"):
+        EmbedOptions(runtime="onnx")
+    with pytest.raises(OptionError, match="^runtime must be one of"):
+        resolve_runtime("onnx")
 
 
 def test_auto_picks_keras_on_a_gpu_else_openvino():
@@ -200,14 +208,14 @@ def test_auto_falls_back_to_keras_without_openvino(without_openvino):
 
 def test_openvino_forced_without_openvino_is_a_clear_error(without_openvino):
     with pytest.raises(RuntimeUnavailableError, match="pip install openvino"):
-        embed(face_crops(6, SIZE), "none", SIZE, runtime="openvino")
+        embed(face_crops(6, SIZE), EmbedOptions(weights="none", runtime="openvino"), 0)
 
 
 def test_the_cli_exits_2_before_touching_the_cache_when_openvino_is_missing(clip_folder, tmp_path, without_openvino):
     result = runner.invoke(
         app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--runtime", "openvino"]
     )
-    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.exit_code == ExitCode.USAGE, result.output
     assert "--runtime openvino needs the openvino package" in result.output
     assert not list((tmp_path / "cache").glob("*.h5"))
 
@@ -221,13 +229,14 @@ def test_float32_runtimes_extend_one_cache_and_reduced_precision_is_refused_ther
     again = runner.invoke(app, [*command, "--runtime", "openvino"])
     assert again.exit_code == 0 and "1 already cached" in again.output, again.output
     other = runner.invoke(app, [*command, "--runtime", "keras-mixed"])  # runs on any CPU, unlike bf16
-    assert other.exit_code == EXIT_USAGE, other.output
+    assert other.exit_code == ExitCode.USAGE, other.output
     assert "different extraction config" in other.output and "runtime" in other.output
 
 
 @pytest.mark.parametrize("runtime", ["keras", "openvino"])
 def test_a_crops_embedding_does_not_depend_on_the_other_crops_of_its_batch(runtime):
     crops = face_crops(12, SIZE)
-    together = embed(crops, "none", SIZE, 0, 12, runtime)
-    np.testing.assert_array_equal(embed(crops[::-1], "none", SIZE, 0, 12, runtime)[::-1], together)
-    np.testing.assert_array_equal(embed(crops[3:8], "none", SIZE, 0, 5, runtime), together[3:8])
+    options = EmbedOptions(weights="none", runtime=runtime, batch_size=12)
+    together = embed(crops, options, 0)
+    np.testing.assert_array_equal(embed(crops[::-1], options, 0)[::-1], together)
+    np.testing.assert_array_equal(embed(crops[3:8], replace(options, batch_size=5), 0), together[3:8])

@@ -23,14 +23,15 @@ import pytest
 
 from cache.reader import CacheReader
 from extract.config import ExtractOptions
-from extract.faces import locate_faces
+from extract.faces import FaceOptions, locate_faces
 from extract.inputs import discover, identify
 from extract.run import extract_to_cache
 from extract.synthetic import compose_frame, face_image, long_clip_with_sound, talking_head_clip, write_timed_clip
-from extract.video import TRUNCATION_TOLERANCE, VideoError, decode
+from extract.video import TRUNCATION_TOLERANCE, DecodeOptions, VideoError, decode
 
 FRAMES = 4  # T of every run here
 RATE = 16000  # Hz, the default --audio-rate
+DECODING = DecodeOptions(frames=FRAMES, audio_rate=RATE)
 LONG_SECONDS = 600  # the "long video" of the issue: 10 minutes
 LONG_FPS = 1  # frames per second of the long clip, so that it encodes in about a second
 # Peak resident memory that decoding 10 minutes with sound and computing its audio
@@ -230,7 +231,7 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 def extraction(corpus, tmp_path_factory):
     """One real extraction run over the whole corpus."""
     cache_dir = tmp_path_factory.mktemp("cache")
-    options = ExtractOptions(frames=FRAMES, crop_size=32, weights="none", jobs=1)
+    options = ExtractOptions.from_dict({"frames": FRAMES, "crop_size": 32, "weights": "none", "jobs": 1})
     summary = extract_to_cache(
         [str(corpus["root"] / SPLIT), str(corpus["root"] / "other")], cache_dir, [], options, show_progress=False
     )
@@ -313,10 +314,11 @@ def test_the_second_file_of_one_name_is_refused_naming_the_first(extraction, cor
 
 
 def test_upright_frames_match_opencv_which_applies_the_rotation_tag_itself(corpus):
-    decoded = decode(corpus["rotated.mp4"], FRAMES, 1, "centre", RATE)
+    decoded = decode(corpus["rotated.mp4"], DECODING)
     assert decoded.frames.shape == (FRAMES, 320, 180, 3)
-    assert locate_faces(decoded.frames).found.any()
-    assert not locate_faces(np.ascontiguousarray(np.rot90(decoded.frames, k=-1, axes=(1, 2)))).found.any()  # as stored
+    assert locate_faces(decoded.frames, FaceOptions()).found.any()
+    stored = np.ascontiguousarray(np.rot90(decoded.frames, k=-1, axes=(1, 2)))
+    assert not locate_faces(stored, FaceOptions()).found.any()  # as stored
     capture = cv2.VideoCapture(str(corpus["rotated.mp4"]))
     reference = []
     while (grabbed := capture.read())[0]:
@@ -328,7 +330,7 @@ def test_upright_frames_match_opencv_which_applies_the_rotation_tag_itself(corpu
 
 @pytest.mark.parametrize("name", ["late-start.mkv", "late-start.mp4"])
 def test_timestamps_starting_late_count_from_the_first_frame(corpus, name):
-    decoded = decode(corpus[name], FRAMES, 1, "centre", RATE)
+    decoded = decode(corpus[name], DECODING)
     assert decoded.duration == pytest.approx(2.0)
     np.testing.assert_allclose(decoded.frame_times, (np.arange(FRAMES) + 0.5) * 0.5, atol=0.021)
 
@@ -337,7 +339,7 @@ def test_variable_frame_rate_takes_the_frame_showing_at_each_sample_time(corpus)
     path = corpus["variable-rate.mp4"]
     with av.open(str(path)) as container:
         shown = np.array([frame.time for frame in container.decode(video=0)])
-    decoded = decode(path, FRAMES, 1, "centre", RATE)
+    decoded = decode(path, DECODING)
     for target, time in zip((np.arange(FRAMES) + 0.5) * decoded.duration / FRAMES, decoded.frame_times):
         assert time == pytest.approx(shown[np.abs(shown - target).argmin()], abs=1e-4)
 
@@ -347,13 +349,13 @@ def test_an_index_first_file_cut_short_is_refused_as_truncated(corpus, tmp_path,
     fast = corpus["fast"]
     path = _cut(fast, tmp_path / "cut.mp4", int(fast.stat().st_size * keep))
     with pytest.raises(VideoError, match="no streams at all|truncated"):
-        decode(path, FRAMES, 1, "centre", RATE)
+        decode(path, DECODING)
 
 
 def test_an_index_first_file_missing_only_its_tail_is_decoded(corpus, tmp_path):
     fast = corpus["fast"]
     path = _cut(fast, tmp_path / "cut.mp4", int(fast.stat().st_size * 0.97))
-    decoded = decode(path, FRAMES, 1, "centre", RATE)
+    decoded = decode(path, DECODING)
     assert 3.0 - TRUNCATION_TOLERANCE <= decoded.duration <= 3.0
 
 
@@ -362,7 +364,7 @@ def test_an_index_last_file_cut_anywhere_cannot_be_opened(corpus, tmp_path):
     for keep in (0.05, 0.5, 0.95):
         path = _cut(clip, tmp_path / "cut.mp4", int(clip.stat().st_size * keep))
         with pytest.raises(VideoError, match="cannot be read as a video"):
-            decode(path, FRAMES, 1, "centre", RATE)
+            decode(path, DECODING)
 
 
 def test_a_lightly_garbled_file_decodes_what_it_can(corpus):
@@ -375,7 +377,7 @@ def test_a_lightly_garbled_file_decodes_what_it_can(corpus):
             except av.error.InvalidDataError:
                 undecodable += 1
     assert undecodable > 0  # the damage is real: some packets cannot be decoded
-    decoded = decode(corpus["garbled-lightly.mp4"], FRAMES, 1, "centre", RATE)
+    decoded = decode(corpus["garbled-lightly.mp4"], DECODING)
     assert decoded.frames.shape == (FRAMES, 240, 320, 3) and decoded.duration == pytest.approx(3.0)
 
 
@@ -405,7 +407,7 @@ def test_a_resolution_change_mid_stream_keeps_the_first_size(tmp_path):
         for packet in second.encode(None):
             packet.stream = stream
             container.mux(packet)
-    decoded = decode(path, FRAMES, 1, "centre", RATE)
+    decoded = decode(path, DECODING)
     assert decoded.frames.shape == (FRAMES, 48, 64, 3)
     assert decoded.duration == pytest.approx(2.0)
 
@@ -419,13 +421,11 @@ def _peak_memory_of_decode(path: Path) -> int:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from extract.audio import audio_features\n"
-        "from extract.config import ExtractOptions\n"
-        "from extract.video import decode\n"
-        "options = ExtractOptions()\n"
-        f"decoded = decode(Path(sys.argv[1]), {FRAMES}, 1, 'centre', {RATE})\n"
+        "from extract.audio import AudioOptions, audio_features\n"
+        "from extract.video import DecodeOptions, decode\n"
+        f"decoded = decode(Path(sys.argv[1]), DecodeOptions(frames={FRAMES}, audio_rate={RATE}))\n"
         "assert decoded.audio is not None\n"
-        f"audio_features(decoded.audio, {RATE}, decoded.duration, {FRAMES}, options.audio_window, options.audio_step, options.audio_mode)\n"
+        f"audio_features(decoded.audio, {RATE}, decoded.duration, {FRAMES}, AudioOptions())\n"
         "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])\n"
     )
     result = subprocess.run(
@@ -448,7 +448,7 @@ def test_decoding_ten_minutes_keeps_memory_bounded(tmp_path):
 def _decode_outcome(path: Path, skip_frames: bool):
     """What `decode` makes of a file: the decoded video, or its one-line reason."""
     try:
-        return decode(path, FRAMES, 1, "centre", RATE, skip_frames=skip_frames)
+        return decode(path, DECODING, skip_frames=skip_frames)
     except VideoError as error:
         return str(error)
 

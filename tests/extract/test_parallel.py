@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 
 import numpy as np
@@ -17,9 +16,8 @@ from extract.synthetic import talking_head_clip
 def test_a_stop_after_the_first_record_still_yields_every_video_already_decoded(tmp_path, monkeypatch):
     # The defaults that matter here: T=10 frames and 32 crops per ResNet50 batch, so the
     # first batch completes three videos at once and a fourth is decoded and waiting.
-    defaults = ExtractOptions()
-    options = ExtractOptions(crop_size=32, weights="none", jobs=1)
-    assert (options.frames, options.batch_size) == (defaults.frames, defaults.batch_size) == (10, 32)
+    options = ExtractOptions.from_dict({"crop_size": 32, "weights": "none", "jobs": 1})
+    assert (options.decode.frames, options.embed.batch_size) == (10, 32)
     paths = []
     for index in range(6):
         paths.append(tmp_path / f"clip{index}.mp4")
@@ -42,13 +40,12 @@ def test_a_stop_after_the_first_record_still_yields_every_video_already_decoded(
     assert all(record.face_embeddings.shape == (10, 2048) for record in records)
 
 
-def test_workers_that_embed_give_the_records_the_parent_would(clip_folder, tmp_path):
-    options = ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1)
+def test_workers_that_embed_give_the_records_the_parent_would(clip_folder, tiny_options):
     jobs, _ = identify([(path, "train") for path in sorted((clip_folder / "train").glob("*.mp4"))])
-    batched = list(featurize_jobs(jobs, options))
+    batched = list(featurize_jobs(jobs, tiny_options))
     in_workers = []
     for job in jobs:
-        in_workers.append(parallel.prepare_video(job, options, embed_here=True))
+        in_workers.append(parallel.prepare_video(job, tiny_options, embed_here=True))
     for expected, actual in zip(batched, in_workers):
         assert actual.video_id == expected.video_id
         np.testing.assert_array_equal(actual.face_crops, expected.face_crops)
@@ -61,4 +58,4 @@ def test_workers_that_embed_give_the_records_the_parent_would(clip_folder, tmp_p
 
 def test_only_a_dask_run_embeds_in_its_workers():
     assert not parallel.embeds_in_workers(ExtractOptions())
-    assert parallel.embeds_in_workers(dataclasses.replace(ExtractOptions(), backend="dask"))
+    assert parallel.embeds_in_workers(ExtractOptions.from_dict({"backend": "dask"}))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +15,14 @@ import keras
 import numpy as np
 import pytest
 
+from bench.cluster_bench import loopback_cluster
+from bench.extract_bench import extract_command
 from cache.errors import CacheError
 from cache.labels import load_label_file
+from cache.options import replace
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS
+from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 from extract.synthetic import talking_head_clip
 
@@ -50,9 +51,9 @@ def _shard_digests(cache_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def built(clip_folder, tmp_path_factory):
     """A cache of the four generated clips (4 frames, 32 px crops, random weights)."""
-    from extract.config import ExtractOptions
-
-    options = ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1, videos_per_shard=3)
+    options = ExtractOptions.from_dict(
+        {"frames": 4, "crop_size": 32, "weights": "none", "jobs": 1, "videos_per_shard": 3}
+    )
     cache_dir = tmp_path_factory.mktemp("cache")
     summary = _run([clip_folder / "train", clip_folder / "validation"], cache_dir, options)
     return cache_dir, options, summary
@@ -85,13 +86,11 @@ def test_shards_carry_schema_config_and_library_versions(built):
 
 
 def test_cached_embeddings_equal_resnet50_run_directly_on_the_cached_crops(clip_folder, tmp_path):
-    from extract.config import ExtractOptions
-
     keras.utils.set_random_seed(3)
     model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
     weights = tmp_path / "resnet.weights.h5"
     model.save_weights(weights)
-    options = ExtractOptions(frames=4, crop_size=32, weights=str(weights), jobs=1)
+    options = ExtractOptions.from_dict({"frames": 4, "crop_size": 32, "weights": str(weights), "jobs": 1})
     _run([clip_folder / "validation"], tmp_path / "cache", options)
     arrays = CacheReader(tmp_path / "cache").read("validation", ("face_crops", "face_embeddings"))
     crops = arrays["face_crops"].reshape(-1, 32, 32, 3)
@@ -112,7 +111,7 @@ def test_a_second_run_extracts_nothing_and_leaves_shards_byte_identical(built, c
 def test_a_different_config_is_refused_naming_the_difference(built, clip_folder):
     cache_dir, options, _ = built
     with pytest.raises(CacheError, match="frames: 4 -> 5"):
-        _run([clip_folder / "train"], cache_dir, dataclasses.replace(options, frames=5))
+        _run([clip_folder / "train"], cache_dir, replace(options, frames=5))
 
 
 def test_renamed_copies_are_reused_and_changed_files_redone(clip_folder, tiny_options, tmp_path):
@@ -160,7 +159,7 @@ def test_labels_are_attached_and_unlabelled_videos_kept(clip_folder, tiny_option
 
 
 def test_k_frames_per_segment_and_random_sampling_are_reproducible(clip_folder, tiny_options, tmp_path):
-    options = dataclasses.replace(tiny_options, frames_per_segment=2, sampling="random", seed=4)
+    options = replace(tiny_options, frames_per_segment=2, sampling="random", seed=4)
     _run([clip_folder / "validation"], tmp_path / "first", options)
     _run([clip_folder / "validation"], tmp_path / "second", options)
     first = CacheReader(tmp_path / "first").read("validation", ("frame_times", "face_embeddings", "audio_features"))
@@ -195,86 +194,22 @@ def _assert_same_cache(expected_dir: Path, actual_dir: Path) -> None:
 
 def test_dask_backend_on_a_local_cluster_gives_the_same_cache_as_loky(clip_folder, tiny_options, tmp_path):
     inputs = [clip_folder / "train", clip_folder / "validation"]
-    _run(inputs, tmp_path / "loky", dataclasses.replace(tiny_options, jobs=2))
-    _run(inputs, tmp_path / "dask", dataclasses.replace(tiny_options, jobs=2, backend="dask"))
+    _run(inputs, tmp_path / "loky", replace(tiny_options, jobs=2))
+    _run(inputs, tmp_path / "dask", replace(tiny_options, jobs=2, backend="dask"))
     _assert_same_cache(tmp_path / "loky", tmp_path / "dask")
 
 
-def _start(command: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def test_a_scheduler_and_workers_started_with_the_dask_command_line(clip_folder, tiny_options, tmp_path):
-    dask_command = str(Path(sys.executable).parent / "dask")
-    scheduler_file = tmp_path / "scheduler.json"
-    processes = [
-        _start(
-            [
-                dask_command,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(scheduler_file),
-            ],
-            tmp_path / "scheduler.log",
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 120
-        while not scheduler_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert scheduler_file.exists(), (tmp_path / "scheduler.log").read_text()[-2000:]
-        address = json.loads(scheduler_file.read_text())["address"]
-        processes.append(
-            _start(
-                [
-                    dask_command,
-                    "worker",
-                    address,
-                    "--nworkers",
-                    "2",
-                    "--nthreads",
-                    "1",
-                    "--host",
-                    "127.0.0.1",
-                    "--no-dashboard",
-                ],
-                tmp_path / "workers.log",
-            )
-        )
-        inputs = [clip_folder / "train", clip_folder / "validation"]
-        summary = _run(
-            inputs, tmp_path / "cluster", dataclasses.replace(tiny_options, backend="dask", scheduler=address)
-        )
-        assert (summary.extracted, len(summary.failures)) == (4, 0)
-    finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=60)
+    inputs = [clip_folder / "train", clip_folder / "validation"]
+    with loopback_cluster(tmp_path, workers=2) as address:
+        summary = _run(inputs, tmp_path / "cluster", replace(tiny_options, backend="dask", scheduler=address))
+    assert (summary.extracted, len(summary.failures)) == (4, 0), (tmp_path / "workers.log").read_text()[-2000:]
     _run(inputs, tmp_path / "loky", tiny_options)
     _assert_same_cache(tmp_path / "loky", tmp_path / "cluster")
 
 
 def _extract_command(data: Path, cache_dir: Path, *flags: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "extract",
-        str(data),
-        "--cache",
-        str(cache_dir),
-        "--weights",
-        "none",
-        "--jobs",
-        "1",
-        "--quiet",
-        *flags,
-    ]
+    return extract_command(data, cache_dir, "--jobs", "1", *flags)
 
 
 def test_runs_killed_at_random_moments_keep_what_was_finished_and_resume_with_every_video_once(clip_folder, tmp_path):

@@ -19,7 +19,7 @@ from extract.synthetic import (
     write_clip,
     write_timed_clip,
 )
-from extract.video import VideoError, decode, sample_times
+from extract.video import DecodeOptions, VideoError, decode, sample_times
 
 
 @pytest.mark.parametrize("segments,per_segment", [(1, 1), (10, 1), (4, 3)])
@@ -48,7 +48,7 @@ def _all_frames(path):
 
 
 def test_decode_returns_the_frame_nearest_each_sample_time(face_clip):
-    decoded = decode(face_clip, 10, 1, "centre", 16000)
+    decoded = decode(face_clip, DecodeOptions(frames=10))
     reference = _all_frames(face_clip)
     reference_times = np.array([time for time, _ in reference])
     assert decoded.frames.shape == (10, 240, 320, 3) and decoded.frames.dtype == np.uint8
@@ -62,7 +62,7 @@ def test_decode_returns_the_frame_nearest_each_sample_time(face_clip):
 
 
 def test_decode_resamples_the_sound_to_mono_at_the_requested_rate(face_clip):
-    decoded = decode(face_clip, 4, 1, "centre", 16000)
+    decoded = decode(face_clip, DecodeOptions(frames=4))
     assert decoded.audio.ndim == 1
     assert len(decoded.audio) / 16000 == pytest.approx(decoded.duration, abs=0.1)
     assert (
@@ -86,14 +86,14 @@ def test_the_sound_track_is_kept_whole_as_int16_even_when_it_outlasts_the_video(
     # 9 s of sound under 3 s of video outgrows the room made for the video's length.
     frames = [compose_frame(face_image(), 64, 48, (0.5, 0.5), 0.9, 0.8 + 0.01 * index) for index in range(75)]
     path = write_clip(tmp_path / "sound.mp4", frames, tone(sound_seconds, 300.0, 0.4), options={"preset": "ultrafast"})
-    decoded = decode(path, 4, 1, "centre", 16000)
+    decoded = decode(path, DecodeOptions(frames=4))
     assert decoded.duration == pytest.approx(3.0)
     assert decoded.audio.dtype == np.int16 and np.array_equal(decoded.audio, _sound_as_pyav_decodes_it(path, 16000))
     assert len(decoded.audio) / 16000 == pytest.approx(sound_seconds, abs=0.1)
 
 
 def test_k_frames_per_segment_are_segment_major(face_clip):
-    decoded = decode(face_clip, 4, 3, "centre", 16000)
+    decoded = decode(face_clip, DecodeOptions(frames=4, frames_per_segment=3))
     assert decoded.frames.shape[0] == 12
     assert np.all(np.diff(decoded.frame_times) > 0)
     segment = np.floor(decoded.frame_times / (decoded.duration / 4))
@@ -102,14 +102,14 @@ def test_k_frames_per_segment_are_segment_major(face_clip):
 
 def test_video_without_sound_track_has_no_audio(tmp_path):
     path = talking_head_clip(tmp_path / "silent.mp4", seconds=1.0, with_audio=False)
-    assert decode(path, 4, 1, "centre", 16000).audio is None
+    assert decode(path, DecodeOptions(frames=4)).audio is None
 
 
 def test_fewer_frames_than_samples_is_an_error(tmp_path):
     frames = [np.full((64, 64, 3), 100, np.uint8)] * 3
     path = write_clip(tmp_path / "three-frames.mp4", frames)
     with pytest.raises(VideoError, match="fewer than the 10"):
-        decode(path, 10, 1, "centre", 16000)
+        decode(path, DecodeOptions(frames=10))
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not a video\n", bytes(range(256)) * 40])
@@ -117,7 +117,7 @@ def test_not_a_video_is_a_one_line_error(tmp_path, content):
     path = tmp_path / "broken.mp4"
     path.write_bytes(content)
     with pytest.raises(VideoError) as raised:
-        decode(path, 4, 1, "centre", 16000)
+        decode(path, DecodeOptions(frames=4))
     assert "\n" not in str(raised.value)
 
 
@@ -130,7 +130,7 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
         for packet in [*stream.encode(frame), *stream.encode()]:
             container.mux(packet)
     with pytest.raises(VideoError, match="no video stream"):
-        decode(path, 4, 1, "centre", 16000)
+        decode(path, DecodeOptions(frames=4))
 
 
 def test_a_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path):
@@ -143,7 +143,7 @@ def test_a_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path):
                 stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 2 * index, np.uint8), format="rgb24"))
             )
         container.mux(stream.encode())
-    decoded = decode(path, 4, 1, "centre", 16000)
+    decoded = decode(path, DecodeOptions(frames=4))
     assert decoded.duration == pytest.approx(2.0)
     np.testing.assert_allclose(decoded.frame_times, [0.24, 0.76, 1.24, 1.76], atol=1e-6)
 
@@ -160,8 +160,8 @@ def test_corrupt_audio_packets_become_silence_of_their_length(face_clip, tmp_pat
         )
     damaged = tmp_path / "damaged-sound.mp4"
     damaged.write_bytes(bytes(data))
-    clean = decode(face_clip, 4, 1, "centre", 16000)
-    decoded = decode(damaged, 4, 1, "centre", 16000)
+    clean = decode(face_clip, DecodeOptions(frames=4))
+    decoded = decode(damaged, DecodeOptions(frames=4))
     # Dropping the three packets would shorten the sound by ~1100 samples and shift
     # everything after them; silence in their place keeps the length and the rest.
     assert abs(len(decoded.audio) - len(clean.audio)) < 10
@@ -185,7 +185,7 @@ def test_a_read_error_is_reported_as_one_not_as_a_bad_video(tmp_path):
         ("folder.mp4", "cannot open: Is a directory"),
     ):
         with pytest.raises(VideoError, match=reason):
-            decode(tmp_path / name, 4, 1, "centre", 16000)
+            decode(tmp_path / name, DecodeOptions(frames=4))
 
 
 # Decoding only what sampling needs: skipping must never change the result.
@@ -202,10 +202,8 @@ def _assert_same_result(skipped, full):
 
 def _both_ways(path, segments, per_segment, mode, threads=0):
     """(skipping, full) decodes of one video, random sampling drawn from the same seed."""
-    return [
-        decode(path, segments, per_segment, mode, 16000, np.random.default_rng(5), threads, skip_frames=skip)
-        for skip in (True, False)
-    ]
+    sampling = DecodeOptions(frames=segments, frames_per_segment=per_segment, sampling=mode)
+    return [decode(path, sampling, np.random.default_rng(5), threads, skip_frames=skip) for skip in (True, False)]
 
 
 def _moving_faces(width, height, count):
