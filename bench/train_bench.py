@@ -8,11 +8,11 @@ validation included, after a short untimed warm-up that traces the graphs (its
 seconds are reported apart).
 
 The input-path comparison trains the seed head at batch 8 twice, epoch for epoch in
-turn so that machine drift hits both alike: fit's path (``train.data.training_stream``
-and ``train.fit.compile_head``) and, as the reference, the path before it: the seed head
-with TimeDistributed per-frame layers, the numpy generator ``training_batches`` handed to
-Keras, Keras' own Adam, one step per compiled call. The limit is
-SPEED_LIMIT times the reference. Run: ``python -m bench.train_bench --out FILE.json``.
+turn so that machine drift hits both alike: fit's path (``train.fit.prepare_training``:
+``train.data.training_stream`` and ``train.fit.compile_head``) and, as the reference,
+the path before it: the seed head with TimeDistributed per-frame layers, the numpy
+generator ``training_batches`` handed to Keras, Keras' own Adam, one step per compiled
+call. The limit is SPEED_LIMIT times the reference. Run: ``python -m bench.train_bench --out FILE.json``.
 """
 
 from __future__ import annotations
@@ -28,21 +28,22 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.options import replace
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM
 from train.config import HEADS, FitOptions
-from train.data import (
-    centre_frames,
-    fit_normalization,
-    load_cache,
-    model_inputs,
-    partition,
-    training_batches,
-    training_stream,
+from train.data import load_cache, training_batches
+from train.fit import (
+    VALIDATION_BATCH,
+    Fitting,
+    Training,
+    head_metrics,
+    prepare_fitting,
+    prepare_training,
+    selection_data,
 )
-from train.fit import VALIDATION_BATCH, compile_head, head_metrics
 from train.metrics import aligned
-from train.model import build_head, input_names
+from train.model import input_names
 from train.synthetic import write_synthetic_cache
 
 TRAIN_VIDEOS = 6000  # ChaLearn's training split
@@ -93,110 +94,86 @@ def reference_seed_head(frames: int, options: FitOptions):
     )
 
 
-class Trainer:
-    """One compiled head and its training stream, timed an epoch at a time.
+def reference_training(options: FitOptions, fitting: Fitting) -> Training:
+    """The reference of the input-path comparison: the seed head on the path before fit's.
 
-    ``reference`` swaps in the path before this one (seed head only): TimeDistributed
-    per-frame layers, the numpy generator handed to Keras, Keras' Adam, one step per
-    compiled call.
+    TimeDistributed per-frame layers, the numpy generator handed to Keras, Keras'
+    Adam, one step per compiled call; seeded, data and validation as fit's.
     """
+    import keras
 
-    def __init__(self, head: str, data, parts, normalization, options: FitOptions, reference: bool = False):
-        import keras
-
-        keras.utils.set_random_seed(options.seed)
-        self.model = reference_seed_head(data.frames, options) if reference else build_head(head, data.frames, options)
-        self.steps = math.ceil(len(parts.train) / options.batch_size)
-        if reference:
-            self.model.compile(optimizer=keras.optimizers.Adam(options.lr), loss="mse", metrics=head_metrics())
-        else:
-            compile_head(self.model, options.lr, self.steps)
-        names = tuple(input_names(self.model))
-        arguments = (
-            parts.train,
-            normalization,
-            data.frames,
-            data.frames_per_segment,
-            options.batch_size,
-            options.seed,
-            names,
-        )
-        if reference:
-            self.stream = training_batches(*arguments)
-        else:
-            self.stream = training_stream(*arguments, keras.backend.backend())
-        selection = parts.selection
-        inputs = model_inputs(
-            selection,
-            np.arange(len(selection)),
-            centre_frames(len(selection), data.frames, data.frames_per_segment),
-            normalization,
-            names,
-        )
-        self.validation = (inputs, selection.labels)
-
-    def warm_up(self) -> float:
-        """Seconds of one execution (one step, or several on TensorFlow) and one validation pass, which trace every function."""
-        started = time.perf_counter()
-        self.model.fit(
-            self.stream,
-            steps_per_epoch=self.model.steps_per_execution,
-            epochs=1,
-            validation_data=self.validation,
-            validation_batch_size=VALIDATION_BATCH,
-            shuffle=False,
-            verbose=0,
-        )
-        return time.perf_counter() - started
-
-    def epochs(self, count: int, cpu_seconds: list[float] | None = None) -> list[float]:
-        """Seconds of each of ``count`` epochs, training and validation; their process CPU seconds go to ``cpu_seconds``."""
-        import keras
-
-        seconds: list[float] = []
-        cpu = [] if cpu_seconds is None else cpu_seconds
-
-        class EpochTimer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.started = (time.perf_counter(), time.process_time())
-
-            def on_epoch_end(self, epoch, logs=None):
-                seconds.append(time.perf_counter() - self.started[0])
-                cpu.append(time.process_time() - self.started[1])
-
-        self.model.fit(
-            self.stream,
-            steps_per_epoch=self.steps,
-            epochs=count,
-            validation_data=self.validation,
-            validation_batch_size=VALIDATION_BATCH,
-            callbacks=[EpochTimer()],
-            shuffle=False,
-            verbose=0,
-        )
-        return seconds
+    keras.utils.set_random_seed(options.seed)
+    model = reference_seed_head(fitting.shape.frames, options)
+    model.compile(optimizer=keras.optimizers.Adam(options.lr), loss="mse", metrics=head_metrics())
+    names = tuple(input_names(model))
+    stream = training_batches(fitting.parts.train, fitting.normalization, fitting.shape, options, names)
+    steps = math.ceil(len(fitting.parts.train) / options.batch_size)
+    return Training(model, steps, stream, selection_data(fitting, names))
 
 
-def time_head(head: str, data, parts, normalization, options: FitOptions, epochs: int) -> dict:
+def warm_up(training: Training) -> float:
+    """Seconds of one execution (one step, or several on TensorFlow) and one validation pass, which trace every function."""
+    started = time.perf_counter()
+    training.model.fit(
+        training.stream,
+        steps_per_epoch=training.model.steps_per_execution,
+        epochs=1,
+        validation_data=training.validation,
+        validation_batch_size=VALIDATION_BATCH,
+        shuffle=False,
+        verbose=0,
+    )
+    return time.perf_counter() - started
+
+
+def time_epochs(training: Training, count: int, cpu_seconds: list[float] | None = None) -> list[float]:
+    """Seconds of each of ``count`` epochs, training and validation; their process CPU seconds go to ``cpu_seconds``."""
+    import keras
+
+    seconds: list[float] = []
+    cpu = [] if cpu_seconds is None else cpu_seconds
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = (time.perf_counter(), time.process_time())
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started[0])
+            cpu.append(time.process_time() - self.started[1])
+
+    training.model.fit(
+        training.stream,
+        steps_per_epoch=training.steps,
+        epochs=count,
+        validation_data=training.validation,
+        validation_batch_size=VALIDATION_BATCH,
+        callbacks=[EpochTimer()],
+        shuffle=False,
+        verbose=0,
+    )
+    return seconds
+
+
+def time_head(head: str, fitting: Fitting, options: FitOptions, epochs: int) -> dict:
     """Seconds of each epoch (training and validation) of one head, on fit's path."""
     import keras
 
     keras.backend.clear_session()
-    trainer = Trainer(head, data, parts, normalization, options)
-    warm_up_seconds = trainer.warm_up()
-    epoch_seconds = trainer.epochs(epochs)
+    training = prepare_training(replace(options, head=head), fitting)
+    warm_up_seconds = warm_up(training)
+    epoch_seconds = time_epochs(training, epochs)
     seconds = float(np.median(epoch_seconds))
     return {
-        "parameters": trainer.model.count_params(),
-        "steps_per_epoch": trainer.steps,
+        "parameters": training.model.count_params(),
+        "steps_per_epoch": training.steps,
         "warm_up_seconds": warm_up_seconds,
         "epoch_seconds": epoch_seconds,
         "seconds_per_epoch": seconds,
-        "milliseconds_per_step": 1000 * seconds / trainer.steps,
+        "milliseconds_per_step": 1000 * seconds / training.steps,
     }
 
 
-def compare_paths(data, parts, normalization, options: FitOptions, rounds: int) -> dict:
+def compare_paths(fitting: Fitting, options: FitOptions, rounds: int) -> dict:
     """Epochs of fit's path and of the reference path, in turn; the ratio of their medians.
 
     Process CPU seconds are recorded beside wall seconds: on a shared machine they
@@ -205,25 +182,23 @@ def compare_paths(data, parts, normalization, options: FitOptions, rounds: int) 
     import keras
 
     keras.backend.clear_session()
-    trainers = {
-        "reference": Trainer(COMPARED_HEAD, data, parts, normalization, options, reference=True),
-        "fit": Trainer(COMPARED_HEAD, data, parts, normalization, options),
-    }
-    for trainer in trainers.values():
-        trainer.warm_up()
-    seconds: dict[str, list[float]] = {name: [] for name in trainers}
-    cpu_seconds: dict[str, list[float]] = {name: [] for name in trainers}
+    options = replace(options, head=COMPARED_HEAD)
+    trainings = {"reference": reference_training(options, fitting), "fit": prepare_training(options, fitting)}
+    for training in trainings.values():
+        warm_up(training)
+    seconds: dict[str, list[float]] = {name: [] for name in trainings}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in trainings}
     load = [os.getloadavg()[0]]
     for _ in range(rounds):
-        for name, trainer in trainers.items():
-            seconds[name] += trainer.epochs(1, cpu_seconds[name])
+        for name, training in trainings.items():
+            seconds[name] += time_epochs(training, 1, cpu_seconds[name])
         load.append(os.getloadavg()[0])
     medians = {name: float(np.median(values)) for name, values in seconds.items()}
     cpu_medians = {name: float(np.median(values)) for name, values in cpu_seconds.items()}
     ratio = medians["fit"] / medians["reference"]
     return {
         "head": COMPARED_HEAD,
-        "steps_per_execution": trainers["fit"].model.steps_per_execution,
+        "steps_per_execution": trainings["fit"].model.steps_per_execution,
         "epoch_seconds": seconds,
         "seconds_per_epoch": medians,
         "epoch_cpu_seconds": cpu_seconds,
@@ -260,11 +235,10 @@ def run(
         started = time.perf_counter()
         data = load_cache(CacheReader(cache_dir))
         load_seconds = time.perf_counter() - started
-        parts = partition(data.splits, "train", "validation", 0.1, 0)
-        normalization = fit_normalization(parts.train)
         options = FitOptions()
-        comparison = compare_paths(data, parts, normalization, options, rounds) if rounds else None
-        results = {head: time_head(head, data, parts, normalization, options, epochs) for head in heads}
+        fitting = prepare_fitting(data, options)
+        comparison = compare_paths(fitting, options, rounds) if rounds else None
+        results = {head: time_head(head, fitting, options, epochs) for head in heads}
         return {
             "machine": {
                 "cpus": os.cpu_count(),
@@ -273,9 +247,9 @@ def run(
                 "accelerators": device_names(),
             },
             "cache": {
-                "train_videos": len(parts.train),
-                "validation_videos": len(parts.selection),
-                "frames": data.frames,
+                "train_videos": len(fitting.parts.train),
+                "validation_videos": len(fitting.parts.selection),
+                "frames": data.shape.frames,
                 "bytes": folder_bytes(cache_dir),
                 "write_seconds": write_seconds,
                 "load_seconds": load_seconds,

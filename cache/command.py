@@ -35,16 +35,19 @@ def with_flags(options_class: type, *, exclude: Iterable[str] = ()) -> Callable:
 
     The decorated function declares its own arguments plus ``options``; it receives the
     flags built into one ``options_class`` object. Help, metavar and default come from
-    each field's ``cache.options.option`` metadata, so an option is defined once.
+    each field's ``cache.options.option`` metadata, so an option is defined once. An
+    argument the function declares under an option's name (a positional ``members``, a
+    required ``--out``) is that option: its value goes into the options object too
+    (through the field's ``parse`` when it has one), and the function does not get it.
 
     Parameters
     ----------
     options_class : type
         A frozen options dataclass (steps nested inside are opened).
     exclude : iterable of str
-        Options the command sets itself (they keep their defaults).
+        Options the command does not offer (they keep their defaults).
     """
-    leaves = {name: leaf for name, leaf in leaf_fields(options_class).items() if name not in set(exclude)}
+    offered = {name: leaf for name, leaf in leaf_fields(options_class).items() if name not in set(exclude)}
 
     def decorate(command: Callable) -> Callable:
         hints = typing.get_type_hints(command)
@@ -53,21 +56,23 @@ def with_flags(options_class: type, *, exclude: Iterable[str] = ()) -> Callable:
             for parameter in inspect.signature(command).parameters.values()
             if parameter.name != "options"
         ]
+        declared = {parameter.name for parameter in own}
         flags = []
-        for name, (field, kind) in leaves.items():
-            annotation, default = _flag(name, field, kind)
-            flags.append(
-                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-            )
+        for name, (field, kind) in offered.items():
+            if name not in declared:
+                annotation, default = _flag(name, field, kind)
+                flags.append(
+                    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                )
 
         @functools.wraps(command)
         def wrapper(**arguments: Any) -> Any:
-            values = {name: arguments.pop(name) for name in leaves}
-            for name, text in values.items():
-                parse = leaves[name][0].metadata["parse"]
+            values = {name: arguments.pop(name) for name in offered}
+            for name, given in values.items():
+                parse = offered[name][0].metadata.get("parse")
                 if parse is not None:
                     try:
-                        values[name] = parse(text)
+                        values[name] = parse(given)
                     except ValueError as error:
                         raise typer.BadParameter(str(error), param_hint=flag_name(name)) from None
             return command(**arguments, options=build(options_class, values))

@@ -17,6 +17,7 @@ LABELS_FILE = "labels.csv"
 FAILURES_FILE = "failures.csv"
 CONFIG_FILE = "config.json"
 OPTIONS_FILE = "options.json"  # the resolved options of a stage, saved beside what it wrote (a cache, a run)
+DEFAULT_CACHE = "features"  # default cache folder of every command; not `cache/`, the Python package beside it
 # Shards built with another extraction config go here on ``verify --repair``: moved,
 # never deleted, since they are someone's features.
 FOREIGN_FOLDER = "foreign"

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.schema import TEMPORARY_SUFFIX, TRAITS
+from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX, TRAITS
 from train.bootstrap import BOOTSTRAP_RESAMPLES, mean_intervals, paired_p_value
 from train.config import FitOptions
 from train.ensemble import ENSEMBLE_FILE, selection_split_of, training_split_of
 from train.metrics import aligned, format_number
 from train.predictions import PREDICTIONS_FILE, PredictionsError, read_predictions, trait_accuracies
-from train.run import METRICS_FILE, OPTIONS_FILE, RANDOM_WEIGHTS, RUN_FILE, SEED_FOLDER, RunError, read_json
+from train.run import METRICS_FILE, RANDOM_WEIGHTS, RUN_FILE, SEED_FOLDER, RunError, read_json
 
 PLOT_RUNS = 8  # runs drawn in --plot, best first: more makes the trait groups unreadable
 

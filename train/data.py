@@ -14,18 +14,35 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.errors import OptionError, TraitcacheError
 from cache.manifest import plural
 from cache.reader import CacheReader
 from cache.schema import TRAITS
-from train.config import TRAIN_SPLIT, VALIDATION_SPLIT
+from train.config import TRAIN_SPLIT, VALIDATION_SPLIT, FitOptions
 
 CACHE_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
 STD_FLOOR = 1e-6  # features varying less than this over the training split are constant: centre them, do not scale
 STATISTICS_CHUNK = 256  # videos per float64 block when summing embeddings (~40 MB at T*k = 10)
 
 
-class DataError(ValueError):
+class DataError(TraitcacheError):
     """The cache holds no data that fitting can use (no labels, no training split)."""
+
+
+@dataclass(frozen=True)
+class CacheShape:
+    """How a cache's videos are laid out in time, read once from its recorded config.
+
+    Attributes
+    ----------
+    frames : int
+        T, segments per video (time steps of a head).
+    frames_per_segment : int
+        k, stored frames per segment: a video holds T*k frames, segment-major.
+    """
+
+    frames: int
+    frames_per_segment: int
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,7 @@ class CacheData:
         The extraction config the cache was built with.
     config_hash : str
         Its hash: evaluate refuses a cache with another one.
-    frames, frames_per_segment : int
+    shape : CacheShape
         T and k.
     splits : dict of str to SplitData
         Labelled videos per split (splits with none are left out).
@@ -81,8 +98,7 @@ class CacheData:
 
     config: dict
     config_hash: str
-    frames: int
-    frames_per_segment: int
+    shape: CacheShape
     splits: dict[str, SplitData]
     unlabelled: dict[str, int]
 
@@ -105,13 +121,14 @@ def load_cache(reader: CacheReader, splits: tuple[str, ...] | None = None) -> Ca
                 arrays["video_id"], arrays["face_embeddings"], arrays["audio_features"], arrays["face_found"], labels
             )
             loaded[name] = split if rows.size == len(labels) else split.subset(rows)
-    return CacheData(reader.config, reader.config_hash, reader.frames, reader.frames_per_segment, loaded, unlabelled)
+    shape = CacheShape(reader.frames, reader.frames_per_segment)
+    return CacheData(reader.config, reader.config_hash, shape, loaded, unlabelled)
 
 
 HOLDOUT_SPLIT = "holdout"  # reporting name of the training videos held out for selection
 
 
-class SplitNameError(DataError):
+class SplitNameError(OptionError, DataError):
     """A split named in the options is not among the cache's (labelled) splits."""
 
 
@@ -164,16 +181,17 @@ def resolve_splits(
     elif train_split == TRAIN_SPLIT and len(available) == 1:
         train_name = available[0]
     else:
-        raise SplitNameError(f"--train-split {train_split!r} names no {kind}; the cache's {kind}s are: {listed}")
+        raise SplitNameError("train_split", f"{train_split!r} names no {kind}; the cache's {kind}s are: {listed}")
     if validation_split in available and validation_split != train_name:
         return train_name, validation_split
     if validation_split == VALIDATION_SPLIT:
         return train_name, None
     if validation_split == train_name:
         raise SplitNameError(
-            f"--validation-split {validation_split!r} is also the training split; name another of: {listed}, or leave it out to hold out a share of {train_name!r}"
+            "validation_split",
+            f"{validation_split!r} is also the training split; name another of: {listed}, or leave it out to hold out a share of {train_name!r}",
         )
-    raise SplitNameError(f"--validation-split {validation_split!r} names no {kind}; the cache's {kind}s are: {listed}")
+    raise SplitNameError("validation_split", f"{validation_split!r} names no {kind}; the cache's {kind}s are: {listed}")
 
 
 def holdout_rows(sources: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -243,19 +261,13 @@ class Partition:
         return {self.train_name: "train", self.selection_name: "selection", **dict.fromkeys(self.others, "report")}
 
 
-def partition(
-    splits: dict[str, SplitData],
-    train_split: str,
-    validation_split: str,
-    validation_fraction: float,
-    holdout_seed: int,
-    source_delimiter: str = ".",
-) -> Partition:
+def partition(splits: dict[str, SplitData], options: FitOptions) -> Partition:
     """Choose training and selection videos (see ``resolve_splits``).
 
-    Without a labelled validation split, a seeded ``validation_fraction`` of the
-    training split's source videos (``source_ids``) is held out, every clip of a
-    source on the same side, and reported as HOLDOUT_SPLIT.
+    Uses the options ``train_split`` and ``validation_split``; without a labelled
+    validation split, a share ``validation_fraction`` of the training split's source
+    videos (``source_ids`` with ``source_delimiter``), drawn with ``holdout_seed``,
+    is held out, every clip of a source on the same side, and reported as HOLDOUT_SPLIT.
 
     Raises
     ------
@@ -268,16 +280,18 @@ def partition(
         raise DataError(
             "the cache has no labelled videos; attach them with `python -m cache labels CACHE FILE` or `make features LABELS=...`"
         )
-    train_name, selection_name = resolve_splits(list(splits), train_split, validation_split)
+    train_name, selection_name = resolve_splits(list(splits), options.train_split, options.validation_split)
     train = splits[train_name]
     if selection_name is not None:
         others = {name: split for name, split in splits.items() if name not in (train_name, selection_name)}
         return Partition(train_name, train, selection_name, splits[selection_name], others, held_out=False)
     if HOLDOUT_SPLIT in splits:
         raise SplitNameError(
-            f"the cache has a split named {HOLDOUT_SPLIT!r}, the name a hold-out is reported under; select on it with --validation-split {HOLDOUT_SPLIT}"
+            "validation_split",
+            f"must name a split: the cache has a split named {HOLDOUT_SPLIT!r}, the name a hold-out is reported under; set it to {HOLDOUT_SPLIT!r} to select on that split",
         )
-    fit_rows, held_rows = holdout_rows(source_ids(train.video_ids, source_delimiter), validation_fraction, holdout_seed)
+    sources = source_ids(train.video_ids, options.source_delimiter)
+    fit_rows, held_rows = holdout_rows(sources, options.validation_fraction, options.holdout_seed)
     others = {name: split for name, split in splits.items() if name != train_name}
     return Partition(train_name, train.subset(fit_rows), HOLDOUT_SPLIT, train.subset(held_rows), others, held_out=True)
 
@@ -354,14 +368,16 @@ def fit_normalization(train: SplitData) -> Normalization:
     return Normalization(visual_mean, visual_std, audio_mean, audio_std, train.labels.mean(axis=0).astype(np.float32))
 
 
-def centre_frames(videos: int, frames: int, per_segment: int) -> np.ndarray:
+def centre_frames(videos: int, shape: CacheShape) -> np.ndarray:
     """(videos, T) frame indices of the middle stored frame of every segment."""
-    return np.broadcast_to(np.arange(frames) * per_segment + per_segment // 2, (videos, frames))
+    per_segment = shape.frames_per_segment
+    return np.broadcast_to(np.arange(shape.frames) * per_segment + per_segment // 2, (videos, shape.frames))
 
 
-def random_frames(rng: np.random.Generator, videos: int, frames: int, per_segment: int) -> np.ndarray:
+def random_frames(rng: np.random.Generator, videos: int, shape: CacheShape) -> np.ndarray:
     """(videos, T) frame indices of one randomly picked stored frame per segment."""
-    return np.arange(frames) * per_segment + rng.integers(0, per_segment, size=(videos, frames))
+    per_segment = shape.frames_per_segment
+    return np.arange(shape.frames) * per_segment + rng.integers(0, per_segment, size=(videos, shape.frames))
 
 
 def model_inputs(
@@ -402,7 +418,7 @@ def model_inputs(
 
 
 def evaluation_inputs(
-    split: SplitData, normalization: Normalization, frames: int, per_segment: int, names: tuple[str, ...], chunk: int
+    split: SplitData, normalization: Normalization, shape: CacheShape, names: tuple[str, ...], chunk: int
 ) -> Iterator[dict[str, np.ndarray]]:
     """Head inputs for a whole split, ``chunk`` videos at a time, centre frames.
 
@@ -410,10 +426,10 @@ def evaluation_inputs(
     """
     for start in range(0, len(split), chunk):
         rows = np.arange(start, min(start + chunk, len(split)))
-        yield model_inputs(split, rows, centre_frames(len(rows), frames, per_segment), normalization, names)
+        yield model_inputs(split, rows, centre_frames(len(rows), shape), normalization, names)
 
 
-def epoch_order(split_size: int, frames: int, per_segment: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+def epoch_order(split_size: int, shape: CacheShape, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """The videos of one epoch, shuffled, and the stored frame each segment uses.
 
     Epoch ``epoch`` draws from a generator seeded with (seed, epoch), so the order
@@ -427,30 +443,26 @@ def epoch_order(split_size: int, frames: int, per_segment: int, seed: int, epoch
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(split_size)
-    if per_segment > 1:
-        frame_index = random_frames(rng, split_size, frames, per_segment)
+    if shape.frames_per_segment > 1:
+        frame_index = random_frames(rng, split_size, shape)
     else:
-        frame_index = centre_frames(split_size, frames, per_segment)
+        frame_index = centre_frames(split_size, shape)
     return order.astype(np.int64), np.ascontiguousarray(frame_index[order], dtype=np.int64)
 
 
 def training_batches(
-    split: SplitData,
-    normalization: Normalization,
-    frames: int,
-    per_segment: int,
-    batch_size: int,
-    seed: int,
-    names: tuple[str, ...],
+    split: SplitData, normalization: Normalization, shape: CacheShape, options: FitOptions, names: tuple[str, ...]
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-    """Endless (inputs, labels) batches, epoch after epoch, built in numpy.
+    """Endless (inputs, labels) batches of ``options.batch_size`` videos, epoch after epoch, built in numpy.
 
     The backend-agnostic stream (``training_stream`` uses it on JAX and torch).
-    Epochs follow ``epoch_order``; a single stream (not a per-epoch callback) keeps
-    it exact under prefetching. The last batch of an epoch may be smaller.
+    Epochs follow ``epoch_order`` with ``options.seed``; a single stream (not a
+    per-epoch callback) keeps it exact under prefetching. The last batch of an
+    epoch may be smaller.
     """
+    batch_size = options.batch_size
     for epoch in itertools.count():
-        order, frame_index = epoch_order(len(split), frames, per_segment, seed, epoch)
+        order, frame_index = epoch_order(len(split), shape, options.seed, epoch)
         for start in range(0, len(split), batch_size):
             rows = order[start : start + batch_size]
             yield (
@@ -460,13 +472,7 @@ def training_batches(
 
 
 def training_dataset(
-    split: SplitData,
-    normalization: Normalization,
-    frames: int,
-    per_segment: int,
-    batch_size: int,
-    seed: int,
-    names: tuple[str, ...],
+    split: SplitData, normalization: Normalization, shape: CacheShape, options: FitOptions, names: tuple[str, ...]
 ):
     """The same stream as ``training_batches``, as a TensorFlow ``tf.data.Dataset``.
 
@@ -495,12 +501,12 @@ def training_dataset(
     @tf.autograph.experimental.do_not_convert
     def draw(epoch):
         order, frame_index = tf.numpy_function(
-            lambda number: epoch_order(len(split), frames, per_segment, seed, int(number)),
+            lambda number: epoch_order(len(split), shape, options.seed, int(number)),
             [epoch],
             (tf.int64, tf.int64),
             stateful=False,
         )
-        return tf.ensure_shape(order, (len(split),)), tf.ensure_shape(frame_index, (len(split), frames))
+        return tf.ensure_shape(order, (len(split),)), tf.ensure_shape(frame_index, (len(split), shape.frames))
 
     @tf.autograph.experimental.do_not_convert
     def assemble(rows, frame_index):
@@ -518,7 +524,7 @@ def training_dataset(
 
     @tf.autograph.experimental.do_not_convert
     def batch_rows(order, frame_index):
-        return tf.data.Dataset.from_tensor_slices((order, frame_index)).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices((order, frame_index)).batch(options.batch_size)
 
     return tf.data.Dataset.counter().map(draw).flat_map(batch_rows).map(assemble).prefetch(tf.data.AUTOTUNE)
 
@@ -526,13 +532,11 @@ def training_dataset(
 def training_stream(
     split: SplitData,
     normalization: Normalization,
-    frames: int,
-    per_segment: int,
-    batch_size: int,
-    seed: int,
+    shape: CacheShape,
+    options: FitOptions,
     names: tuple[str, ...],
     backend: str,
 ):
     """``training_dataset`` on the TensorFlow backend, ``training_batches`` on any other."""
     make = training_dataset if backend == "tensorflow" else training_batches
-    return make(split, normalization, frames, per_segment, batch_size, seed, names)
+    return make(split, normalization, shape, options, names)

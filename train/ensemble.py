@@ -9,7 +9,6 @@ refers to its members' folders instead of copying their models; ``evaluate``,
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,14 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.errors import OptionError
 from cache.manifest import config_differences
+from cache.options import flatten, option
+from cache.schema import OPTIONS_FILE
 from train.data import SplitData
 from train.evaluate import predict_split
 from train.metrics import format_table, score
 from train.predictions import PREDICTIONS_FILE, SplitPredictions, read_predictions, write_predictions
 from train.run import (
     METRICS_FILE,
-    OPTIONS_FILE,
     RUN_FILE,
     RecordedCache,
     Run,
@@ -70,7 +71,7 @@ class EnsembleOptions:
     Attributes
     ----------
     members : tuple of str
-        Run folders to average (at least two, each once).
+        Run folders to average (at least two, each once; ``build_ensemble`` checks).
     out : str
         Ensemble folder to write.
     weighting : str
@@ -80,23 +81,23 @@ class EnsembleOptions:
         Replace an existing ensemble in ``out``.
     """
 
-    members: tuple[str, ...]
-    out: str
-    weighting: str = "equal"
-    overwrite: bool = False
+    # The command line gives members and out as the arguments RUN... and --out.
+    members: tuple[str, ...] = ()
+    out: str = ""
+    weighting: str = option(
+        "equal",
+        "equal, or validation: each run weighted by its gain over the baseline on its selection split.",
+        metavar="equal|validation",
+    )
+    overwrite: bool = option(False, "Replace an ensemble already in OUT.", flag="--overwrite/--no-overwrite")
 
     def __post_init__(self):
         object.__setattr__(self, "members", tuple(str(member) for member in self.members))
-        resolved = [Path(member).resolve() for member in self.members]
-        if len(self.members) < 2:
-            raise ValueError(f"an ensemble needs at least two runs, got {len(self.members)}")
-        if len(set(resolved)) != len(resolved):
-            raise ValueError(f"a run is named twice among the members: {', '.join(self.members)}")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+            raise OptionError("weighting", f"must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "members": list(self.members)}
+        return {**flatten(self), "members": list(self.members)}
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,8 @@ class Ensemble(RecordedCache):
 
     @property
     def label_mean(self) -> np.ndarray:
-        """(5,) the members' training means, weighted: the ensemble's baseline prediction."""
-        return self.weights @ np.stack([member.normalization.label_mean for member in self.members]).astype(np.float64)
+        """(5,) the ensemble's baseline prediction (``weighted_label_mean``)."""
+        return weighted_label_mean(self.members, self.weights)
 
     def check_cache(self, config: dict, config_hash: str, cache: Path) -> None:
         """Refuse a cache built with another extraction config, naming the differences."""
@@ -140,6 +141,11 @@ class Ensemble(RecordedCache):
             )
             for name in splits
         }
+
+
+def weighted_label_mean(members: tuple[Run, ...] | list[Run], weights: np.ndarray) -> np.ndarray:
+    """(5,) float64 the members' training means, weighted by (M,) ``weights``: an ensemble's baseline prediction."""
+    return weights @ np.stack([member.label_mean for member in members]).astype(np.float64)
 
 
 def open_ensemble(path: Path) -> Ensemble:
@@ -173,10 +179,7 @@ def open_run_or_ensemble(path: Path) -> Run | Ensemble:
 
 def _predict_run(run: Run, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
     model = run.load_model()
-    return {
-        name: predict_split(model, split, run.normalization, run.frames, run.frames_per_segment)
-        for name, split in splits.items()
-    }
+    return {name: predict_split(model, split, run.normalization, run.shape) for name, split in splits.items()}
 
 
 def predict_with(opened: Run | Ensemble, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
@@ -184,12 +187,12 @@ def predict_with(opened: Run | Ensemble, splits: dict[str, SplitData]) -> dict[s
     return opened.predict(splits) if isinstance(opened, Ensemble) else _predict_run(opened, splits)
 
 
-def baseline_of(opened: Run | Ensemble) -> np.ndarray:
-    """(5,) the training-mean prediction a run or ensemble is compared with."""
-    return opened.label_mean if isinstance(opened, Ensemble) else opened.normalization.label_mean
-
-
 def _open_members(paths: tuple[str, ...]) -> list[Run]:
+    if len(paths) < 2:
+        raise RunError(f"an ensemble needs at least two runs, got {len(paths)}")
+    resolved = [Path(path).resolve() for path in paths]
+    if len(set(resolved)) != len(resolved):
+        raise RunError(f"a run is named twice among the members: {', '.join(paths)}")
     members = []
     for path in paths:
         if (Path(path) / ENSEMBLE_FILE).exists():
@@ -287,7 +290,8 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
     Raises
     ------
     RunError
-        A member is not a finished run, members come from caches with different
+        Fewer than two members or one named twice, a member is not a finished run,
+        members come from caches with different
         extraction configs (the differences are named), they share no split scored
         on the same videos, or ``out`` holds something else.
     train.predictions.PredictionsError
@@ -302,7 +306,7 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
         )
     out = Path(options.out)
     _prepare_folder(out, options.overwrite)
-    baseline = weights @ np.stack([member.normalization.label_mean for member in members]).astype(np.float64)
+    baseline = weighted_label_mean(members, weights)
     averaged = {
         name: SplitPredictions(
             splits[0].video_ids,
@@ -344,8 +348,8 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
             "cache": first.info["cache"],
             "config_hash": first.info["config_hash"],
             "extraction_config": first.extraction_config,
-            "frames": first.frames,
-            "frames_per_segment": first.frames_per_segment,
+            "frames": first.shape.frames,
+            "frames_per_segment": first.shape.frames_per_segment,
             "videos": {name: len(split.video_ids) for name, split in averaged.items()},
             "selection_split": selection,
             "left_out_splits": left_out,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cache.reader import CacheReader
-from train.data import Normalization, SplitData, evaluation_inputs, load_cache
+from train.data import CacheShape, Normalization, SplitData, evaluation_inputs, load_cache
 from train.metrics import score
 from train.model import input_names
 from train.predictions import SplitPredictions, write_predictions
@@ -16,7 +16,7 @@ from train.run import Run, RunError
 PREDICT_CHUNK = 512  # videos per model call: bounds memory at ~40 MB of float32 inputs (T = 10)
 
 
-def predict_split(model, split: SplitData, normalization: Normalization, frames: int, per_segment: int) -> np.ndarray:
+def predict_split(model, split: SplitData, normalization: Normalization, shape: CacheShape) -> np.ndarray:
     """Trait predictions for every video of a split, from its centre frames.
 
     Parameters
@@ -26,7 +26,7 @@ def predict_split(model, split: SplitData, normalization: Normalization, frames:
     split : SplitData
         N videos.
     normalization : Normalization
-    frames, per_segment : int
+    shape : CacheShape
         T and k of the cache.
 
     Returns
@@ -37,7 +37,7 @@ def predict_split(model, split: SplitData, normalization: Normalization, frames:
     names = tuple(input_names(model))
     parts = [
         np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
-        for inputs in evaluation_inputs(split, normalization, frames, per_segment, names, PREDICT_CHUNK)
+        for inputs in evaluation_inputs(split, normalization, shape, names, PREDICT_CHUNK)
     ]
     return np.concatenate(parts)
 
@@ -46,8 +46,7 @@ def score_splits(
     model,
     splits: dict[str, SplitData],
     normalization: Normalization,
-    frames: int,
-    per_segment: int,
+    shape: CacheShape,
     predictions_path: Path | None = None,
 ) -> dict[str, dict]:
     """``train.metrics.score`` of every split, the training mean as baseline.
@@ -55,9 +54,7 @@ def score_splits(
     With ``predictions_path``, the per-video predictions are also written there
     (``train.predictions``) for ``compare``'s intervals and ``ensemble``.
     """
-    predicted = {
-        name: predict_split(model, split, normalization, frames, per_segment) for name, split in splits.items()
-    }
+    predicted = {name: predict_split(model, split, normalization, shape) for name, split in splits.items()}
     if predictions_path is not None:
         write_predictions(
             predictions_path,
@@ -92,7 +89,7 @@ def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = 
         The cache was built with another extraction config (the differing keys are
         named), or none of the splits has labelled videos.
     """
-    from train.ensemble import baseline_of, open_run_or_ensemble, predict_with  # ensemble builds on predict_split above
+    from train.ensemble import open_run_or_ensemble, predict_with  # ensemble builds on predict_split above
 
     opened = open_run_or_ensemble(run_path)
     reader = CacheReader(cache_path)
@@ -102,5 +99,5 @@ def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = 
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
     predicted = predict_with(opened, data.splits)
     return opened, {
-        name: score(split.labels, predicted[name], baseline_of(opened)) for name, split in data.splits.items()
+        name: score(split.labels, predicted[name], opened.label_mean) for name, split in data.splits.items()
     }

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cache.manifest import plural
+from cache.options import replace
 from cache.reader import CacheReader
+from cache.schema import OPTIONS_FILE
 from train.config import FitOptions
 from train.data import (
     CacheData,
+    CacheShape,
     Normalization,
     Partition,
     centre_frames,
@@ -30,7 +34,7 @@ from train.data import (
     source_ids,
     training_stream,
 )
-from train.metrics import aggregate_seeds, format_table
+from train.metrics import aggregate_seeds, baseline_scores, format_table
 from train.predictions import PREDICTIONS_FILE
 from train.report import plot_curves, read_history, write_combined_history
 from train.run import (
@@ -40,7 +44,6 @@ from train.run import (
     METRICS_FILE,
     MODEL_FILE,
     NORMALIZATION_FILE,
-    OPTIONS_FILE,
     RUN_FILE,
     SEED_FOLDER,
     RunError,
@@ -54,6 +57,88 @@ FEW_TRAINING_VIDEOS = 20  # below this many training videos a head's scores are 
 MAX_STEPS_PER_EXECUTION = (
     32  # batches per compiled call on TensorFlow; callbacks act per epoch, so nothing waits on a step
 )
+
+
+@dataclass(frozen=True)
+class Fitting:
+    """What every seed of one fit trains and selects on.
+
+    Attributes
+    ----------
+    shape : CacheShape
+        T and k of the cache.
+    parts : Partition
+        Training, selection and reported videos.
+    normalization : Normalization
+        Statistics of the training videos.
+    """
+
+    shape: CacheShape
+    parts: Partition
+    normalization: Normalization
+
+
+def prepare_fitting(data: CacheData, options: FitOptions) -> Fitting:
+    """Partition the cache's labelled videos as the options say and fit the normalisation on the training ones.
+
+    Raises
+    ------
+    train.data.SplitNameError
+        ``train_split`` or ``validation_split`` names a split the cache lacks.
+    train.data.DataError
+        No labelled videos, or too few training sources to hold some out.
+    """
+    parts = partition(data.splits, options)
+    return Fitting(data.shape, parts, fit_normalization(parts.train))
+
+
+@dataclass(frozen=True)
+class Training:
+    """A seeded, compiled head and what ``model.fit`` takes for it.
+
+    Attributes
+    ----------
+    model : keras.Model
+    steps : int
+        Training steps per epoch.
+    stream
+        Endless training batches (``train.data.training_stream``).
+    validation : (dict of str to np.ndarray, np.ndarray)
+        Inputs (centre frames) and (N, 5) labels of the selection videos.
+    """
+
+    model: Any
+    steps: int
+    stream: Any
+    validation: tuple[dict[str, np.ndarray], np.ndarray]
+
+
+def selection_data(fitting: Fitting, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Head inputs ``names`` of every selection video, centre frames, and their (N, 5) labels."""
+    selection = fitting.parts.selection
+    rows = np.arange(len(selection))
+    inputs = model_inputs(selection, rows, centre_frames(len(selection), fitting.shape), fitting.normalization, names)
+    return inputs, selection.labels
+
+
+def prepare_training(options: FitOptions, fitting: Fitting) -> Training:
+    """Seed Keras with ``options.seed``, build and compile ``options.head``, and stream its training batches.
+
+    Under a mixed-precision policy, call it inside that policy: the layers take it when built.
+    """
+    import keras
+
+    from train.model import build_head, input_names
+
+    keras.utils.set_random_seed(options.seed)
+    model = build_head(options, fitting.shape.frames)
+    names = tuple(input_names(model))
+    steps = math.ceil(len(fitting.parts.train) / options.batch_size)
+    compile_head(model, options.lr, steps)
+    stream = training_stream(
+        fitting.parts.train, fitting.normalization, fitting.shape, options, names, keras.backend.backend()
+    )
+    return Training(model, steps, stream, selection_data(fitting, names))
 
 
 def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, dict]:
@@ -92,14 +177,8 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
     started = time.perf_counter()
     data = load_cache(reader)
-    parts = partition(
-        data.splits,
-        options.train_split,
-        options.validation_split,
-        options.validation_fraction,
-        options.holdout_seed,
-        options.source_delimiter,
-    )
+    fitting = prepare_fitting(data, options)
+    parts = fitting.parts
     echo(
         f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s"
     )
@@ -107,25 +186,25 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         echo(f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking some of the five trait labels")
     for line in describe_partition(parts, options):
         echo(line)
-    normalization = fit_normalization(parts.train)
-    warnings = data_warnings(parts, normalization)
+    warnings = data_warnings(fitting)
     for warning in warnings:
         echo(warning)
     # Only now that the cache proved usable may --overwrite remove the old run.
     _clear_folder(out)
     info = _run_info(options, data, parts)
     seeds = options.run_seeds
+    # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
+    _write_run_files(out, options, info, fitting)
     if len(seeds) == 1:
-        metrics = _fit_seed(options, seeds[0], data, parts, normalization, info, echo)
+        metrics = _fit_seed(replace(options, seed=seeds[0], seeds=()), fitting, echo)
         best = metrics[parts.selection_name]
     else:
-        # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
-        _write_run_files(out, options, info, normalization, parts)
         per_seed, histories = {}, {}
         for seed in seeds:
             folder = out / SEED_FOLDER.format(seed=seed)
-            seed_options = dataclasses.replace(options, seed=seed, seeds=(), out=str(folder))
-            per_seed[seed] = _fit_seed(seed_options, seed, data, parts, normalization, {**info, "seeds": [seed]}, echo)
+            seed_options = replace(options, seed=seed, seeds=(), out=str(folder))
+            _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting)
+            per_seed[seed] = _fit_seed(seed_options, fitting, echo)
             histories[seed] = read_history(folder / HISTORY_FILE)
         metrics = aggregate_seeds(per_seed)
         selected = max(seeds, key=lambda seed: per_seed[seed][parts.selection_name]["mean_accuracy"])
@@ -140,7 +219,7 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
             histories,
             out / CURVES_FILE,
             f"{options.head} head, seeds {', '.join(map(str, seeds))}",
-            _selection_baselines(parts, normalization),
+            baseline_scores(parts.selection.labels, fitting.normalization.label_mean),
             parts.selection_name,
         )
         echo(
@@ -180,14 +259,15 @@ def describe_partition(parts: Partition, options: FitOptions) -> list[str]:
     return lines
 
 
-def data_warnings(parts: Partition, normalization: Normalization) -> list[str]:
+def data_warnings(fitting: Fitting) -> list[str]:
     """Warnings about training data that cannot give a useful head."""
+    train = fitting.parts.train
     warnings = []
-    if len(parts.train) < FEW_TRAINING_VIDEOS:
+    if len(train) < FEW_TRAINING_VIDEOS:
         warnings.append(
-            f"warning: only {plural(len(parts.train), 'training video')}; with fewer than {FEW_TRAINING_VIDEOS} the scores are noise"
+            f"warning: only {plural(len(train), 'training video')}; with fewer than {FEW_TRAINING_VIDEOS} the scores are noise"
         )
-    if 1.0 - np.mean(np.abs(parts.train.labels - normalization.label_mean)) == 1.0:
+    if baseline_scores(train.labels, fitting.normalization.label_mean)["mean_accuracy"] == 1.0:
         warnings.append(
             "warning: every training video has the same five trait scores (train baseline 1.0000): the labels are degenerate; check the label file"
         )
@@ -223,8 +303,8 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
         "cache": str(Path(options.cache).resolve()),
         "config_hash": data.config_hash,
         "extraction_config": data.config,
-        "frames": data.frames,
-        "frames_per_segment": data.frames_per_segment,
+        "frames": data.shape.frames,
+        "frames_per_segment": data.shape.frames_per_segment,
         "train_split": parts.train_name,
         "selection_split": parts.selection_name,
         "report_splits": list(parts.others),
@@ -240,13 +320,12 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
     }
 
 
-def _write_run_files(
-    folder: Path, options: FitOptions, info: dict, normalization: Normalization, parts: Partition
-) -> None:
+def _write_run_files(folder: Path, options: FitOptions, info: dict, fitting: Fitting) -> None:
+    parts = fitting.parts
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / OPTIONS_FILE, options.to_dict())
     write_json(folder / RUN_FILE, info)
-    normalization.save(folder / NORMALIZATION_FILE)
+    fitting.normalization.save(folder / NORMALIZATION_FILE)
     if parts.held_out:
         write_json(
             folder / HOLDOUT_FILE,
@@ -322,51 +401,26 @@ def compile_head(model, lr: float, steps_per_epoch: int) -> None:
     )
 
 
-def _selection_baselines(parts: Partition, normalization: Normalization) -> dict[str, float]:
-    errors = parts.selection.labels - normalization.label_mean
-    return {"loss": float(np.mean(errors**2)), "mean_accuracy": float(1 - np.mean(np.abs(errors)))}
-
-
-def _baseline_line(parts: Partition, normalization: Normalization) -> str:
+def _baseline_line(fitting: Fitting) -> str:
     """The per-epoch metrics' baseline: what predicting the training mean scores."""
     figures = []
-    for name, split in (("", parts.train), ("val_", parts.selection)):
-        errors = split.labels - normalization.label_mean
-        figures.append(
-            f"{name}loss {np.mean(errors**2):.4f} - {name}mae {np.mean(np.abs(errors)):.4f} - {name}mean_accuracy {1 - np.mean(np.abs(errors)):.4f}"
-        )
+    for prefix, split in (("", fitting.parts.train), ("val_", fitting.parts.selection)):
+        baseline = baseline_scores(split.labels, fitting.normalization.label_mean)
+        figures.append(" - ".join(f"{prefix}{name} {baseline[name]:.4f}" for name in ("loss", "mae", "mean_accuracy")))
     return "baseline (predict the training mean): " + " - ".join(figures)
 
 
-def _fit_seed(
-    options: FitOptions,
-    seed: int,
-    data: CacheData,
-    parts: Partition,
-    normalization: Normalization,
-    info: dict,
-    echo: Callable[[str], None],
-) -> dict[str, dict]:
-    """Train one seed into ``options.out``; score the best checkpoint on every split."""
+def _fit_seed(options: FitOptions, fitting: Fitting, echo: Callable[[str], None]) -> dict[str, dict]:
+    """Train one seed (``options.seed``) into ``options.out``, which holds its run files; score the best checkpoint on every split."""
     import keras
 
     from train.evaluate import score_splits
-    from train.model import build_head, input_names
 
     folder = Path(options.out)
-    _write_run_files(folder, options, info, normalization, parts)
+    parts = fitting.parts
     keras.backend.clear_session()  # fresh graph state and seed generator: same seed, same run
-    keras.utils.set_random_seed(seed)
     with _precision(options.mixed_precision):
-        model = build_head(options.head, data.frames, options)
-        names = tuple(input_names(model))
-        steps = math.ceil(len(parts.train) / options.batch_size)
-        compile_head(model, options.lr, steps)
-        selection = parts.selection
-        rows = np.arange(len(selection))
-        selection_inputs = model_inputs(
-            selection, rows, centre_frames(len(selection), data.frames, data.frames_per_segment), normalization, names
-        )
+        training = prepare_training(options, fitting)
         callbacks = [
             keras.callbacks.EarlyStopping(
                 monitor=MONITOR, mode="max", patience=options.patience, restore_best_weights=True
@@ -384,23 +438,14 @@ def _fit_seed(
         if options.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "logs")))
         echo(
-            f"fitting {options.head} head, seed {seed}: {plural(len(parts.train), 'training video')}, selecting on {plural(len(selection), 'video')} of {parts.selection_name!r} (val_ metrics), T = {data.frames}"
+            f"fitting {options.head} head, seed {options.seed}: {plural(len(parts.train), 'training video')}, selecting on {plural(len(parts.selection), 'video')} of {parts.selection_name!r} (val_ metrics), T = {fitting.shape.frames}"
         )
-        echo(_baseline_line(parts, normalization))
-        model.fit(
-            training_stream(
-                parts.train,
-                normalization,
-                data.frames,
-                data.frames_per_segment,
-                options.batch_size,
-                seed,
-                names,
-                keras.backend.backend(),
-            ),
-            steps_per_epoch=steps,
+        echo(_baseline_line(fitting))
+        training.model.fit(
+            training.stream,
+            steps_per_epoch=training.steps,
             epochs=options.epochs,
-            validation_data=(selection_inputs, selection.labels),
+            validation_data=training.validation,
             validation_batch_size=VALIDATION_BATCH,
             callbacks=callbacks,
             shuffle=False,  # training_stream shuffles, seeded
@@ -408,21 +453,16 @@ def _fit_seed(
         )
     best = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     scores = score_splits(
-        best,
-        parts.named(),
-        normalization,
-        data.frames,
-        data.frames_per_segment,
-        predictions_path=folder / PREDICTIONS_FILE,
+        best, parts.named(), fitting.normalization, fitting.shape, predictions_path=folder / PREDICTIONS_FILE
     )
     metrics = {name: {**scores[name], "role": role} for name, role in parts.roles().items()}
     write_json(folder / METRICS_FILE, metrics)
     history = read_history(folder / HISTORY_FILE)
     plot_curves(
-        {seed: history},
+        {options.seed: history},
         folder / CURVES_FILE,
-        f"{options.head} head, seed {seed}",
-        _selection_baselines(parts, normalization),
+        f"{options.head} head, seed {options.seed}",
+        baseline_scores(parts.selection.labels, fitting.normalization.label_mean),
         parts.selection_name,
     )
     return metrics

@@ -84,6 +84,26 @@ def score(labels: np.ndarray, predictions: np.ndarray, baseline: np.ndarray) -> 
     }
 
 
+def baseline_scores(labels: np.ndarray, label_mean: np.ndarray) -> dict[str, float]:
+    """What predicting the training mean scores, under the names of the per-epoch metrics.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        (N, 5) true trait scores in TRAITS order.
+    label_mean : np.ndarray
+        (5,) the training split's mean label.
+
+    Returns
+    -------
+    dict
+        ``loss`` (mean squared error), ``mae`` and ``mean_accuracy`` (1 - mae).
+    """
+    errors = labels - label_mean
+    mae = np.mean(np.abs(errors))
+    return {"loss": float(np.mean(errors**2)), "mae": float(mae), "mean_accuracy": float(1 - mae)}
+
+
 # Fields averaged over seeds; the rest (n, baselines) are equal for every seed.
 SEED_VARYING_FIELDS = ("mean_accuracy", "mae", "r2", "pearson_r")
 

@@ -8,7 +8,7 @@ Backend-agnostic (only ``keras`` and ``keras.ops``), so ``KERAS_BACKEND=jax`` or
 from __future__ import annotations
 
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS
-from train.config import HEADS, FitOptions
+from train.config import FitOptions
 
 # Per-frame layers are Dense (and Dropout) on the (batch, T, features) sequence: the same
 # function and weights as the original's TimeDistributed(Dense), which Keras 2 ran as one
@@ -21,17 +21,15 @@ from train.config import HEADS, FitOptions
 HEADS_WITH_FACE_FLAG = ("bilstm", "attention", "visual")
 
 
-def build_head(head: str, frames: int, options: FitOptions):
-    """Build one head.
+def build_head(options: FitOptions, frames: int):
+    """Build the head ``options.head``.
 
     Parameters
     ----------
-    head : str
-        One of ``train.config.HEADS``.
+    options : FitOptions
+        The head, its widths, dropout, LSTM and attention units.
     frames : int
         T, time steps per video.
-    options : FitOptions
-        Widths, dropout, LSTM and attention units.
 
     Returns
     -------
@@ -42,8 +40,7 @@ def build_head(head: str, frames: int, options: FitOptions):
     """
     import keras
 
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
+    head = options.head
     layers = keras.layers
     head_inputs, streams = [], []
     if head != "audio":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.errors import TraitcacheError
 from cache.manifest import write_atomically
 from cache.schema import TRAITS
 
@@ -23,7 +24,7 @@ COLUMNS = ("split", "video_id", *TRAITS, *(f"{trait}{LABEL_SUFFIX}" for trait in
 DIGITS = ".9g"  # nine significant digits write a float32 back exactly
 
 
-class PredictionsError(ValueError):
+class PredictionsError(TraitcacheError):
     """A predictions file is missing, damaged or does not fit the runs it is compared with."""
 
 

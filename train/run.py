@@ -16,11 +16,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.manifest import config_differences, write_atomically
-from train.config import FitOptions
-from train.data import Normalization
+import numpy as np
 
-OPTIONS_FILE = "options.json"
+from cache.errors import TraitcacheError
+from cache.manifest import config_differences, write_atomically
+from cache.schema import OPTIONS_FILE
+from train.config import FitOptions
+from train.data import CacheShape, Normalization
+
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
@@ -32,7 +35,7 @@ SEED_FOLDER = "seed-{seed}"
 RANDOM_WEIGHTS = "none"  # extraction --weights value meaning an untrained ResNet50
 
 
-class RunError(Exception):
+class RunError(TraitcacheError):
     """A run folder is missing, incomplete, or does not fit the cache it is used with."""
 
 
@@ -69,12 +72,9 @@ class RecordedCache:
         return self.info["extraction_config"]
 
     @property
-    def frames(self) -> int:
-        return int(self.info["frames"])
-
-    @property
-    def frames_per_segment(self) -> int:
-        return int(self.info["frames_per_segment"])
+    def shape(self) -> CacheShape:
+        """T and k of the cache, as run.json recorded them."""
+        return CacheShape(int(self.info["frames"]), int(self.info["frames_per_segment"]))
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,11 @@ class Run(RecordedCache):
     options: FitOptions
     info: dict
     normalization: Normalization
+
+    @property
+    def label_mean(self) -> np.ndarray:
+        """(5,) the training split's mean label: the run's baseline prediction."""
+        return self.normalization.label_mean
 
     def load_model(self):
         """The trained head, loaded in Keras safe mode (no arbitrary code)."""

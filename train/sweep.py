@@ -10,32 +10,33 @@ SweepOptions) and a lock, so two sweeps never write into one folder.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import time
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cache.errors import CacheError
+from cache.errors import CacheError, OptionError, TraitcacheError
 from cache.lock import CacheLock
 from cache.manifest import write_atomically
-from train.config import FitOptions
-from train.run import METRICS_FILE, OPTIONS_FILE, RUN_FILE, RunError
+from cache.options import build, flatten, leaf_fields, option
+from cache.schema import DEFAULT_CACHE, OPTIONS_FILE
+from train.config import FitOptions, parse_seeds
+from train.run import METRICS_FILE, RUN_FILE
 
 SWEEP_FILE = "sweep.json"
 SEARCHES = ("grid", "random")
+# Fit options that cannot be grid axes, and why.
 NOT_AXES = {
-    "cache": "--cache",
-    "out": "--out",
-    "seeds": "--seeds",
-    "overwrite": "nothing (a sweep never replaces a finished run)",
-    "verbose": "nothing (a sweep prints one line per configuration)",
+    "cache": "every configuration reads the sweep's cache",
+    "out": "every configuration gets its own folder in the sweep's out",
+    "seeds": "every configuration runs the sweep's seeds",
+    "overwrite": "a sweep never replaces a finished run",
+    "verbose": "a sweep prints one line per configuration",
 }
 IGNORED_IN_MATCH = (
     "cache",
@@ -48,29 +49,28 @@ SWEEP_VERBOSE = 0  # Keras output per fit: the sweep prints one line per finishe
 UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder name
 
 
-class SweepError(ValueError):
-    """A grid that cannot be run, or a sweep folder that holds something else."""
+class SweepError(TraitcacheError):
+    """A sweep folder that holds something else: another sweep's runs, or another sweep at work."""
 
 
 def grid_axes() -> dict[str, type]:
     """Fit options that can be grid axes, with their types."""
-    hints = typing.get_type_hints(FitOptions)
-    return {field.name: hints[field.name] for field in dataclasses.fields(FitOptions) if field.name not in NOT_AXES}
+    return {name: kind for name, (_, kind) in leaf_fields(FitOptions).items() if name not in NOT_AXES}
 
 
 def _parse_value(name: str, kind: type, text: str):
     text = text.strip()
     if kind is bool:
         if text.lower() not in BOOLEAN_WORDS:
-            raise SweepError(f"--grid {name}: {text!r} is not a boolean; use true or false")
+            raise OptionError("grid", f"{name}: {text!r} is not a boolean; use true or false")
         return BOOLEAN_WORDS[text.lower()]
     try:
         value = kind(text)
     except ValueError:
-        raise SweepError(f"--grid {name}: {text!r} is not {'an' if kind is int else 'a'} {kind.__name__}") from None
+        raise OptionError("grid", f"{name}: {text!r} is not {'an' if kind is int else 'a'} {kind.__name__}") from None
     if kind is str and (not value or any(mark in value for mark in UNSAFE_IN_NAMES)):
-        raise SweepError(
-            f"--grid {name}: {text!r} cannot name a folder (empty, or holds one of {' '.join(UNSAFE_IN_NAMES)})"
+        raise OptionError(
+            "grid", f"{name}: {text!r} cannot name a folder (empty, or holds one of {' '.join(UNSAFE_IN_NAMES)})"
         )
     return value
 
@@ -82,9 +82,9 @@ def parse_grid(entries: list[str]) -> tuple[tuple[str, tuple], ...]:
 
     Raises
     ------
-    SweepError
-        An entry without ``=``, an option that is not a fit option (the valid ones
-        are listed), a value of the wrong type, a repeated option or value.
+    cache.errors.OptionError
+        Of ``grid``: an entry without ``=``, an option that is not a fit option (the
+        valid ones are listed), a value of the wrong type, a repeated option or value.
     """
     axes = grid_axes()
     grid: dict[str, tuple] = {}
@@ -92,16 +92,16 @@ def parse_grid(entries: list[str]) -> tuple[tuple[str, tuple], ...]:
         name, separator, values = entry.partition("=")
         name = name.strip().replace("-", "_")
         if not separator or not values.strip():
-            raise SweepError(f"--grid {entry!r}: expected OPTION=V1,V2,... such as lr=1e-3,1e-4")
+            raise OptionError("grid", f"{entry!r}: expected OPTION=V1,V2,... such as lr=1e-3,1e-4")
         if name in NOT_AXES:
-            raise SweepError(f"--grid {name}: not a grid axis; it is set by {NOT_AXES[name]}")
+            raise OptionError("grid", f"{name}: not a grid axis; {NOT_AXES[name]}")
         if name not in axes:
-            raise SweepError(f"--grid {name}: no fit option of that name; grid axes are: {', '.join(axes)}")
+            raise OptionError("grid", f"{name}: no fit option of that name; grid axes are: {', '.join(axes)}")
         if name in grid:
-            raise SweepError(f"--grid {name}: given twice; list all its values in one --grid {name}=V1,V2")
+            raise OptionError("grid", f"{name}: given twice; list all its values in one entry {name}=V1,V2")
         parsed = tuple(_parse_value(name, axes[name], text) for text in values.split(","))
         if len(set(parsed)) != len(parsed):
-            raise SweepError(f"--grid {name}: a value is repeated in {values!r}")
+            raise OptionError("grid", f"{name}: a value is repeated in {values!r}")
         grid[name] = parsed
     return tuple(grid.items())
 
@@ -112,74 +112,84 @@ class SweepOptions:
 
     Attributes
     ----------
-    cache : str
-        Cache folder every run reads.
     out : str
         Sweep folder (``runs/<name>``); one run folder per configuration inside.
     grid : tuple of (str, tuple)
-        Fit option -> values; every other option keeps its ``fit`` default.
+        Fit option -> values (``parse_grid``); every other option keeps its ``fit`` default.
     seeds : tuple of int
         Seeds of every configuration (``fit --seeds``); empty: ``fit``'s single seed.
-    search : str
-        ``grid`` (every configuration) or ``random`` (``trials`` of them drawn).
-    trials : int
-        Configurations drawn by a random search (0: all).
     search_seed : int
-        Seeds that draw, so a rerun draws the same configurations and resumes.
-    jobs : int
-        Configurations fitted at once, each in its own process (1: in this process).
+        Seeds the random draw, so a rerun draws the same configurations and resumes.
     """
 
-    cache: str
-    out: str
+    cache: str = option(DEFAULT_CACHE, "Cache folder every run reads.", metavar="DIR")
+    # The command line gives out as --out (required there) and grid as repeated --grid OPTION=V1,V2.
+    out: str = ""
     grid: tuple[tuple[str, tuple], ...] = ()
-    seeds: tuple[int, ...] = ()
-    search: str = "grid"
-    trials: int = 0
-    search_seed: int = 0
-    jobs: int = 1
+    seeds: tuple[int, ...] = option(
+        (),
+        "Comma-separated seeds of every configuration, e.g. 1,2,3: reported as mean ± std.",
+        metavar="N,N,...",
+        parse=parse_seeds,
+    )
+    search: str = option(
+        "grid", "grid: every configuration; random: --trials of them, drawn with --search-seed.", metavar="grid|random"
+    )
+    trials: int = option(0, "Configurations a random search draws (0: all).", metavar="N")
+    search_seed: int = option(
+        0, "Seed of the random draw; the same seed draws the same configurations, so a rerun resumes.", metavar="N"
+    )
+    jobs: int = option(
+        1, "Configurations fitted at once, each in its own process with its share of the cores.", metavar="N"
+    )
 
     def __post_init__(self):
         checks = [
-            (self.search in SEARCHES, f"--search must be one of {', '.join(SEARCHES)}, got {self.search!r}"),
-            (self.trials >= 0, f"--trials must be at least 0, got {self.trials}"),
-            (self.search == "random" or self.trials == 0, "--trials needs --search random"),
-            (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
+            ("search", self.search in SEARCHES, f"must be one of {', '.join(SEARCHES)}, got {self.search!r}"),
+            ("trials", self.trials >= 0, f"must be at least 0, got {self.trials}"),
             (
+                "trials",
+                self.search == "random" or self.trials == 0,
+                f"must stay 0 unless search is random, got {self.trials}",
+            ),
+            ("jobs", self.jobs >= 1, f"must be at least 1, got {self.jobs}"),
+            (
+                "seeds",
                 not (self.seeds and "seed" in dict(self.grid)),
-                "--grid seed and --seeds both set the seeds; give one of them",
+                "and a grid axis seed both set the seeds; give one of them",
             ),
         ]
-        for passed, message in checks:
+        for name, passed, problem in checks:
             if not passed:
-                raise SweepError(message)
+                raise OptionError(name, problem)
         for values in configurations(self):
             self.fit_options(values)  # every configuration must be valid before any runs
 
     def to_dict(self) -> dict:
         return {
-            **dataclasses.asdict(self),
+            **flatten(self),
             "grid": {name: list(values) for name, values in self.grid},
             "seeds": list(self.seeds),
         }
 
     def fit_options(self, values: dict) -> FitOptions:
-        """The FitOptions of one configuration (``values``: option -> value)."""
+        """The FitOptions of one configuration (``values``: option -> value).
+
+        Raises
+        ------
+        cache.errors.OptionError
+            Of ``grid``: the configuration is not a valid fit (its option and problem named).
+        """
+        fixed = {"cache": self.cache, "out": str(Path(self.out) / folder_name(values)), "seeds": self.seeds}
         try:
-            return FitOptions(
-                cache=self.cache,
-                out=str(Path(self.out) / folder_name(values)),
-                seeds=self.seeds,
-                verbose=SWEEP_VERBOSE,
-                **values,
-            )
-        except ValueError as error:
-            raise SweepError(f"--grid configuration {folder_name(values)}: {error}") from error
+            return build(FitOptions, {**fixed, "verbose": SWEEP_VERBOSE, **values})
+        except OptionError as error:
+            raise OptionError("grid", f"configuration {folder_name(values)}: {error}") from error
 
 
 def folder_name(values: dict) -> str:
     """``option=value,...`` in FitOptions field order (so the order of --grid flags does not matter)."""
-    order = [field.name for field in dataclasses.fields(FitOptions)]
+    order = list(leaf_fields(FitOptions))
     parts = [
         f"{name}={repr(value) if isinstance(value, float) else value}"
         for name, value in sorted(values.items(), key=lambda item: order.index(item[0]))
@@ -268,14 +278,13 @@ def _fit_one(options: FitOptions, threads: int | None) -> dict:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    from train.data import DataError
     from train.fit import fit
 
     started = time.perf_counter()
     _clear_half_written(Path(options.out))
     try:
         metrics = fit(options, echo=lambda line: None)
-    except (RunError, CacheError, DataError) as error:
+    except TraitcacheError as error:
         return {"out": options.out, "error": str(error), "seconds": time.perf_counter() - started}
     return {"out": options.out, "metrics": metrics, "seconds": time.perf_counter() - started}
 

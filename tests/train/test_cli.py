@@ -6,7 +6,10 @@ import re
 import pytest
 from typer.testing import CliRunner
 
+from cache.errors import ExitCode, flag_name
+from cache.options import leaf_fields
 from train.cli import app
+from train.config import FitOptions
 from train.synthetic import synthetic_config, write_synthetic_cache
 
 FRAMES = 4
@@ -129,7 +132,7 @@ def test_evaluate_refuses_a_cache_built_with_another_config_naming_the_differenc
         config={**synthetic_config(FRAMES, 2), "crop_size": 32},
     )
     result = runner.invoke(app, ["evaluate", str(root / "runs" / "seed"), "--cache", str(other)])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.USAGE
     assert "different extraction config" in result.stderr
     assert (
         "run -> cache" in result.stderr
@@ -142,11 +145,28 @@ def test_evaluate_refuses_a_cache_built_with_another_config_naming_the_differenc
 def test_bad_flags_are_usage_errors(workspace, runner, tmp_path):
     _, cache, _ = workspace
     head = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "x"), "--head", "transformer"])
-    assert head.exit_code == 2 and "--head must be one of" in head.stderr
+    assert head.exit_code == ExitCode.USAGE and "--head must be one of" in head.stderr
     seeds = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "x"), "--seeds", "1,two"])
-    assert seeds.exit_code == 2 and "comma-separated integers" in seeds.output
+    assert seeds.exit_code == ExitCode.USAGE and "comma-separated integers" in seeds.output
     missing = runner.invoke(app, ["fit", "--cache", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")])
-    assert missing.exit_code == 1 and "no such cache folder" in missing.stderr
+    assert missing.exit_code == ExitCode.USAGE and "no such cache folder" in missing.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "0"], "error: --epochs must be at least 1, got 0"),
+        (["--batch-size", "0"], "error: --batch-size must be at least 1, got 0"),
+        (["--validation-fraction", "1.5"], "error: --validation-fraction must be in (0, 1), got 1.5"),
+        (["--lstm-units", "0"], "error: --lstm-units must be at least 1, got 0"),
+        (["--seeds", "1,1"], "error: --seeds must not repeat a seed, got (1, 1)"),
+    ],
+)
+def test_an_option_error_names_the_flag(runner, tmp_path, flags, message):
+    result = runner.invoke(app, ["fit", "--cache", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *flags])
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.strip() == message
 
 
 def test_a_run_is_replaced_only_with_overwrite(workspace, runner, tmp_path):
@@ -165,7 +185,7 @@ def test_a_run_is_replaced_only_with_overwrite(workspace, runner, tmp_path):
     ]
     assert runner.invoke(app, arguments).exit_code == 0
     refused = runner.invoke(app, arguments)
-    assert refused.exit_code == 1 and "--overwrite" in refused.stderr
+    assert refused.exit_code == ExitCode.USAGE and "--overwrite" in refused.stderr
     replaced = runner.invoke(app, [*arguments, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
 
@@ -186,7 +206,7 @@ def test_fit_refuses_a_damaged_cache_with_the_readers_message(tmp_path, runner):
     data[offset + 100] ^= 0xFF  # inside the first video's embeddings, guarded by Fletcher-32
     shard.write_bytes(bytes(data))
     result = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "run"), "--epochs", "1", *SMALL])
-    assert result.exit_code != 0
+    assert result.exit_code == ExitCode.USAGE
     assert str(shard) in result.stderr and "verify" in result.stderr
     assert not (tmp_path / "run" / "model.keras").exists()
 
@@ -199,7 +219,7 @@ def test_overwrite_keeps_the_old_run_when_the_new_cache_is_unusable(workspace, r
         app,
         ["fit", "--cache", str(tmp_path / "no-such-cache"), "--out", str(run), "--overwrite", "--epochs", "1", *SMALL],
     )
-    assert result.exit_code != 0 and "no such cache folder" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "no such cache folder" in result.stderr
     assert sorted(path.name for path in run.iterdir()) == before
 
 
@@ -225,3 +245,20 @@ def test_fit_help_keeps_flags_whole_and_descriptions_wide_without_python_types(r
     fraction = next(line for line in text.splitlines() if "--validation-fraction" in line)
     assert "--validation-fraction SHARE" in fraction and "Share of the training split's source videos" in fraction
     assert not re.search(r"<(int|float|str|path|bool)>|<list\[|\{\w+\}", text), "help shows Python types"
+
+
+def test_fit_help_shows_every_fit_option_with_its_help(runner):
+    result = runner.invoke(app, ["fit", "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    entries = re.split(r"\n  (?=--)", result.stdout)  # one entry per flag, its help wrapped below it
+    for name, (field, _) in leaf_fields(FitOptions).items():
+        entry = next((entry for entry in entries if entry.startswith(flag_name(name) + " ")), None)
+        assert entry is not None, f"no {flag_name(name)} in fit --help"
+        assert "".join(field.metadata["help"].split()) in "".join(entry.split()), name
+
+
+def test_fit_and_sweep_read_the_folder_extraction_writes_by_default():
+    from cache.schema import DEFAULT_CACHE
+    from train.sweep import SweepOptions
+
+    assert FitOptions().cache == SweepOptions().cache == DEFAULT_CACHE != "cache"

@@ -5,8 +5,10 @@ import pytest
 
 from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
+from train.config import FitOptions
 from train.data import (
     HOLDOUT_SPLIT,
+    CacheShape,
     DataError,
     Normalization,
     SplitNameError,
@@ -24,6 +26,7 @@ from train.data import (
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
+SHAPE = CacheShape(FRAMES, 2)  # the cache's: two frames per segment
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def test_load_cache_reads_every_split_with_labels(data):
     assert train.audio.shape == (30, FRAMES, 68)
     assert train.face.shape == (30, FRAMES * 2)
     assert train.labels.shape == (30, 5) and np.isfinite(train.labels).all()
-    assert (data.frames, data.frames_per_segment) == (FRAMES, 2)
+    assert data.shape == SHAPE
 
 
 def test_videos_without_all_five_labels_are_left_out(tmp_path):
@@ -86,7 +89,7 @@ def test_constant_features_are_centred_not_blown_up(data):
     flat = type(train)(train.video_ids, train.visual, np.ones_like(train.audio), train.face, train.labels)
     statistics = fit_normalization(flat)
     assert np.all(statistics.audio_std == 1.0)
-    inputs = model_inputs(flat, np.arange(3), centre_frames(3, FRAMES, 2), statistics, ("audio",))
+    inputs = model_inputs(flat, np.arange(3), centre_frames(3, SHAPE), statistics, ("audio",))
     assert np.all(inputs["audio"] == 0.0)
 
 
@@ -101,7 +104,7 @@ def test_normalization_round_trips_through_a_file(data, tmp_path):
 def test_model_inputs_are_standardised_with_no_face_frames_at_the_mean(data):
     train = data.splits["train"]
     statistics = fit_normalization(train)
-    frame_index = centre_frames(len(train), FRAMES, 2)
+    frame_index = centre_frames(len(train), SHAPE)
     inputs = model_inputs(train, np.arange(len(train)), frame_index, statistics, ("visual", "audio", "face"))
     found = train.face[np.arange(len(train))[:, None], frame_index]
     assert inputs["visual"].shape == (30, FRAMES, 2048) and inputs["visual"].dtype == np.float32
@@ -115,7 +118,7 @@ def test_model_inputs_are_standardised_with_no_face_frames_at_the_mean(data):
 
 
 def test_partition_uses_named_splits_and_reports_the_others(data):
-    parts = partition(data.splits, "train", "validation", 0.2, 0)
+    parts = partition(data.splits, FitOptions())
     assert not parts.held_out
     assert list(parts.named()) == ["train", "validation", "test"]
     assert parts.roles() == {"train": "train", "validation": "selection", "test": "report"}
@@ -123,7 +126,7 @@ def test_partition_uses_named_splits_and_reports_the_others(data):
 
 
 def test_selecting_on_another_split_reports_every_split_under_its_own_name(data):
-    parts = partition(data.splits, "train", "test", 0.2, 0)
+    parts = partition(data.splits, FitOptions(validation_split="test"))
     named = parts.named()
     assert parts.selection_name == "test" and parts.selection is data.splits["test"]
     assert set(named) == {"train", "validation", "test"}
@@ -133,14 +136,14 @@ def test_selecting_on_another_split_reports_every_split_under_its_own_name(data)
 
 @pytest.mark.parametrize(
     ("train_split", "validation_split", "flag"),
-    [("train", "validaton", "--validation-split 'validaton'"), ("trian", "validation", "--train-split 'trian'")],
+    [("train", "validaton", "validation_split 'validaton'"), ("trian", "validation", "train_split 'trian'")],
 )
 def test_a_split_name_the_cache_lacks_is_an_error_naming_the_splits_it_has(data, train_split, validation_split, flag):
     with pytest.raises(
         SplitNameError,
         match=f"{flag} names no labelled split; the cache's labelled splits are: test, train, validation",
     ):
-        partition(data.splits, train_split, validation_split, 0.2, 0)
+        partition(data.splits, FitOptions(train_split=train_split, validation_split=validation_split))
 
 
 def test_only_the_default_split_names_fall_back(data):
@@ -149,15 +152,15 @@ def test_only_the_default_split_names_fall_back(data):
     assert resolve_splits(["train", "test"], "train", "test") == ("train", "test")
     with pytest.raises(SplitNameError, match="also the training split"):
         resolve_splits(["train", "test"], "train", "train")
-    with pytest.raises(SplitNameError, match="--train-split 'data'"):
+    with pytest.raises(SplitNameError, match="train_split 'data'"):
         resolve_splits(["train", "test"], "data", "validation")
 
 
 def test_single_labelled_split_holds_out_a_seeded_recorded_fraction(data):
     only = {"train": data.splits["train"]}
-    parts = partition(only, "train", "validation", 0.2, holdout_seed=7)
-    again = partition(only, "train", "validation", 0.2, holdout_seed=7)
-    other = partition(only, "train", "validation", 0.2, holdout_seed=8)
+    parts = partition(only, FitOptions(holdout_seed=7))
+    again = partition(only, FitOptions(holdout_seed=7))
+    other = partition(only, FitOptions(holdout_seed=8))
     assert parts.held_out and parts.selection_name == HOLDOUT_SPLIT
     assert len(parts.selection) == 6 and len(parts.train) == 24
     assert list(parts.named()) == ["train", HOLDOUT_SPLIT]
@@ -177,14 +180,11 @@ def clips_of_sources(split, clips_per_source):
 def test_holdout_keeps_every_clip_of_a_source_on_one_side(data):
     train = clips_of_sources(data.splits["train"], 3)  # 10 sources of 3 clips
     for seed in range(5):
-        parts = partition({"train": train}, "train", "validation", 0.2, holdout_seed=seed)
+        parts = partition({"train": train}, FitOptions(holdout_seed=seed))
         held, kept = (set(source_ids(split.video_ids, ".")) for split in (parts.selection, parts.train))
         assert len(held) == 2 and len(kept) == 8 and held.isdisjoint(kept)
         assert len(parts.selection) == 6 and len(parts.train) == 24
-    draws = {
-        tuple(partition({"train": train}, "train", "validation", 0.2, holdout_seed=seed).selection.video_ids)
-        for seed in range(5)
-    }
+    draws = {tuple(partition({"train": train}, FitOptions(holdout_seed=seed)).selection.video_ids) for seed in range(5)}
     assert len(draws) > 1, "the hold-out should depend on its seed"
 
 
@@ -193,34 +193,34 @@ def test_source_delimiter_is_an_option(data):
     assert list(source_ids(train.video_ids[:4], ".")) == ["source-00", "source-00", "source-00", "source-01"]
     assert list(source_ids(train.video_ids[:2], "-")) == ["source", "source"]
     assert list(source_ids(train.video_ids[:2], "")) == list(train.video_ids[:2])
-    each_its_own = partition({"train": train}, "train", "validation", 0.2, 0, source_delimiter="")
+    each_its_own = partition({"train": train}, FitOptions(source_delimiter=""))
     assert len(set(source_ids(each_its_own.selection.video_ids, "."))) > 2, (
         "without grouping, clips of one source land on both sides"
     )
     with pytest.raises(DataError, match="1 source video"):
-        partition({"train": train}, "train", "validation", 0.2, 0, source_delimiter="-")
+        partition({"train": train}, FitOptions(source_delimiter="-"))
 
 
 def test_training_split_without_validation_holds_out_but_never_uses_test(data):
-    parts = partition({"train": data.splits["train"], "test": data.splits["test"]}, "train", "validation", 0.2, 0)
+    parts = partition({"train": data.splits["train"], "test": data.splits["test"]}, FitOptions())
     assert parts.held_out and set(parts.others) == {"test"}
 
 
 def test_partition_refuses_unusable_data(data):
     with pytest.raises(DataError, match="no labelled videos"):
-        partition({}, "train", "validation", 0.2, 0)
+        partition({}, FitOptions())
     with pytest.raises(
-        SplitNameError, match="--train-split 'train' names no labelled split; the cache's labelled splits are: a, b"
+        SplitNameError, match="train_split 'train' names no labelled split; the cache's labelled splits are: a, b"
     ):
-        partition({"a": data.splits["train"], "b": data.splits["test"]}, "train", "validation", 0.2, 0)
+        partition({"a": data.splits["train"], "b": data.splits["test"]}, FitOptions())
     with pytest.raises(SplitNameError, match="split named 'holdout'"):
-        partition({"train": data.splits["train"], "holdout": data.splits["test"]}, "train", "validation", 0.2, 0)
+        partition({"train": data.splits["train"], "holdout": data.splits["test"]}, FitOptions())
 
 
 def test_training_batches_cover_each_video_once_per_epoch_and_pick_one_frame_per_segment(data):
     train = data.splits["train"]
     statistics = fit_normalization(train)
-    batches = training_batches(train, statistics, FRAMES, 2, 8, seed=1, names=("visual", "audio", "face"))
+    batches = training_batches(train, statistics, SHAPE, FitOptions(batch_size=8, seed=1), ("visual", "audio", "face"))
     steps = 4  # ceil(30 / 8)
     for _ in range(2):
         epoch = [next(batches) for _ in range(steps)]
@@ -236,7 +236,7 @@ def test_frame_picks_vary_by_epoch_and_repeat_with_the_seed(data):
     names = ("visual",)
 
     def first_epochs(seed):
-        stream = training_batches(train, statistics, FRAMES, 2, 30, seed, names)
+        stream = training_batches(train, statistics, SHAPE, FitOptions(batch_size=30, seed=seed), names)
         return [next(stream)[0]["visual"] for _ in range(3)]
 
     first, again, other = first_epochs(1), first_epochs(1), first_epochs(2)
@@ -251,7 +251,7 @@ def test_frame_picks_vary_by_epoch_and_repeat_with_the_seed(data):
 def test_random_frames_stay_inside_their_segment():
     from train.data import random_frames
 
-    picks = random_frames(np.random.default_rng(0), 50, FRAMES, 3)
+    picks = random_frames(np.random.default_rng(0), 50, CacheShape(FRAMES, 3))
     segments = picks // 3
     np.testing.assert_array_equal(segments, np.broadcast_to(np.arange(FRAMES), (50, FRAMES)))
     assert set(np.unique(picks % 3)) == {0, 1, 2}
@@ -261,8 +261,9 @@ def test_random_frames_stay_inside_their_segment():
 def test_tensorflow_stream_equals_the_numpy_stream(data, names):
     train = data.splits["train"]
     statistics = fit_normalization(train)
-    numpy_stream = training_batches(train, statistics, FRAMES, 2, 8, 3, names)
-    dataset = iter(training_dataset(train, statistics, FRAMES, 2, 8, 3, names))
+    options = FitOptions(batch_size=8, seed=3)
+    numpy_stream = training_batches(train, statistics, SHAPE, options, names)
+    dataset = iter(training_dataset(train, statistics, SHAPE, options, names))
     for _ in range(9):  # two epochs of four batches, and the first of the third
         (expected, expected_labels), (inputs, labels) = next(numpy_stream), next(dataset)
         assert set(inputs) == set(names)
@@ -274,8 +275,9 @@ def test_tensorflow_stream_equals_the_numpy_stream(data, names):
 def test_other_backends_get_the_numpy_stream(data):
     train = data.splits["train"]
     statistics = fit_normalization(train)
-    stream = training_stream(train, statistics, FRAMES, 2, 8, 3, ("audio",), backend="jax")
+    options = FitOptions(batch_size=8, seed=3)
+    stream = training_stream(train, statistics, SHAPE, options, ("audio",), backend="jax")
     inputs, labels = next(stream)
-    expected, expected_labels = next(training_batches(train, statistics, FRAMES, 2, 8, 3, ("audio",)))
+    expected, expected_labels = next(training_batches(train, statistics, SHAPE, options, ("audio",)))
     np.testing.assert_array_equal(inputs["audio"], expected["audio"])
     np.testing.assert_array_equal(labels, expected_labels)

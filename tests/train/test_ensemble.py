@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cache.errors import ExitCode
 from train.cli import app
 from train.config import FitOptions
 from train.ensemble import open_ensemble
@@ -93,7 +94,7 @@ def test_validation_weighting_follows_each_members_gain_over_the_baseline(member
         (tmp_path / head / "metrics.json").write_text(json.dumps(metrics))
     refused = runner.invoke(app, [*arguments, "--out", str(tmp_path / "ens2")])
     assert (
-        refused.exit_code == 1
+        refused.exit_code == ExitCode.USAGE
         and "no member beats its training-mean baseline" in refused.stderr
         and "--weighting equal" in refused.stderr
     )
@@ -115,7 +116,7 @@ def test_members_from_caches_with_another_extraction_config_are_refused(members,
     result = CliRunner().invoke(
         app, ["ensemble", str(root / "runs" / "seed"), str(tmp_path / "other"), "--out", str(tmp_path / "ens")]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.USAGE
     assert (
         "different extraction config" in result.stderr
         and "frames_per_segment: 1 -> 2" in result.stderr
@@ -128,7 +129,11 @@ def test_bad_ensembles_are_clear_errors(members, tmp_path):
     root, _ = members
     runner = CliRunner()
     single = runner.invoke(app, ["ensemble", str(root / "runs" / "seed"), "--out", str(tmp_path / "e")])
-    assert single.exit_code == 2 and "at least two runs" in single.stderr
+    assert single.exit_code == ExitCode.USAGE and "at least two runs" in single.stderr
+    twice = runner.invoke(
+        app, ["ensemble", str(root / "runs" / "seed"), str(root / "runs" / "seed"), "--out", str(tmp_path / "e")]
+    )
+    assert twice.exit_code == ExitCode.USAGE and "a run is named twice" in twice.stderr
     weighting = runner.invoke(
         app,
         [
@@ -141,19 +146,20 @@ def test_bad_ensembles_are_clear_errors(members, tmp_path):
             "best",
         ],
     )
-    assert weighting.exit_code == 2 and "--weighting must be one of equal, validation" in weighting.stderr
+    assert weighting.exit_code == ExitCode.USAGE and "--weighting must be one of equal, validation" in weighting.stderr
     onto_a_run = runner.invoke(
         app,
         ["ensemble", str(root / "runs" / "seed"), str(root / "runs" / "audio"), "--out", str(root / "runs" / "seed")],
     )
-    assert onto_a_run.exit_code == 1 and "holds a run" in onto_a_run.stderr
+    assert onto_a_run.exit_code == ExitCode.USAGE and "holds a run" in onto_a_run.stderr
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "options.json").write_text(json.dumps(FitOptions().to_dict()))
     (tmp_path / "old" / "run.json").write_text("{}")
     missing = runner.invoke(
         app, ["ensemble", str(root / "runs" / "seed"), str(tmp_path / "old"), "--out", str(tmp_path / "e")]
     )
-    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert missing.exit_code == ExitCode.USAGE and "Traceback" not in missing.output
+    assert not (tmp_path / "e").exists()
 
 
 def test_evaluate_scores_an_ensemble_as_it_scored_itself(members):
@@ -203,4 +209,4 @@ def test_a_member_trained_again_makes_the_ensemble_stale(members, tmp_path):
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     (tmp_path / "a" / "run.json").write_text(json.dumps({**info, "created": "2030-01-01T00:00:00+00:00"}))
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "ens"), "--split", "test"])
-    assert result.exit_code == 1 and "trained again after the ensemble was built" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "trained again after the ensemble was built" in result.stderr

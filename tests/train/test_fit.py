@@ -235,7 +235,7 @@ def test_selecting_on_another_split_reports_every_split_under_its_own_name(tiny,
 def test_a_split_name_the_cache_lacks_is_refused_before_anything_is_written(tiny, tmp_path):
     with pytest.raises(
         SplitNameError,
-        match="--validation-split 'validaton' names no split; the cache's splits are: test, train, validation",
+        match="validation_split 'validaton' names no split; the cache's splits are: test, train, validation",
     ):
         fit(
             FitOptions(cache=str(tiny), out=str(tmp_path / "typo"), epochs=1, validation_split="validaton", **SMALL),

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from cache.errors import OptionError
+from cache.options import replace
 from train.config import HEADS, FitOptions
 from train.model import build_head
 
@@ -40,7 +42,7 @@ def expected_parameters(head, options):
 
 def test_seed_head_is_the_original_layer_for_layer():
     options = FitOptions()
-    model = build_head("seed", 10, options)
+    model = build_head(options, 10)
     assert model.count_params() == dense(2048, 1024) + dense(1024, 128) + dense(68, 32) + lstm(128 + 32, 10) + dense(
         10, 5
     )
@@ -76,13 +78,13 @@ def test_seed_head_is_the_original_layer_for_layer():
 
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_has_the_parameter_count_its_layers_imply(head):
-    model = build_head(head, FRAMES, TINY)
+    model = build_head(replace(TINY, head=head), FRAMES)
     assert model.count_params() == expected_parameters(head, TINY)
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_maps_its_inputs_to_five_scores_in_the_unit_interval(head):
-    model = build_head(head, FRAMES, TINY)
+    model = build_head(replace(TINY, head=head), FRAMES)
     rng = np.random.default_rng(0)
     shapes = {"visual": (3, FRAMES, 2048), "audio": (3, FRAMES, 68), "face": (3, FRAMES, 1)}
     inputs = {tensor.name: rng.normal(size=shapes[tensor.name]).astype(np.float32) for tensor in model.inputs}
@@ -96,12 +98,14 @@ def test_every_head_maps_its_inputs_to_five_scores_in_the_unit_interval(head):
 
 
 def test_unknown_head_is_refused():
-    with pytest.raises(ValueError, match="unknown head"):
-        build_head("transformer", FRAMES, TINY)
+    with pytest.raises(
+        OptionError, match="head must be one of seed, bilstm, attention, visual, audio, got 'transformer'"
+    ):
+        replace(TINY, head="transformer")
 
 
 def test_attention_head_saves_and_loads_in_safe_mode(tmp_path):
-    model = build_head("attention", FRAMES, TINY)
+    model = build_head(replace(TINY, head="attention"), FRAMES)
     rng = np.random.default_rng(1)
     inputs = {
         "visual": rng.normal(size=(2, FRAMES, 2048)).astype(np.float32),
@@ -128,7 +132,7 @@ def test_mixed_precision_heads_still_output_float32():
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_head("seed", FRAMES, TINY)
+        model = build_head(TINY, FRAMES)
         assert model.get_layer("visual_dense").compute_dtype == "float16"
         assert model.outputs[0].dtype == "float32"
     finally:
@@ -147,7 +151,7 @@ def test_fused_adam_makes_the_updates_of_keras_adam():
     weights = {}
     for name, optimizer in (("keras", keras.optimizers.Adam(1e-3)), ("fused", FusedAdam(1e-3))):
         keras.utils.set_random_seed(2)
-        model = build_head("seed", FRAMES, TINY)
+        model = build_head(TINY, FRAMES)
         model.compile(optimizer=optimizer, loss="mse")
         initial = model.get_weights()
         for _ in range(5):
@@ -159,7 +163,7 @@ def test_fused_adam_makes_the_updates_of_keras_adam():
 
 
 def test_per_frame_dense_layers_act_on_each_frame_alone():
-    model = build_head("visual", FRAMES, TINY)
+    model = build_head(replace(TINY, head="visual"), FRAMES)
     frames = np.random.default_rng(5).normal(size=(3, FRAMES, 2048)).astype("float32")
     dense_layer = model.get_layer("visual_dense")
     whole = keras.ops.convert_to_numpy(dense_layer(frames))

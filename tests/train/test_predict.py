@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cache.errors import ExitCode
 from cache.schema import TRAITS
 from extract.config import ExtractOptions
 from train.cli import app
@@ -17,8 +18,9 @@ from train.config import FitOptions
 from train.fit import fit
 from train.synthetic import write_synthetic_cache
 
-# The real pipeline at test size: 4 frames, 32 px crops, random ResNet50 weights.
-EXTRACTION = ExtractOptions(frames=4, crop_size=32, weights="none", jobs=1)
+FRAMES = 4
+# The real pipeline at test size: FRAMES frames, 32 px crops, random ResNet50 weights.
+EXTRACTION = ExtractOptions.from_dict({"frames": FRAMES, "crop_size": 32, "weights": "none", "jobs": 1})
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def run(tmp_path_factory):
     """A seed head trained on a cache that records EXTRACTION as its config."""
     root = tmp_path_factory.mktemp("predict")
     cache = write_synthetic_cache(
-        root / "cache", {"train": 24, "validation": 8}, frames=EXTRACTION.frames, config=EXTRACTION.feature_config()
+        root / "cache", {"train": 24, "validation": 8}, frames=FRAMES, config=EXTRACTION.feature_config()
     )
     options = FitOptions(
         cache=str(cache),
@@ -55,7 +57,7 @@ def read_rows(text):
 
 def test_predict_scores_good_videos_and_names_the_broken_one(run, face_clip, broken_clip):
     result = CliRunner().invoke(app, ["predict", str(run), str(face_clip), str(broken_clip)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.PARTIAL, result.output
     rows = read_rows(result.stdout)
     assert [row["video_id"] for row in rows] == [face_clip.name]
     assert list(rows[0]) == ["video_id", *TRAITS]
@@ -80,14 +82,14 @@ def test_predict_loads_models_in_safe_mode(run, face_clip, tmp_path):
     unsafe = tmp_path / "unsafe"
     shutil.copytree(run, unsafe)
     canary = tmp_path / "canary.txt"
-    inputs = keras.Input((EXTRACTION.frames, 68), name="audio")
+    inputs = keras.Input((FRAMES, 68), name="audio")
     # A source-free lambda with the path inside its code, so the saved bytecode carries it.
     write_canary = eval(f"lambda values: (open({str(canary)!r}, 'w').write('unsafe code ran'), values[:, 0, :5])[1]")
     keras.Model(inputs, keras.layers.Lambda(write_canary)(inputs)).save(unsafe / "model.keras")
     canary.unlink()  # building the model above ran the lambda once
 
     result = CliRunner().invoke(app, ["predict", str(unsafe), str(face_clip)])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.USAGE
     assert "safe mode" in result.stderr and "Traceback" not in result.output
     assert not canary.exists(), "predict ran the model file's code"
 
@@ -113,7 +115,7 @@ def test_predict_with_an_ensemble_averages_its_members(run, face_clip, tmp_path)
 
 def test_predict_on_a_folder_that_is_no_run(face_clip, tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path), str(face_clip)])
-    assert result.exit_code == 1 and "not a finished run" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "not a finished run" in result.stderr
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
@@ -128,7 +130,7 @@ def test_a_damaged_model_file_is_a_clear_error(run, face_clip, tmp_path, damage)
         data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
     result = CliRunner().invoke(app, ["predict", str(damaged), str(face_clip)])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.USAGE
     assert str(model) in result.stderr and "train the run again" in result.stderr
     assert "Traceback" not in result.output
 
@@ -154,9 +156,11 @@ def test_a_changed_weights_file_is_refused(face_clip, tmp_path):
     keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg").save_weights(
         weights
     )
-    extraction = ExtractOptions(frames=4, crop_size=32, weights=str(weights), jobs=1).resolved()
+    extraction = ExtractOptions.from_dict(
+        {"frames": FRAMES, "crop_size": 32, "weights": str(weights), "jobs": 1}
+    ).resolved()
     cache = write_synthetic_cache(
-        tmp_path / "cache", {"train": 16, "validation": 8}, frames=4, config=extraction.feature_config()
+        tmp_path / "cache", {"train": 16, "validation": 8}, frames=FRAMES, config=extraction.feature_config()
     )
     options = FitOptions(
         cache=str(cache),
@@ -172,16 +176,18 @@ def test_a_changed_weights_file_is_refused(face_clip, tmp_path):
     assert CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)]).exit_code == 0
     weights.write_bytes(weights.read_bytes() + b"changed")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
-    assert result.exit_code == 1 and "weights file changed" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "weights file changed" in result.stderr
 
 
 def test_predict_on_a_run_trained_with_several_frames_per_segment(face_clip, tmp_path):
     """k = 2 frames per segment: predict extracts T*k frames as the cache did and scores them."""
-    extraction = ExtractOptions(frames=4, frames_per_segment=2, crop_size=32, weights="none", jobs=1)
+    extraction = ExtractOptions.from_dict(
+        {"frames": FRAMES, "frames_per_segment": 2, "crop_size": 32, "weights": "none", "jobs": 1}
+    )
     cache = write_synthetic_cache(
         tmp_path / "cache",
         {"train": 24, "validation": 8},
-        frames=4,
+        frames=FRAMES,
         frames_per_segment=2,
         config=extraction.feature_config(),
     )

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cache.errors import OptionError
+from cache.options import leaf_fields
 from train.cli import app
+from train.config import FitOptions
 from train.run import METRICS_FILE
-from train.sweep import SweepError, SweepOptions, configurations, folder_name, is_finished, parse_grid
+from train.sweep import NOT_AXES, SweepOptions, configurations, folder_name, is_finished, parse_grid
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
@@ -42,16 +45,31 @@ def cache(tmp_path_factory):
 def test_grid_values_are_typed_and_checked_against_the_fit_options():
     grid = dict(parse_grid(["head=seed,bilstm", "lr=1e-3,1e-4", "batch-size=4", "mixed_precision=false"]))
     assert grid == {"head": ("seed", "bilstm"), "lr": (1e-3, 1e-4), "batch_size": (4,), "mixed_precision": (False,)}
-    with pytest.raises(SweepError, match="no fit option of that name; grid axes are: .*head.*lr"):
+    with pytest.raises(OptionError, match="no fit option of that name; grid axes are: .*head.*lr"):
         parse_grid(["learning_rate=1e-3"])
-    with pytest.raises(SweepError, match="'fast' is not a float"):
+    with pytest.raises(OptionError, match="'fast' is not a float"):
         parse_grid(["lr=fast"])
-    with pytest.raises(SweepError, match="set by --cache"):
+    with pytest.raises(OptionError, match="cache: not a grid axis; every configuration reads the sweep's cache"):
         parse_grid(["cache=a,b"])
-    with pytest.raises(SweepError, match="repeated"):
+    with pytest.raises(OptionError, match="repeated"):
         parse_grid(["lr=1e-3,0.001"])
-    with pytest.raises(SweepError, match="--head must be one of"):
+    with pytest.raises(OptionError, match="grid configuration head=transformer: head must be one of"):
         SweepOptions("c", "out", parse_grid(["head=seed,transformer"]))
+
+
+def test_every_fit_option_but_the_sweeps_own_is_a_grid_axis():
+    defaults = FitOptions()
+    for name, (_, kind) in leaf_fields(FitOptions).items():
+        value = getattr(defaults, name)
+        text = str(value).lower() if kind is bool else repr(value) if kind is float else str(value)
+        if name in NOT_AXES:
+            with pytest.raises(OptionError, match=f"grid {name}: not a grid axis"):
+                parse_grid([f"{name}={text}"])
+            continue
+        grid = parse_grid([f"{name.replace('_', '-')}={text}"])
+        assert grid == ((name, (value,)),), name
+        (only,) = configurations(SweepOptions("c", "out", grid))
+        assert getattr(SweepOptions("c", "out", grid).fit_options(only), name) == value
 
 
 def test_configurations_cover_the_grid_and_a_random_search_draws_the_same_ones_again():
@@ -76,7 +94,13 @@ def test_bad_grids_are_usage_errors(cache, tmp_path):
     result = runner.invoke(
         app, ["sweep", "--cache", str(cache), "--out", str(tmp_path / "s"), "--grid", "lr=1e-3", "--trials", "3"]
     )
-    assert result.exit_code == 2 and "--trials needs --search random" in result.stderr
+    assert result.exit_code == 2 and "error: --trials must stay 0 unless search is random, got 3" in result.stderr
+    result = runner.invoke(app, ["sweep", "--cache", str(cache), "--out", str(tmp_path / "s"), "--jobs", "0"])
+    assert result.exit_code == 2 and "error: --jobs must be at least 1, got 0" in result.stderr
+    result = runner.invoke(app, ["sweep", "--out", str(tmp_path / "s"), "--grid", "head=seed,transformer"])
+    assert (
+        result.exit_code == 2 and "error: --grid configuration head=transformer: head must be one of" in result.stderr
+    )
     assert not (tmp_path / "s").exists()
 
 
