@@ -8,13 +8,13 @@ import typer
 
 from cache.command import reports_errors, with_flags
 from cache.errors import ExitCode
+from cache.schema import DEFAULT_CACHE
 from cache.stderr_filter import show_startup_messages
 from extract.config import ExtractOptions
 from extract.inputs import unused_split_folders
 from extract.run import extract_to_cache
 
 FAILURES_SHOWN = 5  # failure reasons printed on the terminal; the rest are in failures.csv
-DEFAULT_CACHE = Path("features")  # not `cache/`, the name of the Python package beside it
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"max_content_width": 120})
 
@@ -29,7 +29,9 @@ def main(
         help="Video files or folders; SPLIT=PATH sets the split, else the folder's name.",
         show_default=False,
     ),
-    cache: Path = typer.Option(DEFAULT_CACHE, "--cache", metavar="FOLDER", help="Cache folder (created if missing)."),
+    cache: Path = typer.Option(
+        Path(DEFAULT_CACHE), "--cache", metavar="FOLDER", help="Cache folder (created if missing)."
+    ),
     labels: list[Path] = typer.Option(
         [], "--labels", metavar="FILE", help="ChaLearn annotation .pkl or CSV (video_id + trait columns); repeatable."
     ),

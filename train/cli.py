@@ -9,10 +9,9 @@ import typer
 
 from cache.command import reports_errors, with_flags
 from cache.errors import ExitCode
-from cache.options import replace
 from train.config import FitOptions
 from train.ensemble import EnsembleOptions, build_ensemble
-from train.sweep import SweepOptions, parse_grid
+from train.sweep import SweepOptions
 from train.sweep import sweep as run_sweep
 
 # Plain click help (no rich panels): long flags get their own line instead of squeezing
@@ -127,11 +126,11 @@ def compare(
 
 @app.command()
 @reports_errors
-@with_flags(SweepOptions, exclude=("out", "grid"))
+@with_flags(SweepOptions)
 def sweep(
-    out: Path = typer.Option(..., metavar="DIR", help="Sweep folder (runs/<name>): one run folder per configuration."),
+    out: str = typer.Option(..., metavar="DIR", help="Sweep folder (runs/<name>): one run folder per configuration."),
     grid: list[str] = typer.Option(
-        None,
+        [],
         metavar="OPTION=V1,V2",
         help="OPTION=V1,V2: one axis over any fit option (repeatable), e.g. --grid head=seed,bilstm --grid lr=1e-3,1e-4.",
     ),
@@ -143,14 +142,13 @@ def sweep(
     Run the same command again after a kill or Ctrl-C: finished runs are kept as
     they are, half-written ones are fitted again. Exit 1 when a configuration failed.
     """
-    options = replace(options, out=str(out), grid=parse_grid(grid or []))
     try:
         results = run_sweep(options, echo=typer.echo)
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: finished runs under {out} are kept; run the same command to resume", err=True)
+        typer.echo(f"interrupted: finished runs under {options.out} are kept; run the same command to resume", err=True)
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     typer.echo("")
-    _print_comparison(out, False, None, resamples)
+    _print_comparison(Path(options.out), False, None, resamples)
     failed = [result for result in results if "error" in result]
     if failed:
         typer.echo(
@@ -162,19 +160,19 @@ def sweep(
 
 @app.command()
 @reports_errors
-@with_flags(EnsembleOptions, exclude=("members", "out"))
+@with_flags(EnsembleOptions)
 def ensemble(
-    runs: list[Path] = typer.Argument(
+    members: list[str] = typer.Argument(
         ..., metavar="RUN...", help="Run folders to average (two or more, from caches with one extraction config)."
     ),
-    out: Path = typer.Option(..., metavar="DIR", help="Ensemble folder to write (runs/<name>)."),
+    out: str = typer.Option(..., metavar="DIR", help="Ensemble folder to write (runs/<name>)."),
     options: EnsembleOptions = None,
 ) -> None:
     """Average the runs' predictions into an ensemble folder and print its scores.
 
     `evaluate`, `predict` and `compare` accept the ensemble folder wherever they accept a run.
     """
-    build_ensemble(replace(options, members=tuple(str(run) for run in runs), out=str(out)), echo=typer.echo)
+    build_ensemble(options, echo=typer.echo)
 
 
 @app.command()

@@ -71,7 +71,7 @@ class EnsembleOptions:
     Attributes
     ----------
     members : tuple of str
-        Run folders to average (at least two, each once; ``build_ensemble`` checks).
+        Run folders to average (at least two, each once).
     out : str
         Ensemble folder to write.
     weighting : str
@@ -81,9 +81,8 @@ class EnsembleOptions:
         Replace an existing ensemble in ``out``.
     """
 
-    # The command line gives members and out as the arguments RUN... and --out.
-    members: tuple[str, ...] = ()
-    out: str = ""
+    members: tuple[str, ...]  # the command line's arguments RUN...
+    out: str  # the command line's required --out
     weighting: str = option(
         "equal",
         "equal, or validation: each run weighted by its gain over the baseline on its selection split.",
@@ -93,6 +92,11 @@ class EnsembleOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "members", tuple(str(member) for member in self.members))
+        resolved = [Path(member).resolve() for member in self.members]
+        if len(self.members) < 2:
+            raise RunError(f"an ensemble needs at least two runs, got {len(self.members)}")
+        if len(set(resolved)) != len(resolved):
+            raise RunError(f"a run is named twice among the members: {', '.join(self.members)}")
         if self.weighting not in WEIGHTINGS:
             raise OptionError("weighting", f"must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
 
@@ -188,11 +192,6 @@ def predict_with(opened: Run | Ensemble, splits: dict[str, SplitData]) -> dict[s
 
 
 def _open_members(paths: tuple[str, ...]) -> list[Run]:
-    if len(paths) < 2:
-        raise RunError(f"an ensemble needs at least two runs, got {len(paths)}")
-    resolved = [Path(path).resolve() for path in paths]
-    if len(set(resolved)) != len(resolved):
-        raise RunError(f"a run is named twice among the members: {', '.join(paths)}")
     members = []
     for path in paths:
         if (Path(path) / ENSEMBLE_FILE).exists():
@@ -290,8 +289,7 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
     Raises
     ------
     RunError
-        Fewer than two members or one named twice, a member is not a finished run,
-        members come from caches with different
+        A member is not a finished run, members come from caches with different
         extraction configs (the differences are named), they share no split scored
         on the same videos, or ``out`` holds something else.
     train.predictions.PredictionsError

@@ -10,6 +10,7 @@ SweepOptions) and a lock, so two sweeps never write into one folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import CacheError, OptionError, TraitcacheError
+from cache.errors import OptionError, TraitcacheError
 from cache.lock import CacheLock
 from cache.manifest import write_atomically
 from cache.options import build, flatten, leaf_fields, option
@@ -122,10 +123,10 @@ class SweepOptions:
         Seeds the random draw, so a rerun draws the same configurations and resumes.
     """
 
+    out: str  # the command line's required --out
     cache: str = option(DEFAULT_CACHE, "Cache folder every run reads.", metavar="DIR")
-    # The command line gives out as --out (required there) and grid as repeated --grid OPTION=V1,V2.
-    out: str = ""
-    grid: tuple[tuple[str, tuple], ...] = ()
+    # The command line gives the grid as repeated --grid OPTION=V1,V2 entries.
+    grid: tuple[tuple[str, tuple], ...] = dataclasses.field(default=(), metadata={"parse": parse_grid})
     seeds: tuple[int, ...] = option(
         (),
         "Comma-separated seeds of every configuration, e.g. 1,2,3: reported as mean ± std.",
@@ -343,17 +344,13 @@ def sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> list[di
     Raises
     ------
     SweepError
-        A finished run disagrees with the sweep's options, or another sweep
-        is writing into the same folder.
+        A finished run disagrees with the sweep's options.
+    cache.errors.CacheError
+        Another sweep is writing into the same folder.
     """
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    lock = CacheLock(out)
-    try:
-        lock.__enter__()
-    except CacheError as error:
-        raise SweepError(f"{out}: another sweep is writing into this folder ({error})") from None
-    try:
+    with CacheLock(out, what="sweep folder"):
         finished, to_do = plan(options)
         write_atomically(out / SWEEP_FILE, json.dumps(options.to_dict(), indent=1) + "\n")
         seeds = f" x seeds {','.join(map(str, options.seeds))}" if options.seeds else ""
@@ -365,5 +362,3 @@ def sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> list[di
             results.append(result)
             echo(f"[{index}/{len(to_do)}] {_summary(result)}")
         return results
-    finally:
-        lock.__exit__(None, None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +118,39 @@ def test_an_option_without_help_is_refused():
 
     with pytest.raises(TypeError, match="frames has no help"):
         with_flags(Bare)(lambda options: None)
+
+
+@dataclass(frozen=True)
+class Gathering:
+    members: tuple[str, ...]
+    out: str
+    grid: tuple[str, ...] = dataclasses.field(default=(), metadata={"parse": lambda entries: tuple(sorted(entries))})
+    weighting: str = option("equal", "How members weigh.")
+
+    def __post_init__(self):
+        object.__setattr__(self, "members", tuple(self.members))
+        if len(self.members) < 2:
+            raise OptionError("members", f"must be at least two, got {len(self.members)}")
+
+
+def test_arguments_named_like_options_go_into_the_options_object():
+    received = []
+    app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+    @app.command()
+    @reports_errors
+    @with_flags(Gathering)
+    def main(
+        members: list[str] = typer.Argument(..., metavar="RUN..."),
+        out: str = typer.Option(..., help="Folder to write."),
+        grid: list[str] = typer.Option([], help="Entries."),
+        options: Gathering = None,
+    ) -> None:
+        received.append(options)
+
+    result = CliRunner().invoke(app, ["a", "b", "--out", "o", "--grid", "z", "--grid", "y", "--weighting", "w"])
+    assert result.exit_code == 0, result.output
+    assert received == [Gathering(("a", "b"), "o", ("y", "z"), "w")]
+    assert "--members" not in CliRunner().invoke(app, ["--help"]).output
+    refused = CliRunner().invoke(app, ["a", "--out", "o"])
+    assert refused.exit_code == 2 and "must be at least two, got 1" in refused.output

@@ -17,8 +17,9 @@ from cache.errors import ExitCode, flag_name
 from cache.lock import CacheLock
 from cache.options import leaf_fields
 from cache.reader import CacheReader
+from cache.schema import DEFAULT_CACHE
 from extract.audio import AudioOptions, audio_features
-from extract.cli import DEFAULT_CACHE, app
+from extract.cli import app
 from extract.config import ExtractOptions
 from extract.faces import load_cascade
 from extract.video import DecodeOptions, decode
@@ -189,7 +190,7 @@ def test_a_parent_folder_of_splits_is_pointed_out(clip_folder, tmp_path):
 
 
 def test_the_default_cache_folder_is_features_not_the_cache_package():
-    assert DEFAULT_CACHE.name == "features"
+    assert DEFAULT_CACHE == "features"
     help_text = " ".join(runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output.split())
     assert "--cache FOLDER Cache folder (created if missing). [default: features]" in help_text
 

@@ -261,4 +261,4 @@ def test_fit_and_sweep_read_the_folder_extraction_writes_by_default():
     from cache.schema import DEFAULT_CACHE
     from train.sweep import SweepOptions
 
-    assert FitOptions().cache == SweepOptions().cache == DEFAULT_CACHE != "cache"
+    assert FitOptions().cache == SweepOptions(out="runs/sweep").cache == DEFAULT_CACHE != "cache"

@@ -54,7 +54,7 @@ def test_grid_values_are_typed_and_checked_against_the_fit_options():
     with pytest.raises(OptionError, match="repeated"):
         parse_grid(["lr=1e-3,0.001"])
     with pytest.raises(OptionError, match="grid configuration head=transformer: head must be one of"):
-        SweepOptions("c", "out", parse_grid(["head=seed,transformer"]))
+        SweepOptions(out="out", cache="c", grid=parse_grid(["head=seed,transformer"]))
 
 
 def test_every_fit_option_but_the_sweeps_own_is_a_grid_axis():
@@ -68,20 +68,24 @@ def test_every_fit_option_but_the_sweeps_own_is_a_grid_axis():
             continue
         grid = parse_grid([f"{name.replace('_', '-')}={text}"])
         assert grid == ((name, (value,)),), name
-        (only,) = configurations(SweepOptions("c", "out", grid))
-        assert getattr(SweepOptions("c", "out", grid).fit_options(only), name) == value
+        (only,) = configurations(SweepOptions(out="out", cache="c", grid=grid))
+        assert getattr(SweepOptions(out="out", cache="c", grid=grid).fit_options(only), name) == value
 
 
 def test_configurations_cover_the_grid_and_a_random_search_draws_the_same_ones_again():
     grid = parse_grid(["head=seed,bilstm,attention", "lr=1e-3,1e-4", "dropout=0.1,0.3"])
-    every = configurations(SweepOptions("c", "out", grid))
+    every = configurations(SweepOptions(out="out", cache="c", grid=grid))
     assert len(every) == 12 and len({folder_name(values) for values in every}) == 12
-    drawn = configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=3))
+    drawn = configurations(SweepOptions(out="out", cache="c", grid=grid, search="random", trials=5, search_seed=3))
     assert len(drawn) == 5 and all(values in every for values in drawn)
-    assert drawn == configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=3))
-    assert drawn != configurations(SweepOptions("c", "out", grid, search="random", trials=5, search_seed=4))
+    assert drawn == configurations(
+        SweepOptions(out="out", cache="c", grid=grid, search="random", trials=5, search_seed=3)
+    )
+    assert drawn != configurations(
+        SweepOptions(out="out", cache="c", grid=grid, search="random", trials=5, search_seed=4)
+    )
     swapped = parse_grid(["dropout=0.1,0.3", "lr=1e-3,1e-4", "head=seed,bilstm,attention"])
-    assert sorted(map(folder_name, configurations(SweepOptions("c", "out", swapped)))) == sorted(
+    assert sorted(map(folder_name, configurations(SweepOptions(out="out", cache="c", grid=swapped)))) == sorted(
         map(folder_name, every)
     )
     assert folder_name({"lr": 1e-4, "head": "seed"}) == "head=seed,lr=0.0001"
