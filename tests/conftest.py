@@ -9,6 +9,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from cache.errors import flag_name  # noqa: E402
 from extract.config import ExtractOptions  # noqa: E402
 from extract.synthetic import talking_head_clip  # noqa: E402
 
@@ -39,10 +40,19 @@ def clip_folder(tmp_path_factory) -> Path:
     return root
 
 
+TINY_EXTRACTION = {"frames": 4, "crop_size": 32, "weights": "none", "jobs": 1}  # the real pipeline, 2-core sized
+
+
 @pytest.fixture
 def tiny_options() -> ExtractOptions:
     """Real pipeline, small enough for a 2-core test run: 4 frames, 32 px crops, random weights."""
-    return ExtractOptions.from_dict({"frames": 4, "crop_size": 32, "weights": "none", "jobs": 1})
+    return ExtractOptions.from_dict(TINY_EXTRACTION)
+
+
+@pytest.fixture
+def tiny_flags() -> list[str]:
+    """``python -m extract`` flags of ``tiny_options``, without progress bars."""
+    return [*(text for name, value in TINY_EXTRACTION.items() for text in (flag_name(name), str(value))), "--quiet"]
 
 
 @pytest.fixture(scope="session")

@@ -54,9 +54,8 @@ from train.run import (
 MONITOR = "val_mean_accuracy"  # the ChaLearn metric selects, stops and lowers the rate
 VALIDATION_BATCH = 256  # videos per validation step: larger than training batches, same result
 FEW_TRAINING_VIDEOS = 20  # below this many training videos a head's scores are noise: warn
-MAX_STEPS_PER_EXECUTION = (
-    32  # batches per compiled call on TensorFlow; callbacks act per epoch, so nothing waits on a step
-)
+# Batches per compiled call on TensorFlow; callbacks act per epoch, so nothing waits on a step.
+MAX_STEPS_PER_EXECUTION = 32
 
 
 @dataclass(frozen=True)

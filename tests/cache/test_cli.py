@@ -138,17 +138,17 @@ def test_a_bad_label_file_changes_nothing(cache_dir, tmp_path):
     assert read_label_table(cache_dir) == {}
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["info"],
-        ["info", "--json"],
-        ["verify"],
-        ["verify", "--repair"],
-        ["export", "--out", "x.csv"],
-        ["labels", "labels.csv"],
-    ],
-)
+COMMANDS_ON_A_CACHE = [  # every command that reads or writes a cache folder (a .csv argument is made in the folder)
+    ["info"],
+    ["info", "--json"],
+    ["verify"],
+    ["verify", "--repair"],
+    ["export", "--out", "x.csv"],
+    ["labels", "labels.csv"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS_ON_A_CACHE)
 def test_a_folder_that_is_not_a_cache(tmp_path, command):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -162,17 +162,7 @@ def test_a_folder_that_is_not_a_cache(tmp_path, command):
     assert sorted(path.name for path in folder.iterdir()) == ["labels.csv"]
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["info"],
-        ["info", "--json"],
-        ["verify"],
-        ["verify", "--repair"],
-        ["export", "--out", "x.csv"],
-        ["labels", "labels.csv"],
-    ],
-)
+@pytest.mark.parametrize("command", COMMANDS_ON_A_CACHE)
 def test_a_cache_path_that_is_a_file(tmp_path, command):
     path = tmp_path / "features"
     path.write_text("not a folder")

@@ -168,24 +168,8 @@ def test_real_tensorflow_startup_is_quiet_and_its_warnings_show():
     assert "OP_REQUIRES failed" in quiet and "/no/such/file.bin" in quiet, quiet  # a real warning from TensorFlow's C++
 
 
-def test_real_extraction_prints_only_its_own_lines(face_clip, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "extract",
-        str(face_clip),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--weights",
-        "none",
-        "--frames",
-        "4",
-        "--crop-size",
-        "32",
-        "--jobs",
-        "1",
-        "--quiet",
-    ]
+def test_real_extraction_prints_only_its_own_lines(face_clip, tmp_path, tiny_flags):
+    command = [sys.executable, "-m", "extract", str(face_clip), "--cache", str(tmp_path / "cache"), *tiny_flags]
     result = subprocess.run(command, capture_output=True, text=True, env=environment(), timeout=TENSORFLOW_START)
     assert result.returncode == 0, result.stderr
     assert "1 extracted" in result.stdout

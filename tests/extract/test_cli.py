@@ -25,7 +25,6 @@ from extract.faces import load_cascade
 from extract.video import DecodeOptions, decode
 
 runner = CliRunner()
-TINY = ["--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
 
 
 def test_full_size_defaults_on_a_generated_clip(face_clip, tmp_path):
@@ -44,30 +43,31 @@ def test_full_size_defaults_on_a_generated_clip(face_clip, tmp_path):
     assert arrays["face_found"].all() and np.isfinite(arrays["face_embeddings"].astype(np.float32)).all()
 
 
-def test_a_partial_failure_exits_1_and_points_at_the_failures_file(clip_folder, tmp_path):
+def test_a_partial_failure_exits_1_and_points_at_the_failures_file(clip_folder, tmp_path, tiny_flags):
     data = tmp_path / "validation"
     shutil.copytree(clip_folder / "validation", data)
     (data / "broken.mp4").write_bytes(b"\x00" * 100)
-    result = runner.invoke(app, [str(data), "--cache", str(tmp_path / "cache"), *TINY])
+    result = runner.invoke(app, [str(data), "--cache", str(tmp_path / "cache"), *tiny_flags])
     assert result.exit_code == ExitCode.PARTIAL
     assert f"1 failed: see {tmp_path / 'cache' / 'failures.csv'}" in result.output
     assert f"failed: {data / 'broken.mp4'}: " in result.stderr
 
 
-def test_bad_labels_stop_before_any_decoding(clip_folder, tmp_path):
+def test_bad_labels_stop_before_any_decoding(clip_folder, tmp_path, tiny_flags):
     labels = tmp_path / "labels.csv"
     labels.write_text("video_id,openness\nvalidation0.mp4,1.5\n")
     result = runner.invoke(
-        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), "--labels", str(labels), *TINY]
+        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), "--labels", str(labels), *tiny_flags]
     )
     assert result.exit_code == ExitCode.USAGE
     assert "outside [0, 1]" in result.output and str(labels) in result.output
     assert not list((tmp_path / "cache").glob("shard-*.h5"))
 
 
-def test_an_invalid_option_is_a_usage_error(clip_folder, tmp_path):
+def test_an_invalid_option_is_a_usage_error(clip_folder, tmp_path, tiny_flags):
     result = runner.invoke(
-        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--sampling", "sideways"]
+        app,
+        [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *tiny_flags, "--sampling", "sideways"],
     )
     assert result.exit_code == ExitCode.USAGE and "error: --sampling must be one of" in result.stderr
 
@@ -82,8 +82,8 @@ def test_an_invalid_option_is_a_usage_error(clip_folder, tmp_path):
         ["--videos-per-shard", "0"],
     ],
 )
-def test_a_refused_option_is_named_by_its_flag_and_nothing_is_written(flags, tmp_path):
-    result = runner.invoke(app, [str(tmp_path / "absent"), "--cache", str(tmp_path / "cache"), *TINY, *flags])
+def test_a_refused_option_is_named_by_its_flag_and_nothing_is_written(flags, tmp_path, tiny_flags):
+    result = runner.invoke(app, [str(tmp_path / "absent"), "--cache", str(tmp_path / "cache"), *tiny_flags, *flags])
     assert result.exit_code == ExitCode.USAGE and "Traceback" not in result.output
     assert result.stderr.startswith(f"error: {flags[0]} must be "), result.stderr
     assert _nothing_written(tmp_path / "cache")
@@ -98,10 +98,12 @@ def test_every_option_has_a_flag_with_its_help():
         assert "".join(field.metadata["help"].split()) in help_text, name
 
 
-def test_a_mismatched_cache_is_refused(clip_folder, tmp_path):
+def test_a_mismatched_cache_is_refused(clip_folder, tmp_path, tiny_flags):
     cache_dir = str(tmp_path / "cache")
-    assert runner.invoke(app, [str(clip_folder / "validation"), "--cache", cache_dir, *TINY]).exit_code == 0
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", cache_dir, *TINY, "--crop-size", "48"])
+    assert runner.invoke(app, [str(clip_folder / "validation"), "--cache", cache_dir, *tiny_flags]).exit_code == 0
+    result = runner.invoke(
+        app, [str(clip_folder / "validation"), "--cache", cache_dir, *tiny_flags, "--crop-size", "48"]
+    )
     assert result.exit_code == ExitCode.USAGE and "crop_size: 32 -> 48" in result.output
 
 
@@ -109,10 +111,11 @@ def _nothing_written(cache_dir) -> bool:
     return not cache_dir.exists() or not any(cache_dir.iterdir())
 
 
-def test_a_missing_weights_file_is_one_line_and_exit_2(clip_folder, tmp_path):
+def test_a_missing_weights_file_is_one_line_and_exit_2(clip_folder, tmp_path, tiny_flags):
     missing = tmp_path / "missing.weights.h5"
     result = runner.invoke(
-        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--weights", str(missing)]
+        app,
+        [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *tiny_flags, "--weights", str(missing)],
     )
     assert result.exit_code == ExitCode.USAGE
     assert f"error: --weights {missing}: no such file" in result.stderr and "Traceback" not in result.output
@@ -120,56 +123,43 @@ def test_a_missing_weights_file_is_one_line_and_exit_2(clip_folder, tmp_path):
 
 
 def test_unavailable_imagenet_weights_write_nothing_so_the_retry_with_other_weights_runs(
-    clip_folder, tmp_path, monkeypatch
+    clip_folder, tmp_path, monkeypatch, tiny_flags
 ):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     # A real download attempt that fails at once: nothing listens on the discard port.
     monkeypatch.setattr(extract.embed, "IMAGENET_ORIGIN", "http://127.0.0.1:9/" + extract.embed.IMAGENET_FILE)
     cache_dir = tmp_path / "cache"
-    args = [
-        str(clip_folder / "validation"),
-        "--cache",
-        str(cache_dir),
-        "--weights",
-        "imagenet",
-        "--frames",
-        "4",
-        "--crop-size",
-        "32",
-        "--jobs",
-        "1",
-        "--quiet",
-    ]
+    args = [str(clip_folder / "validation"), "--cache", str(cache_dir), *tiny_flags, "--weights", "imagenet"]
     result = runner.invoke(app, args)
     assert result.exit_code == ExitCode.USAGE and "ImageNet weights are not cached" in result.stderr
     assert _nothing_written(cache_dir)
-    retry = runner.invoke(app, [*args[:3], "--weights", "none", *args[5:]])
+    retry = runner.invoke(app, args[:-2])  # without the last --weights: tiny_flags' own, none
     assert retry.exit_code == 0, retry.output
 
 
-def test_an_empty_cache_left_with_another_config_does_not_block_the_next_run(clip_folder, tmp_path):
+def test_an_empty_cache_left_with_another_config_does_not_block_the_next_run(clip_folder, tmp_path, tiny_flags):
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     (cache_dir / "config.json").write_text(json.dumps({"weights": "imagenet"}))
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY])
+    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *tiny_flags])
     assert result.exit_code == 0, result.output
     assert json.loads((cache_dir / "config.json").read_text())["weights"] == "none"
 
 
-def test_a_locked_cache_is_exit_2_naming_the_holder(clip_folder, tmp_path):
+def test_a_locked_cache_is_exit_2_naming_the_holder(clip_folder, tmp_path, tiny_flags):
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     with CacheLock(cache_dir):
-        result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY])
+        result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *tiny_flags])
     assert result.exit_code == ExitCode.USAGE and "is writing to this cache" in result.stderr
     assert not list(cache_dir.glob("shard-*.h5"))
 
 
-def test_a_missing_haar_cascade_is_exit_2_before_anything_is_written(clip_folder, tmp_path, monkeypatch):
+def test_a_missing_haar_cascade_is_exit_2_before_anything_is_written(clip_folder, tmp_path, monkeypatch, tiny_flags):
     monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path / "no-cascades") + "/")
     load_cascade.cache_clear()
     try:
-        result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY])
+        result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *tiny_flags])
     finally:
         load_cascade.cache_clear()
     assert result.exit_code == ExitCode.USAGE and "cannot load Haar cascade" in result.stderr
@@ -177,14 +167,14 @@ def test_a_missing_haar_cascade_is_exit_2_before_anything_is_written(clip_folder
 
 
 @pytest.mark.parametrize("spec", ["absent", "typo=absent/train"])
-def test_a_missing_input_path_is_exit_2_naming_it(spec, tmp_path):
-    result = runner.invoke(app, [str(tmp_path / spec), "--cache", str(tmp_path / "cache"), *TINY])
+def test_a_missing_input_path_is_exit_2_naming_it(spec, tmp_path, tiny_flags):
+    result = runner.invoke(app, [str(tmp_path / spec), "--cache", str(tmp_path / "cache"), *tiny_flags])
     assert result.exit_code == ExitCode.USAGE and "no such file or folder" in result.stderr and spec in result.stderr
     assert _nothing_written(tmp_path / "cache")
 
 
-def test_a_parent_folder_of_splits_is_pointed_out(clip_folder, tmp_path):
-    result = runner.invoke(app, [str(clip_folder), "--cache", str(tmp_path / "cache"), *TINY])
+def test_a_parent_folder_of_splits_is_pointed_out(clip_folder, tmp_path, tiny_flags):
+    result = runner.invoke(app, [str(clip_folder), "--cache", str(tmp_path / "cache"), *tiny_flags])
     assert result.exit_code == 0
     assert "holds folders named train, validation, but all its videos go to split" in result.stderr
 
@@ -195,19 +185,28 @@ def test_the_default_cache_folder_is_features_not_the_cache_package():
     assert "--cache FOLDER Cache folder (created if missing). [default: features]" in help_text
 
 
-def test_the_cache_package_folder_is_refused_as_a_cache(clip_folder, tmp_path):
+def test_the_cache_package_folder_is_refused_as_a_cache(clip_folder, tmp_path, tiny_flags):
     package = tmp_path / "cache"
     shutil.copytree(Path(__import__("cache").__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = sorted(path.name for path in package.iterdir())
-    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(package), *TINY])
+    result = runner.invoke(app, [str(clip_folder / "validation"), "--cache", str(package), *tiny_flags])
     assert result.exit_code == ExitCode.USAGE and "holds Python source" in result.stderr
     assert sorted(path.name for path in package.iterdir()) == before
 
 
-def test_window_audio_and_no_crops_end_to_end(clip_folder, tmp_path):
+def test_window_audio_and_no_crops_end_to_end(clip_folder, tmp_path, tiny_flags):
     cache_dir = tmp_path / "cache"
     result = runner.invoke(
-        app, [str(clip_folder / "validation"), "--cache", str(cache_dir), *TINY, "--audio-mode", "window", "--no-crops"]
+        app,
+        [
+            str(clip_folder / "validation"),
+            "--cache",
+            str(cache_dir),
+            *tiny_flags,
+            "--audio-mode",
+            "window",
+            "--no-crops",
+        ],
     )
     assert result.exit_code == 0, result.output
     with h5py.File(next(cache_dir.glob("shard-*.h5"))) as shard:

@@ -42,8 +42,6 @@ SIZE = 32  # ResNet50's smallest input: the real architecture at test speed
 # runtime must never change the identity of a cache built with today's defaults.
 DEFAULT_CONFIG_HASH = "67c78ba2f6c9ab32"
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port on loopback: nothing listens, the connection is refused at once
-TINY = ["--weights", "none", "--frames", "4", "--crop-size", "32", "--jobs", "1", "--quiet"]
-
 runner = CliRunner()
 
 
@@ -211,19 +209,21 @@ def test_openvino_forced_without_openvino_is_a_clear_error(without_openvino):
         embed(face_crops(6, SIZE), EmbedOptions(weights="none", runtime="openvino"), 0)
 
 
-def test_the_cli_exits_2_before_touching_the_cache_when_openvino_is_missing(clip_folder, tmp_path, without_openvino):
+def test_the_cli_exits_2_before_touching_the_cache_when_openvino_is_missing(
+    clip_folder, tmp_path, without_openvino, tiny_flags
+):
     result = runner.invoke(
-        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *TINY, "--runtime", "openvino"]
+        app, [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *tiny_flags, "--runtime", "openvino"]
     )
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "--runtime openvino needs the openvino package" in result.output
     assert not list((tmp_path / "cache").glob("*.h5"))
 
 
-def test_float32_runtimes_extend_one_cache_and_reduced_precision_is_refused_there(clip_folder, tmp_path):
+def test_float32_runtimes_extend_one_cache_and_reduced_precision_is_refused_there(clip_folder, tmp_path, tiny_flags):
     data = tmp_path / "validation"
     shutil.copytree(clip_folder / "validation", data)
-    command = [str(data), "--cache", str(tmp_path / "cache"), *TINY]
+    command = [str(data), "--cache", str(tmp_path / "cache"), *tiny_flags]
     first = runner.invoke(app, [*command, "--runtime", "keras"])
     assert first.exit_code == 0, first.output
     again = runner.invoke(app, [*command, "--runtime", "openvino"])

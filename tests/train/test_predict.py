@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -23,16 +24,11 @@ FRAMES = 4
 EXTRACTION = ExtractOptions.from_dict({"frames": FRAMES, "crop_size": 32, "weights": "none", "jobs": 1})
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A seed head trained on a cache that records EXTRACTION as its config."""
-    root = tmp_path_factory.mktemp("predict")
-    cache = write_synthetic_cache(
-        root / "cache", {"train": 24, "validation": 8}, frames=FRAMES, config=EXTRACTION.feature_config()
-    )
+def fit_tiny_head(cache: Path, out: Path) -> None:
+    """One epoch of a narrow seed head: a real run folder in seconds."""
     options = FitOptions(
         cache=str(cache),
-        out=str(root / "run"),
+        out=str(out),
         epochs=1,
         visual_units=8,
         visual_projection=4,
@@ -41,6 +37,16 @@ def run(tmp_path_factory):
         verbose=0,
     )
     fit(options, echo=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A seed head trained on a cache that records EXTRACTION as its config."""
+    root = tmp_path_factory.mktemp("predict")
+    cache = write_synthetic_cache(
+        root / "cache", {"train": 24, "validation": 8}, frames=FRAMES, config=EXTRACTION.feature_config()
+    )
+    fit_tiny_head(cache, root / "run")
     return root / "run"
 
 
@@ -162,17 +168,7 @@ def test_a_changed_weights_file_is_refused(face_clip, tmp_path):
     cache = write_synthetic_cache(
         tmp_path / "cache", {"train": 16, "validation": 8}, frames=FRAMES, config=extraction.feature_config()
     )
-    options = FitOptions(
-        cache=str(cache),
-        out=str(tmp_path / "run"),
-        epochs=1,
-        visual_units=8,
-        visual_projection=4,
-        audio_units=4,
-        lstm_units=4,
-        verbose=0,
-    )
-    fit(options, echo=lambda line: None)
+    fit_tiny_head(cache, tmp_path / "run")
     assert CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)]).exit_code == 0
     weights.write_bytes(weights.read_bytes() + b"changed")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
@@ -191,17 +187,7 @@ def test_predict_on_a_run_trained_with_several_frames_per_segment(face_clip, tmp
         frames_per_segment=2,
         config=extraction.feature_config(),
     )
-    options = FitOptions(
-        cache=str(cache),
-        out=str(tmp_path / "run"),
-        epochs=1,
-        visual_units=8,
-        visual_projection=4,
-        audio_units=4,
-        lstm_units=4,
-        verbose=0,
-    )
-    fit(options, echo=lambda line: None)
+    fit_tiny_head(cache, tmp_path / "run")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
     assert result.exit_code == 0, result.output
     rows = read_rows(result.stdout)
