@@ -9,6 +9,10 @@ standard error and that status. Library messages name options by their field nam
 from __future__ import annotations
 
 import enum
+import re
+
+# Inside an OptionError's problem, `name` mentions another option: the command line shows its flag.
+MENTION = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
 class ExitCode(enum.IntEnum):
@@ -31,7 +35,13 @@ class TraitcacheError(Exception):
 
 
 class OptionError(TraitcacheError, ValueError):
-    """An option value that cannot work; ``option`` is the field's name, ``problem`` the rest of the sentence."""
+    """An option value that cannot work.
+
+    ``option`` is the field's name and ``problem`` the rest of the sentence, which may
+    mention other options as `name` in backquotes, e.g. ``OptionError("out", "holds a
+    run; set `overwrite` to replace it")``: the command line shows ``--out holds a run;
+    set --overwrite to replace it``.
+    """
 
     def __init__(self, option: str, problem: str):
         super().__init__(f"{option} {problem}")
@@ -39,7 +49,7 @@ class OptionError(TraitcacheError, ValueError):
         self.problem = problem
 
     def command_line_message(self) -> str:
-        return f"{flag_name(self.option)} {self.problem}"
+        return f"{flag_name(self.option)} {MENTION.sub(lambda mention: flag_name(mention.group(1)), self.problem)}"
 
 
 class CacheError(TraitcacheError):

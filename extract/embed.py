@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import OptionError, TraitcacheError
+from cache.errors import OptionError
 from cache.options import option
 from cache.schema import EMBEDDING_DIM
 
@@ -60,12 +60,18 @@ def within_float16_storage(values: np.ndarray, reference: np.ndarray) -> bool:
     return bool(np.all(np.abs(values - reference) <= FLOAT16_ROUNDOFF * np.abs(reference) + FLOAT16_SMALLEST_NORMAL))
 
 
-class WeightsError(TraitcacheError):
-    """The requested ResNet50 weights cannot be found or loaded."""
+class WeightsError(OptionError):
+    """The requested ResNet50 weights cannot be found or loaded (an error of the ``weights`` option)."""
+
+    def __init__(self, problem: str):
+        super().__init__("weights", problem)
 
 
-class RuntimeUnavailableError(TraitcacheError):
+class RuntimeUnavailableError(OptionError):
     """The requested inference runtime is not installed or not supported by this machine."""
+
+    def __init__(self, problem: str):
+        super().__init__("runtime", problem)
 
 
 def _check_runtime_name(runtime: str) -> None:
@@ -146,9 +152,9 @@ def imagenet_weights_path() -> Path:
     # keras.utils.get_file re-raises every download failure as a bare Exception.
     except Exception as error:  # noqa: BLE001
         raise WeightsError(
-            f"ImageNet weights are not cached and cannot be downloaded ({error}). "
+            f"imagenet: ImageNet weights are not cached and cannot be downloaded ({error}). "
             f"Download {IMAGENET_ORIGIN} on a machine with internet and either put it at {keras_home() / 'models' / IMAGENET_FILE} "
-            f"or pass --weights /path/to/{IMAGENET_FILE}; --weights none runs with random weights"
+            f"or pass `weights` /path/to/{IMAGENET_FILE}; `weights` none runs with random weights"
         ) from error
 
 
@@ -165,7 +171,7 @@ def _import_openvino(runtime: str = "openvino"):
         import openvino
     except ImportError as error:
         raise RuntimeUnavailableError(
-            f"--runtime {runtime} needs the openvino package ({error}); install it with `pip install openvino`, or pass --runtime keras"
+            f"{runtime} needs the openvino package ({error}); install it with `pip install openvino`, or pass `runtime` keras"
         ) from error
     return openvino
 
@@ -185,7 +191,7 @@ def check_runtime(runtime: str) -> None:
     # Without bf16 instructions OpenVINO would quietly compute in f32 under a bf16 config.
     if runtime == "openvino-bf16" and "BF16" not in capabilities:
         raise RuntimeUnavailableError(
-            f"--runtime openvino-bf16: this CPU has no bf16 support (OpenVINO reports {capabilities}); pass --runtime openvino"
+            f"openvino-bf16: this CPU has no bf16 support (OpenVINO reports {capabilities}); pass `runtime` openvino"
         )
 
 

@@ -226,8 +226,9 @@ def member_weights(members: list[Run], weighting: str) -> np.ndarray:
         entry = metrics[selection_split_of(member.info, metrics)]
         gains.append(max(entry["mean_accuracy"] - entry["baseline_mean_accuracy"], 0.0))
     if sum(gains) <= 0:
-        raise RunError(
-            f"no member beats its training-mean baseline on its selection split ({', '.join(str(member.path) for member in members)}); use --weighting equal"
+        raise OptionError(
+            "weighting",
+            f"validation: no member beats its training-mean baseline on its selection split ({', '.join(str(member.path) for member in members)}); pass `weighting` equal",
         )
     return np.array(gains) / sum(gains)
 
@@ -264,9 +265,11 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not (out / ENSEMBLE_FILE).exists():
             kind = "a run" if (out / OPTIONS_FILE).exists() else "no ensemble"
-            raise RunError(f"{out}: folder is not empty and holds {kind}; choose another --out")
+            raise OptionError("out", f"{out}: folder is not empty and holds {kind}; choose another folder")
         if not overwrite:
-            raise RunError(f"{out}: already holds an ensemble; pass --overwrite to replace it or choose another --out")
+            raise OptionError(
+                "out", f"{out}: already holds an ensemble; pass `overwrite` to replace it or choose another folder"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

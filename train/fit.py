@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cache.errors import OptionError
 from cache.manifest import plural
 from cache.options import replace
 from cache.reader import CacheReader
@@ -46,7 +47,6 @@ from train.run import (
     NORMALIZATION_FILE,
     RUN_FILE,
     SEED_FOLDER,
-    RunError,
     weights_warning,
     write_json,
 )
@@ -275,12 +275,14 @@ def data_warnings(fitting: Fitting) -> list[str]:
 
 def _check_folder(out: Path, overwrite: bool) -> None:
     if out.is_file():
-        raise RunError(f"{out}: is a file, not a run folder; choose another --out")
+        raise OptionError("out", f"{out}: is a file, not a run folder; choose another folder")
     if out.exists() and any(out.iterdir()):
         if not (out / OPTIONS_FILE).exists():
-            raise RunError(f"{out}: folder is not empty and holds no run; choose another --out")
+            raise OptionError("out", f"{out}: folder is not empty and holds no run; choose another folder")
         if not overwrite:
-            raise RunError(f"{out}: already holds a run; pass --overwrite to replace it or choose another --out")
+            raise OptionError(
+                "out", f"{out}: already holds a run; pass `overwrite` to replace it or choose another folder"
+            )
 
 
 def _clear_folder(out: Path) -> None:

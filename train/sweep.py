@@ -50,10 +50,6 @@ SWEEP_VERBOSE = 0  # Keras output per fit: the sweep prints one line per finishe
 UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder name
 
 
-class SweepError(TraitcacheError):
-    """A sweep folder that holds something else: another sweep's runs, or another sweep at work."""
-
-
 def grid_axes() -> dict[str, type]:
     """Fit options that can be grid axes, with their types."""
     return {name: kind for name, (_, kind) in leaf_fields(FitOptions).items() if name not in NOT_AXES}
@@ -245,8 +241,8 @@ def plan(options: SweepOptions) -> tuple[list[FitOptions], list[FitOptions]]:
 
     Raises
     ------
-    SweepError
-        A finished run in the sweep folder was made with other options (another
+    cache.errors.OptionError
+        Of ``out``: a finished run in the sweep folder was made with other options (another
         cache or seeds): it would be neither redone nor comparable.
     """
     finished, to_do = [], []
@@ -256,8 +252,9 @@ def plan(options: SweepOptions) -> tuple[list[FitOptions], list[FitOptions]]:
         if is_finished(folder):
             difference = _mismatch(folder, planned)
             if difference:
-                raise SweepError(
-                    f"{folder}: a finished run with other options than this sweep's ({difference}); choose another --out"
+                raise OptionError(
+                    "out",
+                    f"{folder}: a finished run with other options than this sweep's ({difference}); choose another folder",
                 )
             finished.append(planned)
         else:
@@ -343,8 +340,8 @@ def sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> list[di
 
     Raises
     ------
-    SweepError
-        A finished run disagrees with the sweep's options.
+    cache.errors.OptionError
+        Of ``out``: a finished run disagrees with the sweep's options.
     cache.errors.CacheError
         Another sweep is writing into the same folder.
     """

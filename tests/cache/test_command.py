@@ -154,3 +154,11 @@ def test_arguments_named_like_options_go_into_the_options_object():
     assert "--members" not in CliRunner().invoke(app, ["--help"]).output
     refused = CliRunner().invoke(app, ["a", "--out", "o"])
     assert refused.exit_code == 2 and "must be at least two, got 1" in refused.output
+
+
+def test_options_mentioned_in_a_problem_become_flags_on_the_command_line_only():
+    error = OptionError("out", "runs/a: holds a run; pass `overwrite` to replace it, or run `pip install x`")
+    assert str(error) == "out runs/a: holds a run; pass `overwrite` to replace it, or run `pip install x`"
+    assert error.command_line_message() == (
+        "--out runs/a: holds a run; pass --overwrite to replace it, or run `pip install x`"
+    )

@@ -165,9 +165,11 @@ def test_imagenet_weights_that_cannot_be_downloaded_say_how_to_get_them(tmp_path
     monkeypatch.setattr(extract.embed, "IMAGENET_ORIGIN", UNREACHABLE + IMAGENET_FILE)
     with pytest.raises(WeightsError) as caught:
         imagenet_weights_path()
-    message = str(caught.value)
+    message = caught.value.command_line_message()
     assert IMAGENET_FILE in message and str(tmp_path / "models" / IMAGENET_FILE) in message
-    assert "--weights /path/to/" in message and "--weights none" in message
+    assert message.startswith("--weights imagenet: ")
+    assert "pass --weights /path/to/" in message and "--weights none runs with random weights" in message
+    assert "pass `weights` /path/to/" in str(caught.value)  # the library names the option, not the flag
     assert not (tmp_path / "models" / IMAGENET_FILE).exists()
 
 

@@ -8,13 +8,13 @@ import keras
 import numpy as np
 import pytest
 
+from cache.errors import OptionError
 from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
 from cache.schema import TRAITS
 from train.config import HEADS, FitOptions
 from train.data import SplitNameError
 from train.fit import fit
-from train.run import RunError
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
@@ -259,12 +259,12 @@ def test_useless_runs_are_warned_about(tmp_path):
 
 def test_an_existing_run_is_not_replaced_without_overwrite(learned_run, learnable):
     out, _ = learned_run
-    with pytest.raises(RunError, match="--overwrite"):
+    with pytest.raises(OptionError, match="`overwrite`"):
         fit(FitOptions(cache=str(learnable), out=str(out), epochs=1, **SMALL), echo=quiet)
     assert (out / "model.keras").exists()
 
 
 def test_the_existing_run_check_comes_before_the_cache_is_read(learned_run, tmp_path):
     out, _ = learned_run
-    with pytest.raises(RunError, match="--overwrite"):
+    with pytest.raises(OptionError, match="`overwrite`"):
         fit(FitOptions(cache=str(tmp_path / "no-such-cache"), out=str(out), epochs=1, **SMALL), echo=quiet)
