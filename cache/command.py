@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from cache.errors import TraitcacheError, flag_name
+from cache.errors import OptionError, TraitcacheError, flag_name
 from cache.options import build, leaf_fields
 
 
@@ -74,7 +74,8 @@ def with_flags(options_class: type, *, exclude: Iterable[str] = ()) -> Callable:
                     try:
                         values[name] = parse(given)
                     except ValueError as error:
-                        raise typer.BadParameter(str(error), param_hint=flag_name(name)) from None
+                        problem = error.command_line_problem() if isinstance(error, OptionError) else str(error)
+                        raise typer.BadParameter(problem, param_hint=flag_name(name)) from None
             return command(**arguments, options=build(options_class, values))
 
         parameters = own + flags

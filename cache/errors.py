@@ -48,8 +48,12 @@ class OptionError(TraitcacheError, ValueError):
         self.option = option
         self.problem = problem
 
+    def command_line_problem(self) -> str:
+        """The problem alone, other options named by their flags."""
+        return MENTION.sub(lambda mention: flag_name(mention.group(1)), self.problem)
+
     def command_line_message(self) -> str:
-        return f"{flag_name(self.option)} {MENTION.sub(lambda mention: flag_name(mention.group(1)), self.problem)}"
+        return f"{flag_name(self.option)} {self.command_line_problem()}"
 
 
 class CacheError(TraitcacheError):

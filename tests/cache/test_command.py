@@ -16,6 +16,8 @@ from cache.options import option, step
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
+    if "-" in text:
+        raise OptionError("seeds", f"{text!r}: no negative seeds; see `frames`")
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
@@ -88,6 +90,8 @@ def test_an_option_error_names_the_flag_with_the_usage_status():
 def test_unparsable_flag_text_is_a_click_usage_error_naming_the_flag():
     result = CliRunner().invoke(command_app([]), ["data", "--seeds", "1,x"])
     assert result.exit_code == 2 and "Invalid value for --seeds" in result.output
+    result = CliRunner().invoke(command_app([]), ["data", "--seeds", "-1"])
+    assert result.exit_code == 2 and "Invalid value for --seeds: '-1': no negative seeds; see --frames" in result.output
 
 
 def test_a_library_error_is_one_line_and_its_exit_code():
