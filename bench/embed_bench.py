@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cache.manifest import write_atomically
 from extract.embed import (
     REDUCED_PRECISION_RUNTIMES,
     RUNTIMES,
@@ -139,9 +140,7 @@ def main() -> None:
     arguments = parser.parse_args()
     report = measure()
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = arguments.out.with_suffix(".tmp")
-    temporary.write_text(json.dumps(report, indent=1))
-    temporary.replace(arguments.out)
+    write_atomically(arguments.out, json.dumps(report, indent=1))
     print(
         f"ResNet50 batch {BATCH} at {SIZE} px, median of {ROUNDS} interleaved calls; GPU: {report['gpu']}; auto = {report['auto_resolves_to']}"
     )

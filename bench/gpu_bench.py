@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.embed_bench import face_crops
+from cache.manifest import write_atomically
 from extract.embed import build_resnet, gpu_visible, inference_function, preprocess, within_float16_storage
 
 BATCH_SIZES = (32, 64, 128, 256)  # 32 is the extraction default; larger ones show where the GPU saturates
@@ -163,9 +164,7 @@ def main() -> None:
         )
     report = measure(arguments.weights)
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = arguments.out.with_suffix(".tmp")
-    temporary.write_text(json.dumps(report, indent=1))
-    temporary.replace(arguments.out)
+    write_atomically(arguments.out, json.dumps(report, indent=1))
     print(
         f"ResNet50 at {SIZE} px on {report['gpu']} ({report['gpus_visible']} GPU(s) visible; one used); clips/s = img/s / {CROPS_PER_CLIP}"
     )

@@ -27,15 +27,8 @@ from extract.faces import load_cascade
 from extract.inputs import Failure, VideoJob, check_inputs, discover, identify
 from extract.parallel import embeds_in_workers, featurize_jobs
 
-EXTRACTION_LIBRARIES = (
-    "tensorflow",
-    "keras",
-    "openvino",
-    "opencv-python-headless",
-    "av",
-    "pyAudioAnalysis",
-    "numpy",
-)  # produce the cached numbers
+# The libraries that produce the cached numbers: their versions are recorded in each shard.
+EXTRACTION_LIBRARIES = ("tensorflow", "keras", "openvino", "opencv-python-headless", "av", "pyAudioAnalysis", "numpy")
 
 
 @dataclass(frozen=True)

@@ -210,9 +210,8 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         best = per_seed[selected][parts.selection_name]
         info = {**info, "selected_seed": selected}
         shutil.copy2(out / SEED_FOLDER.format(seed=selected) / MODEL_FILE, out / MODEL_FILE)
-        shutil.copy2(
-            out / SEED_FOLDER.format(seed=selected) / PREDICTIONS_FILE, out / PREDICTIONS_FILE
-        )  # the predictions of that model
+        # The predictions of that model go with it.
+        shutil.copy2(out / SEED_FOLDER.format(seed=selected) / PREDICTIONS_FILE, out / PREDICTIONS_FILE)
         write_combined_history(histories, out / HISTORY_FILE)
         plot_curves(
             histories,

@@ -39,12 +39,8 @@ NOT_AXES = {
     "overwrite": "a sweep never replaces a finished run",
     "verbose": "a sweep prints one line per configuration",
 }
-IGNORED_IN_MATCH = (
-    "cache",
-    "out",
-    "overwrite",
-    "verbose",
-)  # do not change what a run computes (the cache is matched by its resolved path)
+# Options that do not change what a run computes (the cache is matched by its resolved path).
+IGNORED_IN_MATCH = ("cache", "out", "overwrite", "verbose")
 BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 SWEEP_VERBOSE = 0  # Keras output per fit: the sweep prints one line per finished configuration instead
 UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder name
