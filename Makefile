@@ -21,7 +21,7 @@ comma := ,
 # GPU=1 adds TensorFlow's CUDA build (the `gpu` extra) to the environment.
 EXTRAS := dev$(if $(GPU),$(comma)gpu)
 
-.PHONY: install features train test lint format bench bench-gpu demo clean
+.PHONY: install features train test lint format docs bench bench-gpu demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The README's option tables, generated from the commands' flags (tests/test_readme.py checks them).
+docs: $(STAMP)
+	$(BIN)/python -m scripts.options_table
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.embed_bench --out bench-out/embed.json

@@ -1,7 +1,8 @@
 """Contact sheets of cached videos: their face crops and boxes, to check the face pipeline by eye.
 
 What ``python -m cache show`` draws. Uses matplotlib (without pyplot, so no display is
-needed) and, for ``--frames`` only, PyAV to decode the source videos again.
+needed) and, for ``--frames`` only, the extraction's decoder (`extract.video.decode`) to
+decode the source videos again at their recorded frame times.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ DOTS_PER_INCH = 100  # 130-pixel tiles: a 224-pixel crop stays recognisable
 BORDER_POINTS = 4.0  # width of the found / borrowed border
 BOX_POINTS = 1.5  # width of the face box drawn on a full frame
 FONT_POINTS = 7
-QUARTER_TURN = 90  # degrees turned by one np.rot90 step
 
 
 @dataclass(frozen=True)
@@ -58,55 +58,6 @@ class SheetRow:
     face_boxes: np.ndarray
     crops: np.ndarray | None
     frames: np.ndarray | None
-
-
-def decode_frames(path: Path, times: np.ndarray) -> np.ndarray:
-    """The frames of a video nearest the given times, upright as the extraction saw them.
-
-    Parameters
-    ----------
-    path : Path
-        The video file.
-    times : np.ndarray
-        (T,) seconds from the first frame, increasing (a cache's ``frame_times``).
-
-    Returns
-    -------
-    np.ndarray
-        (T, H, W, 3) uint8 RGB, all of the first frame's size.
-
-    Raises
-    ------
-    OSError, av.error.FFmpegError, CacheError
-        When the file is missing or cannot be decoded.
-    """
-    import av
-
-    chosen: list[av.VideoFrame | None] = [None] * len(times)
-    distances = np.full(len(times), np.inf)
-    with av.open(str(path)) as container:
-        origin = None
-        for frame in container.decode(video=0):
-            if frame.time is None:
-                raise CacheError(f"{path}: a video frame without a timestamp")
-            origin = frame.time if origin is None else origin
-            offsets = np.abs(times - (frame.time - origin))
-            for index in np.flatnonzero(offsets < distances):
-                chosen[index], distances[index] = frame, offsets[index]
-            if frame.time - origin > times[-1]:
-                break  # every later frame lies farther from every time
-        if chosen[0] is None:
-            raise CacheError(f"{path}: no video frames decoded")
-        width, height = chosen[0].width, chosen[0].height
-        # Phones store portrait video as landscape pixels plus a counter-clockwise display
-        # rotation, which the extraction applied before detecting faces.
-        pixels = [frame.to_ndarray(format="rgb24", width=width, height=height) for frame in chosen]
-        return np.stack(
-            [
-                np.rot90(image, k=round(frame.rotation / QUARTER_TURN))
-                for image, frame in zip(pixels, chosen, strict=True)
-            ]
-        )
 
 
 def read_rows(cache_dir: Path, video_ids: list[str], with_frames: bool) -> tuple[list[SheetRow], list[str]]:
@@ -155,13 +106,16 @@ def read_rows(cache_dir: Path, video_ids: list[str], with_frames: bool) -> tuple
 
 
 def _frames_or_problem(source: Path, times: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    import av
+    # The extraction's own decoder, given the recorded times in place of its sampling, picks
+    # the very frames the crops were cut from (nearest frame, turned upright). Imported only
+    # when --frames asks for it: `import cache` never loads the extraction package.
+    from extract.video import DecodeOptions, VideoError, decode
 
     if not source.is_file():
         return None, f"{source}: source video not found (moved or deleted since the extraction)"
     try:
-        return decode_frames(source, times), None
-    except (OSError, av.error.FFmpegError, CacheError) as error:
+        return decode(source, DecodeOptions(), times=times).frames, None
+    except VideoError as error:
         return None, f"{source}: cannot decode the source video ({error})"
 
 

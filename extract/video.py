@@ -288,6 +288,7 @@ def decode(
     rng: np.random.Generator | None = None,
     threads: int = 0,
     skip_frames: bool = True,
+    times: np.ndarray | None = None,
 ) -> DecodedVideo:
     """Decode the frames nearest to the sample times, and the whole sound track.
 
@@ -325,6 +326,9 @@ def decode(
         Skip the frames that cannot be chosen where that is safe; False decodes
         every frame up to the last sample time (the reference that skipping is
         tested against).
+    times : np.ndarray, optional
+        (T*k,) increasing seconds from the first frame to sample instead of those
+        ``options`` draw: a cache's ``frame_times`` give the frames it was built from.
 
     Raises
     ------
@@ -337,7 +341,10 @@ def decode(
         rate = float(video.average_rate or video.guessed_rate or FALLBACK_RATE)
         span = _scan_packets(container, [stream for stream in (video, sound) if stream is not None], rate)
         origin, duration = _timeline(container, video, span, rate)
-        targets = sample_times(duration, options.frames, options.frames_per_segment, options.sampling, rng)
+        if times is None:
+            targets = sample_times(duration, options.frames, options.frames_per_segment, options.sampling, rng)
+        else:
+            targets = np.asarray(times, dtype=np.float64)
         needed = _frames_to_decode(video, span.video_timestamps, origin, targets) if skip_frames else None
     if needed is not None:
         try:

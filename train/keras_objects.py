@@ -5,10 +5,20 @@ Importing this module imports Keras; the rest of ``train`` imports it lazily.
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import keras
 from keras import ops
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 PACKAGE = "traitcache"  # registration namespace: names saved in model.keras
+# Keras releases on which FusedAdam was checked against keras.optimizers.Adam
+# (tests/train/test_model.py): it reads Adam's private slots (_get_variable_index,
+# _momentums, _velocities), which another release may move without notice. Widen
+# it after that test passes on a new release.
+FUSED_KERAS_RELEASES = SpecifierSet(">=3.15,<3.16")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -65,6 +75,36 @@ def mean_accuracy(y_true, y_pred):
     return 1.0 - ops.mean(ops.abs(y_true - y_pred), axis=-1)
 
 
+def fused_update_problem(version: str) -> str | None:
+    """Why `FusedAdam` should not use its fused kernel under Keras ``version``.
+
+    Parameters
+    ----------
+    version : str
+        A Keras release, e.g. ``keras.version()``.
+
+    Returns
+    -------
+    str or None
+        A one-line warning when ``version`` lies outside `FUSED_KERAS_RELEASES` (or
+        is not a version); None when the fused kernel was checked on it.
+    """
+    try:
+        if Version(version) in FUSED_KERAS_RELEASES:
+            return None
+    except InvalidVersion:
+        pass
+    return (
+        f"warning: FusedAdam was checked on Keras {FUSED_KERAS_RELEASES} only, not {version}:"
+        " training uses Keras' own Adam (the same updates, slower steps)"
+    )
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FusedAdam(keras.optimizers.Adam):
     """Keras' Adam, each variable updated by TensorFlow's fused ``ResourceApplyAdam`` kernel.
@@ -75,9 +115,27 @@ class FusedAdam(keras.optimizers.Adam):
     head's 2.2 M weights at batch 8 this cut a training step's CPU time by about a
     quarter. TensorFlow backend only; ``train.fit.compile_head`` gives the other
     backends plain Adam.
+
+    The kernel is handed Adam's own slot variables, which Keras keeps in private
+    attributes; on a Keras release outside `FUSED_KERAS_RELEASES` the optimizer
+    says so once on standard error and runs Keras' Adam update instead.
+
+    Parameters
+    ----------
+    keras_version : str
+        The Keras release to judge by; the one imported unless a test says otherwise.
     """
 
+    def __init__(self, *arguments, keras_version: str = keras.version(), **keywords):
+        super().__init__(*arguments, **keywords)
+        problem = fused_update_problem(keras_version)
+        self.fused = problem is None
+        if problem:
+            _warn_once(problem)
+
     def update_step(self, gradient, variable, learning_rate):
+        if not self.fused:
+            return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
 
         dtype = variable.dtype

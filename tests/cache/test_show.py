@@ -13,10 +13,20 @@ from typer.testing import CliRunner
 from cache.cli import app
 from cache.errors import ExitCode
 from cache.reader import CacheReader
-from cache.show import BORROWED_COLOUR, CELL_INCHES, DOTS_PER_INCH, FOUND_COLOUR, GAP_INCHES, LABEL_INCHES, TITLE_INCHES
+from cache.show import (
+    BORROWED_COLOUR,
+    CELL_INCHES,
+    DOTS_PER_INCH,
+    FOUND_COLOUR,
+    GAP_INCHES,
+    LABEL_INCHES,
+    TITLE_INCHES,
+    read_rows,
+)
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
-from extract.synthetic import compose_frame, face_image, talking_head_clip, write_clip
+from extract.synthetic import compose_frame, face_image, talking_head_clip, write_clip, write_timed_clip
+from extract.video import decode
 
 FRAMES = 4  # T of the test caches: samples at 0.24, 0.76, 1.24 and 1.76 s of a 2 s clip
 CLIP_RATE = 25  # frames per second
@@ -118,6 +128,25 @@ def test_frames_add_a_row_with_the_detected_box(crops_cache, tmp_path):
         assert matches(border_colour(image, 1, column), FOUND_COLOUR)
         assert matches(tile_interior(image, 1, column), FOUND_COLOUR).sum() > 0, column  # the box
         assert not matches(tile_interior(image, 0, column), FOUND_COLOUR).any(), column  # a crop has none
+
+
+def test_frames_are_the_ones_the_extraction_sampled_upright(tmp_path):
+    """A portrait phone clip (rotation tag) starting late, at a variable rate: every frame differs."""
+    (tmp_path / "train").mkdir()
+    face = face_image()
+    times_ms = np.cumsum([400] + [120 if index % 3 == 0 else 40 for index in range(49)])
+    pictures = [
+        compose_frame(face, 96, 64, (0.3 + 0.4 * index / 50, 0.5), 0.8, 0.6 + 0.4 * index / 50) for index in range(50)
+    ]
+    source = write_timed_clip(tmp_path / "train" / "phone.mp4", pictures, times_ms, rotation=90)
+    options = tiny(frames_per_segment=2)
+    extract_to_cache([str(tmp_path / "train")], tmp_path / "cache", [], options, show_progress=False)
+    rows, warnings = read_rows(tmp_path / "cache", ["phone.mp4"], with_frames=True)
+    assert warnings == []
+    extracted = decode(source, options.decode)
+    assert rows[0].frames.shape == (2 * FRAMES, 96, 64, 3)  # portrait: turned upright as the extraction saw it
+    np.testing.assert_array_equal(rows[0].frame_times, extracted.frame_times)
+    np.testing.assert_array_equal(rows[0].frames, extracted.frames)
 
 
 def test_missing_source_warns_and_still_shows_the_crops(crops_cache, tmp_path):

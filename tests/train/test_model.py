@@ -139,27 +139,58 @@ def test_mixed_precision_heads_still_output_float32():
         keras.mixed_precision.set_global_policy(previous)
 
 
-def test_fused_adam_makes_the_updates_of_keras_adam():
-    from train.keras_objects import FusedAdam
-
+def weights_after_five_steps(optimizer):
+    """The TINY seed head's weights before and after five steps of ``optimizer`` on one seeded batch."""
     rng = np.random.default_rng(4)
     inputs = {
         "visual": rng.normal(size=(8, FRAMES, 2048)).astype("float32"),
         "audio": rng.normal(size=(8, FRAMES, 68)).astype("float32"),
     }
     labels = rng.uniform(0.3, 0.7, (8, 5)).astype("float32")
+    keras.utils.set_random_seed(2)
+    model = build_head(TINY, FRAMES)
+    model.compile(optimizer=optimizer, loss="mse")
+    initial = model.get_weights()
+    for _ in range(5):
+        model.train_on_batch(inputs, labels)
+    return initial, model.get_weights()
+
+
+def test_fused_adam_makes_the_updates_of_keras_adam():
+    from train.keras_objects import FusedAdam
+
+    fused = FusedAdam(1e-3)
+    assert fused.fused, "the installed Keras is outside FUSED_KERAS_RELEASES: this test would check the fallback"
     weights = {}
-    for name, optimizer in (("keras", keras.optimizers.Adam(1e-3)), ("fused", FusedAdam(1e-3))):
-        keras.utils.set_random_seed(2)
-        model = build_head(TINY, FRAMES)
-        model.compile(optimizer=optimizer, loss="mse")
-        initial = model.get_weights()
-        for _ in range(5):
-            model.train_on_batch(inputs, labels)
-        weights[name] = model.get_weights()
+    for name, optimizer in (("keras", keras.optimizers.Adam(1e-3)), ("fused", fused)):
+        initial, weights[name] = weights_after_five_steps(optimizer)
         assert not np.allclose(weights[name][0], initial[0], rtol=0, atol=1e-4), "the weights should have moved"
     for keras_weight, fused_weight in zip(weights["keras"], weights["fused"], strict=True):
         np.testing.assert_allclose(fused_weight, keras_weight, rtol=1e-5, atol=1e-7)
+
+
+def test_fused_adam_is_trusted_only_on_the_keras_releases_it_was_checked_on():
+    from train.keras_objects import fused_update_problem
+
+    for checked in ("3.15.0", "3.15.1", "3.15.12"):
+        assert fused_update_problem(checked) is None, checked
+    for other in ("3.14.9", "3.16.0", "4.0.0", "2.15.0", "not a version"):
+        problem = fused_update_problem(other)
+        assert problem.startswith("warning: ") and other in problem and "Keras' own Adam" in problem, other
+        assert "\n" not in problem
+
+
+def test_outside_those_releases_fused_adam_warns_once_and_runs_keras_adam(capsys):
+    from train.keras_objects import FusedAdam, fused_update_problem
+
+    fallback = FusedAdam(1e-3, keras_version="3.99.0")
+    FusedAdam(1e-3, keras_version="3.99.0")
+    assert not fallback.fused
+    assert capsys.readouterr().err == fused_update_problem("3.99.0") + "\n"  # once per process
+    _, keras_weights = weights_after_five_steps(keras.optimizers.Adam(1e-3))
+    _, fallback_weights = weights_after_five_steps(fallback)
+    for keras_weight, fallback_weight in zip(keras_weights, fallback_weights, strict=True):
+        np.testing.assert_array_equal(fallback_weight, keras_weight)
 
 
 def test_per_frame_dense_layers_act_on_each_frame_alone():
