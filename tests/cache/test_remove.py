@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cache.cli import app as cache_app
 from cache.errors import CacheError, OptionError
 from cache.manifest import Index, file_digest
 from cache.reader import CacheReader
@@ -100,6 +101,8 @@ def test_prune_drops_exactly_the_videos_whose_source_is_gone(tmp_path):
     cache_dir = tmp_path / "cache"
     sources = _cache_of_real_files(cache_dir, tmp_path / "videos", range(4))
     assert prune_missing(cache_dir, missing=True) == []
+    nothing = CliRunner().invoke(cache_app, ["prune", str(cache_dir), "--missing"])
+    assert nothing.exit_code == 0 and "nothing to prune: the source file of every cached video exists" in nothing.stdout
     sources[1].unlink()
     sources[2].rename(sources[2].with_name("renamed.mp4"))
     pruned = prune_missing(cache_dir, missing=True)
@@ -159,10 +162,9 @@ def test_a_renamed_clip_leaves_a_ghost_that_the_run_reports_and_prune_removes(cl
         f"remove them with `python -m cache prune {cache_dir} --missing`" in again.stderr
     )
     assert (
-        "0 extracted, 0 identical copies, 1 reused, 1 already cached, 0 failed (3 videos in the cache" in again.stdout
+        "0 extracted, 0 identical copies, 1 reused, 1 already cached, 0 failed (3 videos in the cache, 3 labelled)"
+        in again.stdout
     )
-    from cache.cli import app as cache_app
-
     pruned = CliRunner().invoke(cache_app, ["prune", str(cache_dir), "--missing"])
     assert pruned.exit_code == 0, pruned.output
     assert f"removed train0.mp4 (train): {data / 'train0.mp4'} is gone" in pruned.stdout
