@@ -34,11 +34,21 @@ ifneq ($(GPU),)
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 endif
 
+# TRAITCACHE_VIA_MAKE names the variable that passes further flags: error messages then
+# say how to set an option through make (WEIGHTS=..., TRAIN_FLAGS=--overwrite) beside its flag.
+EXTRACT = $(BIN)/python -m extract $(DATA) --cache $(CACHE) $(foreach file,$(LABELS),--labels $(file)) --weights $(WEIGHTS) --jobs $(JOBS) $(EXTRACT_FLAGS)
+COUNT_FAILURES = $(BIN)/python -c 'import sys; from cache.manifest import read_failures; print(len(read_failures(sys.argv[1])))'
+
+# Exit 1 of the extraction (some videos failed, the rest are cached) is a success for make,
+# whose own failure status, 2, would read as "nothing done"; its last line counts the failures.
 features: $(STAMP)
-	$(BIN)/python -m extract $(DATA) --cache $(CACHE) $(foreach file,$(LABELS),--labels $(file)) --weights $(WEIGHTS) --jobs $(JOBS) $(EXTRACT_FLAGS)
+	@echo '$(EXTRACT)'
+	@status=0; TRAITCACHE_VIA_MAKE=EXTRACT_FLAGS $(EXTRACT) || status=$$?; \
+	if [ $$status -ne 1 ]; then exit $$status; fi; \
+	echo "make features: some videos failed, the others are cached; failed: $$($(COUNT_FAILURES) $(CACHE)) (see $(CACHE)/failures.csv)"
 
 train: $(STAMP)
-	$(BIN)/python -m train fit --cache $(CACHE) --out runs/$(NAME) --head $(HEAD) $(TRAIN_FLAGS)
+	TRAITCACHE_VIA_MAKE=TRAIN_FLAGS $(BIN)/python -m train fit --cache $(CACHE) --out runs/$(NAME) --head $(HEAD) $(TRAIN_FLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)

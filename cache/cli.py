@@ -1,4 +1,4 @@
-"""``python -m cache info|verify|export|labels|show``."""
+"""``python -m cache info|verify|export|labels|show|remove|prune``."""
 
 from __future__ import annotations
 
@@ -7,23 +7,33 @@ from pathlib import Path
 
 import typer
 
-from cache.command import reports_errors
+from cache.command import PlainHelp, reports_errors
 from cache.errors import CacheError, ExitCode
 from cache.labels import attach_labels
 from cache.lock import lock_holder
 from cache.manifest import plural
+from cache.remove import prune_missing, remove_videos
 from cache.report import describe, export_csv
 from cache.verify import repair, verify
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Inspect, check and label a traitcache feature cache."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Inspect, check, label and prune a traitcache feature cache.",
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 
 
-@app.command()
+def cache_argument():
+    """The CACHE argument every command takes."""
+    return typer.Argument(..., metavar="CACHE", help="Cache folder.", show_default=False)
+
+
+@app.command(cls=PlainHelp)
 @reports_errors
 def info(
-    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    cache_dir: Path = cache_argument(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Videos per split, dimensions, face-found rate, config and failures; says when a run is writing."""
@@ -68,10 +78,10 @@ def info(
         typer.echo(f"  {failure['path']}: {failure['reason']}")
 
 
-@app.command("verify")
+@app.command("verify", cls=PlainHelp)
 @reports_errors
 def verify_command(
-    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    cache_dir: Path = cache_argument(),
     fix: bool = typer.Option(
         False,
         "--repair",
@@ -101,22 +111,24 @@ def verify_command(
     raise typer.Exit(ExitCode.PARTIAL)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 def export(
-    cache_dir: Path = typer.Argument(..., help="Cache folder."),
-    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    cache_dir: Path = cache_argument(),
+    out: Path = typer.Option(..., "--out", metavar="FILE", help="CSV file to write."),
 ) -> None:
     """One CSV row per video: video_id, split, labels, fraction of frames with a face."""
     rows = export_csv(cache_dir, out)
     typer.echo(f"wrote {rows} rows to {out}")
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 def labels(
-    cache_dir: Path = typer.Argument(..., help="Cache folder."),
-    files: list[Path] = typer.Argument(..., help="ChaLearn .pkl or CSV label files."),
+    cache_dir: Path = cache_argument(),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE...", help="ChaLearn .pkl or CSV label files.", show_default=False
+    ),
     replace: bool = typer.Option(False, "--replace", help="Drop the labels already attached instead of merging."),
 ) -> None:
     """Attach or replace labels without decoding any video."""
@@ -129,16 +141,21 @@ def labels(
         f"{attached.matched} of the {plural(attached.cached, 'cached video')} {'is' if attached.matched == 1 else 'are'} among them, "
         f"{plural(outside, 'labelled id')} {'is' if outside == 1 else 'are'} not in the cache"
     )
+    if attached.hint:
+        typer.echo(f"warning: no cached video has labels from these files; {attached.hint}", err=True)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 def show(
-    cache_dir: Path = typer.Argument(..., help="Cache folder."),
+    cache_dir: Path = cache_argument(),
     video_ids: list[str] = typer.Argument(
-        ..., metavar="VIDEO_ID", help="Videos to show, a row each (`python -m cache export` lists the ids)."
+        ...,
+        metavar="VIDEO_ID...",
+        help="Videos to show, a row each (`python -m cache export` lists the ids).",
+        show_default=False,
     ),
-    out: Path = typer.Option(..., "--out", help="Image file to write, e.g. sheet.png."),
+    out: Path = typer.Option(..., "--out", metavar="FILE", help="Image file to write, e.g. sheet.png."),
     frames: bool = typer.Option(
         False,
         "--frames",
@@ -153,3 +170,35 @@ def show(
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {out}: {plural(len(video_ids), 'video')}")
+
+
+@app.command(cls=PlainHelp)
+@reports_errors
+def remove(
+    cache_dir: Path = cache_argument(),
+    video_ids: list[str] = typer.Argument(
+        ..., metavar="VIDEO_ID...", help="Videos to drop (`python -m cache export` lists the ids).", show_default=False
+    ),
+) -> None:
+    """Drop videos from the cache (shards are not rewritten: the index forgets them); an extraction that finds
+    their files again brings them back."""
+    left = remove_videos(cache_dir, video_ids)
+    typer.echo(f"{cache_dir}: removed {plural(len(set(video_ids)), 'video')}; {plural(left, 'video')} left")
+
+
+@app.command(cls=PlainHelp)
+@reports_errors
+def prune(
+    cache_dir: Path = cache_argument(),
+    missing: bool = typer.Option(
+        False, "--missing", help="Drop the videos whose source file is gone (ghosts of renamed or deleted files)."
+    ),
+) -> None:
+    """Drop the videos whose source file is gone, such as the old name of a renamed file."""
+    gone = prune_missing(cache_dir, missing)
+    if not gone:
+        typer.echo(f"{cache_dir}: nothing to prune: the source file of every cached video exists")
+        return
+    for video in gone:
+        typer.echo(f"removed {video.video_id} ({video.split}): {video.source} is gone")
+    typer.echo(f"{cache_dir}: removed {plural(len(gone), 'video')} whose source file is gone")

@@ -9,7 +9,9 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import click
 import typer
+from typer.core import TyperCommand
 
 from cache.errors import OptionError, TraitcacheError, flag_name
 from cache.options import build, leaf_fields
@@ -99,3 +101,36 @@ def reports_errors(command: Callable) -> Callable:
             raise typer.Exit(error.exit_code) from None
 
     return wrapper
+
+
+def _argument_name(argument: click.Parameter) -> str:
+    """An argument as help shows it: its metavar (``CACHE``, ``VIDEO_ID...``), in brackets when optional."""
+    name = argument.metavar or argument.name.upper() + ("..." if argument.nargs != 1 else "")
+    return name if argument.required else f"[{name}]"
+
+
+class PlainHelp(TyperCommand):
+    """Plain click help whose arguments read as their metavar alone: ``CACHE VIDEO_ID...``
+    instead of typer's ``{CACHE} {VIDEO_ID...}...`` and ``<list[str]>`` type tags.
+
+    Use it as ``@app.command(cls=PlainHelp)`` in a ``typer.Typer(rich_markup_mode=None)``.
+    """
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        arguments = [_argument_name(param) for param in self.get_params(ctx) if param.param_type_name == "argument"]
+        return [self.options_metavar, *arguments] if self.options_metavar else arguments
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                sections["Arguments"].append((_argument_name(param), record[1]))
+            else:
+                sections["Options"].append(record)
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)

@@ -9,10 +9,20 @@ standard error and that status. Library messages name options by their field nam
 from __future__ import annotations
 
 import enum
+import os
 import re
 
 # Inside an OptionError's problem, `name` mentions another option: the command line shows its flag.
 MENTION = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+# The Makefile's recipes set this to the make variable that passes further flags to the
+# command they run (EXTRACT_FLAGS, TRAIN_FLAGS): a make user cannot type a flag directly.
+MAKE_ENVIRONMENT = "TRAITCACHE_VIA_MAKE"
+# Options that have a make variable of their own, by the recipe's flags variable.
+MAKE_VARIABLES = {
+    "EXTRACT_FLAGS": {"weights": "WEIGHTS", "jobs": "JOBS", "cache": "CACHE", "labels": "LABELS"},
+    "TRAIN_FLAGS": {"cache": "CACHE", "head": "HEAD"},
+}
 
 
 class ExitCode(enum.IntEnum):
@@ -49,8 +59,8 @@ class OptionError(TraitcacheError, ValueError):
         self.problem = problem
 
     def command_line_problem(self) -> str:
-        """The problem alone, other options named by their flags."""
-        return MENTION.sub(lambda mention: flag_name(mention.group(1)), self.problem)
+        """The problem alone, other options named by their flags (and, under make, how to set them there)."""
+        return command_line_text(self.problem)
 
     def command_line_message(self) -> str:
         return f"{flag_name(self.option)} {self.command_line_problem()}"
@@ -67,3 +77,27 @@ class LabelError(TraitcacheError, ValueError):
 def flag_name(option: str) -> str:
     """The command-line flag of an option field: ``frames_per_segment`` -> ``--frames-per-segment``."""
     return "--" + option.replace("_", "-")
+
+
+def via_make() -> str | None:
+    """The make variable that passes further flags when a Makefile recipe runs the command, else None."""
+    return os.environ.get(MAKE_ENVIRONMENT) or None
+
+
+def make_form(option: str) -> str | None:
+    """How a make user sets an option: ``WEIGHTS=... for --weights`` or ``TRAIN_FLAGS=--overwrite``;
+    None outside make."""
+    flags_variable = via_make()
+    if flags_variable is None:
+        return None
+    variable = MAKE_VARIABLES.get(flags_variable, {}).get(option)
+    return f"{variable}=... for {flag_name(option)}" if variable else f"{flags_variable}={flag_name(option)}"
+
+
+def command_line_text(text: str) -> str:
+    """``text`` with each `name` mention shown as its flag; under make, a closing note
+    says how to set each mentioned option through make's variables."""
+    mentioned = dict.fromkeys(MENTION.findall(text))
+    shown = MENTION.sub(lambda mention: flag_name(mention.group(1)), text)
+    forms = [form for form in map(make_form, mentioned) if form]
+    return f"{shown} (through make: {', '.join(forms)})" if forms else shown

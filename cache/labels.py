@@ -17,7 +17,7 @@ import numpy as np
 
 from cache.errors import CacheError, LabelError
 from cache.lock import CacheLock
-from cache.manifest import Index, check_cache_folder, write_atomically
+from cache.manifest import Index, check_cache_folder, plural, write_atomically
 from cache.schema import CONFIG_FILE, LABEL_NAMES, LABELS_FILE
 
 LabelTable = dict[str, dict[str, float]]  # video_id -> {label name -> score in [0, 1]}
@@ -206,6 +206,33 @@ def label_matrix(table: LabelTable, video_ids: list[str]) -> np.ndarray:
     return matrix
 
 
+def mismatch_hint(label_ids, cached_ids) -> str:
+    """The likely reason label ids miss the cached ones, as a clause for a message.
+
+    ChaLearn ids are file names (``_01AyUz9J9I.002.mp4``); a label table keyed by the
+    name without its extension matches none of them, so that case is named with an
+    example. Otherwise one id of each side is shown so the user can compare them.
+    """
+    cached = sorted(cached_ids)
+    by_stem = {Path(video_id).stem: video_id for video_id in cached}
+    bare = sorted(video_id for video_id in label_ids if video_id in by_stem)
+    if bare:
+        example = bare[0]
+        return (
+            f"{plural(len(bare), 'labelled id lacks', 'labelled ids lack')} the file extension the cached ids carry "
+            f"({example!r} is cached as {by_stem[example]!r}): add it to the ids"
+        )
+    labelled = sorted(label_ids)
+    if not labelled or not cached:
+        return "the labels name no video" if not labelled else "the cache holds no video yet"
+    return f"labelled ids look like {labelled[0]!r}, cached ids like {cached[0]!r}: is it the right label file?"
+
+
+def labelled_count(table: LabelTable, video_ids) -> int:
+    """How many of ``video_ids`` have at least one label in ``table``."""
+    return sum(1 for video_id in video_ids if table.get(video_id))
+
+
 @dataclass(frozen=True)
 class AttachedLabels:
     """What ``attach_labels`` wrote: the file, and how its videos meet the cache's."""
@@ -214,6 +241,7 @@ class AttachedLabels:
     labelled: int  # videos in the label files
     cached: int  # videos in the cache
     matched: int  # cached videos that have labels now
+    hint: str | None = None  # why no labelled id is cached, when none is
 
 
 def attach_labels(cache_dir: Path, files: list[Path], replace: bool = False) -> AttachedLabels:
@@ -228,7 +256,10 @@ def attach_labels(cache_dir: Path, files: list[Path], replace: bool = False) -> 
     CacheError
         When ``cache_dir`` is not a cache or the labels cannot be written.
     LabelError
-        When a label file cannot be read or holds impossible values.
+        When a label file cannot be read or holds impossible values, or when
+        ``replace`` would swap the labels of a cache that holds videos for labels
+        of none of them (nothing is changed then: the usual cause is ids without
+        their file extension, and the message says so).
     """
     check_cache_folder(cache_dir)
     if not (cache_dir / CONFIG_FILE).exists():
@@ -237,8 +268,27 @@ def attach_labels(cache_dir: Path, files: list[Path], replace: bool = False) -> 
     try:
         # An extraction writes labels too; the lock keeps the two from interleaving.
         with CacheLock(cache_dir):
+            cached = {entry.video_ids[row] for entry, row in Index.load(cache_dir).live()}
+            matched = len(cached.intersection(table))
+            hint = None if matched or not cached else mismatch_hint(table, cached)
+            if replace and hint:
+                names = ", ".join(str(path) for path in files)
+                raise LabelError(
+                    f"{names}: none of its {plural(len(table), 'labelled id')} is among the {plural(len(cached), 'cached video')}, "
+                    f"so --replace would drop every label and attach none; nothing was changed. Likely cause: {hint}"
+                )
             path = write_labels(cache_dir, table, replace=replace)
     except OSError as error:
         raise CacheError(f"{cache_dir}: cannot write labels ({error.strerror})") from error
-    cached = {entry.video_ids[row] for entry, row in Index.load(cache_dir).live()}
-    return AttachedLabels(path, len(table), len(cached), len(cached.intersection(table)))
+    return AttachedLabels(path, len(table), len(cached), matched, hint)
+
+
+def label_file_warnings(tables: dict[Path, LabelTable], video_ids: set[str]) -> list[str]:
+    """One warning for each label file that labels none of ``video_ids`` (the cached
+    videos), with the likely cause; none when there is no video to label."""
+    return [
+        f"{path}: labels none of the {plural(len(video_ids), 'cached video')} "
+        f"(it has {plural(len(table), 'labelled id')}); {mismatch_hint(table, video_ids)}"
+        for path, table in tables.items()
+        if video_ids and not video_ids.intersection(table)
+    ]

@@ -68,6 +68,9 @@ class ShardEntry:
     video_ids: list[str]
     splits: list[str]
     content_hashes: list[str]
+    # Rows dropped by `cache remove`/`prune`: shards are never rewritten, so the index
+    # alone says a record is gone (absent from index.json while empty).
+    removed: list[int] = field(default_factory=list)
 
 
 def shard_entry(path: Path) -> ShardEntry:
@@ -210,18 +213,28 @@ class Index:
 
     def save(self, cache_dir: Path) -> None:
         """Replace ``index.json`` atomically."""
-        payload = {"shards": [entry.__dict__ for entry in self.shards]}
+        # An empty `removed` is left out, so a cache nothing was removed from keeps the older index format.
+        payload = {
+            "shards": [
+                {key: value for key, value in entry.__dict__.items() if key != "removed" or value}
+                for entry in self.shards
+            ]
+        }
         write_atomically(Path(cache_dir) / INDEX_FILE, json.dumps(payload, indent=1))
 
     def live_masks(self) -> list[list[bool]]:
         """Per shard, which rows are current: a re-extracted video_id supersedes
-        its older rows (shards are never rewritten), so the latest record wins."""
+        its older rows (shards are never rewritten), so the latest record wins,
+        unless that record was removed (then the video has no current row)."""
         latest = {}
         for shard_number, entry in enumerate(self.shards):
             for row, video_id in enumerate(entry.video_ids):
                 latest[video_id] = (shard_number, row)
         return [
-            [latest[video_id] == (shard_number, row) for row, video_id in enumerate(entry.video_ids)]
+            [
+                latest[video_id] == (shard_number, row) and row not in entry.removed
+                for row, video_id in enumerate(entry.video_ids)
+            ]
             for shard_number, entry in enumerate(self.shards)
         ]
 

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import typer
 
-from cache.command import reports_errors, with_flags
+from cache.command import PlainHelp, reports_errors, with_flags
 from cache.errors import ExitCode
 from cache.schema import DEFAULT_CACHE
 from cache.stderr_filter import show_startup_messages
 from extract.config import ExtractOptions
-from extract.inputs import unused_split_folders
 from extract.run import extract_to_cache
 
 FAILURES_SHOWN = 5  # failure reasons printed on the terminal; the rest are in failures.csv
@@ -19,7 +18,9 @@ FAILURES_SHOWN = 5  # failure reasons printed on the terminal; the rest are in f
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"max_content_width": 120})
 
 
-@app.command(help="Extract videos (files or folders; SPLIT=PATH names the split) into an HDF5 feature cache.")
+@app.command(
+    cls=PlainHelp, help="Extract videos (files or folders; SPLIT=PATH names the split) into an HDF5 feature cache."
+)
 @reports_errors
 @with_flags(ExtractOptions)
 def main(
@@ -43,8 +44,6 @@ def main(
 ) -> None:
     if verbose:
         show_startup_messages()
-    for warning in unused_split_folders(inputs):
-        typer.echo(f"warning: {warning}", err=True)
     try:
         summary = extract_to_cache(inputs, cache, labels, options, show_progress=not quiet)
     except KeyboardInterrupt as interrupt:
@@ -53,6 +52,8 @@ def main(
             err=True,
         )
         raise typer.Exit(ExitCode.INTERRUPTED) from interrupt
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     for failure in summary.failures[:FAILURES_SHOWN]:
         typer.echo(f"failed: {failure.path}: {failure.reason}", err=True)
     if len(summary.failures) > FAILURES_SHOWN:

@@ -17,7 +17,7 @@ from extract.video import DecodeOptions
 BACKENDS = ("loky", "dask")
 
 # Options that change the numbers in the cache; the rest only change how fast they come.
-RUN_ONLY_FIELDS = ("jobs", "backend", "scheduler", "videos_per_shard", "batch_size")
+RUN_ONLY_FIELDS = ("jobs", "backend", "scheduler", "videos_per_shard", "batch_size", "one_split")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class ExtractOptions:
         None, "Dask scheduler address; without it a local cluster is started.", metavar="ADDRESS"
     )
     videos_per_shard: int = option(64, "Videos per HDF5 shard.", metavar="N")
+    one_split: bool = option(
+        False, "Extract a folder whose subfolders are named like splits (train/, test/) into one split anyway."
+    )
 
     def __post_init__(self):
         if self.backend not in BACKENDS:

@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.errors import TraitcacheError
+from cache.errors import TraitcacheError, command_line_text, via_make
 from cache.manifest import file_digest
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
@@ -194,10 +194,39 @@ def identify(videos: list[tuple[Path, str]], progress=None) -> tuple[list[VideoJ
 class InputError(TraitcacheError):
     """An input named on the command line cannot be used at all."""
 
+    def command_line_message(self) -> str:
+        return command_line_text(str(self))
 
-def check_inputs(specs: list[str]) -> None:
-    """Refuse, before any work, an input path that does not exist or a folder that
-    holds no videos: both are mistakes in the command, not bad videos.
+
+SPLIT_NAMES = ("train", "training", "validation", "val", "valid", "test")  # folder names that look like data-set splits
+
+
+def split_folders_problem(spec: str) -> str | None:
+    """Why a folder input looks like the parent of split folders, or None.
+
+    ``data/`` holding ``train/`` and ``test/`` would put every video into one split
+    ``data``: hours of extraction for a useless hold-out. The user almost certainly
+    meant ``train=data/train test=data/test``, which the problem spells out.
+    """
+    split, path = parse_input(spec)
+    if not path.is_dir():
+        return None
+    named = sorted(child.name for child in path.iterdir() if child.is_dir() and child.name.lower() in SPLIT_NAMES)
+    if not named:
+        return None
+    chosen = split or path.resolve().name
+    splits = " ".join(f"{name}={path / name}" for name in named)
+    through_make = f' (through make: DATA="{splits}")' if via_make() else ""
+    return (
+        f"{spec}: holds folders named {', '.join(named)}, so all its videos would go to one split {chosen!r}; "
+        f"to use them as splits, pass {splits}{through_make}; to put them in one split on purpose, pass `one_split`"
+    )
+
+
+def check_inputs(specs: list[str], one_split: bool = False) -> None:
+    """Refuse, before any work, an input path that does not exist, a folder that
+    holds no videos, or (unless ``one_split``) a folder whose subfolders are named
+    like splits: all are mistakes in the command, not bad videos.
 
     Raises
     ------
@@ -214,27 +243,6 @@ def check_inputs(specs: list[str]) -> None:
             Path(root, name).suffix.lower() in VIDEO_SUFFIXES for root, _, names in os.walk(path) for name in names
         ):
             raise InputError(f"{spec}: folder holds no videos (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
-
-
-SPLIT_NAMES = ("train", "training", "validation", "val", "valid", "test")  # folder names that look like data-set splits
-
-
-def unused_split_folders(specs: list[str]) -> list[str]:
-    """Warnings for folder inputs whose subfolders look like splits but are not used as such.
-
-    ``data/`` holding ``train/`` and ``test/`` puts every video into split ``data``;
-    the user almost certainly meant ``train=data/train test=data/test``.
-    """
-    warnings = []
-    for spec in specs:
-        split, path = parse_input(spec)
-        if not path.is_dir():
-            continue
-        named = sorted(child.name for child in path.iterdir() if child.is_dir() and child.name.lower() in SPLIT_NAMES)
-        if named:
-            chosen = split or path.resolve().name
-            suggestion = " ".join(f"{name}={path / name}" for name in named)
-            warnings.append(
-                f"{spec} holds folders named {', '.join(named)}, but all its videos go to split {chosen!r}; to use them as splits, pass {suggestion}"
-            )
-    return warnings
+        problem = None if one_split else split_folders_problem(spec)
+        if problem:
+            raise InputError(problem)

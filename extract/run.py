@@ -15,10 +15,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cache.labels import load_label_file, merge_tables, write_labels
+from cache.labels import (
+    label_file_warnings,
+    labelled_count,
+    load_label_file,
+    merge_tables,
+    read_label_table,
+    write_labels,
+)
 from cache.manifest import check_cache_folder, config_hash, plural, write_atomically, write_failures
 from cache.options import flatten
 from cache.reader import CacheReader
+from cache.remove import ghost_ids, ghost_warning
 from cache.schema import OPTIONS_FILE, VideoRecord
 from cache.writer import CacheWriter
 from extract.config import ExtractOptions
@@ -56,6 +64,8 @@ class Summary:
     cached: int
     failures_file: Path | None
     interrupted: bool = False
+    labelled: int = 0  # cached videos that have labels
+    warnings: tuple[str, ...] = ()  # label files that label no cached video, ghosts of renamed files
 
     def line(self) -> str:
         text = (
@@ -64,7 +74,7 @@ class Summary:
         )
         if self.failures:
             text += f": see {self.failures_file}"
-        return text + f" ({plural(self.cached, 'video')} in the cache)"
+        return text + f" ({plural(self.cached, 'video')} in the cache, {self.labelled} labelled)"
 
 
 @contextlib.contextmanager
@@ -166,8 +176,9 @@ def extract_to_cache(
     names are decoded once and recorded under each name.
     """
     options = options.resolved()
-    labels = merge_tables([load_label_file(path) for path in label_files])
-    check_inputs(inputs)
+    label_tables = {path: load_label_file(path) for path in label_files}
+    labels = merge_tables(list(label_tables.values()))
+    check_inputs(inputs, options.one_split)
     check_cache_folder(cache_dir)
     check_ready(options)
     videos, failures = discover(inputs)
@@ -178,10 +189,13 @@ def extract_to_cache(
     extracted = copied = 0
     with CacheWriter(cache_dir, config, options.videos_per_shard, extraction_versions()) as writer:
         plan = _plan(jobs, writer)
+        ghosts: set[str] = set()
         if plan.from_cache:
             reader = CacheReader(cache_dir)
             for job in plan.from_cache:
-                writer.add(_renamed(reader.record(job.content_hash), job))
+                record = reader.record(job.content_hash)
+                ghosts |= ghost_ids([(record, job.video_id)])
+                writer.add(_renamed(record, job))
         with (
             deferred_interrupt() as stop,
             tqdm(total=len(plan.to_extract), desc="extracting", unit="video", disable=not show_progress) as progress,
@@ -205,6 +219,11 @@ def extract_to_cache(
         # Still under the writer's lock, so no other run or `cache labels` interleaves.
         if labels:
             write_labels(cache_dir, labels)
+        cached_ids = {entry.video_ids[row] for entry, row in writer.index.live()}
+        warnings = label_file_warnings(label_tables, cached_ids)
+        if ghosts:
+            warnings.append(ghost_warning(len(ghosts), cache_dir))
+        labelled = labelled_count(read_label_table(cache_dir), cached_ids)
         failures_file = write_failures(cache_dir, [(failure.path, failure.reason) for failure in failures])
         resolved = {
             **flatten(options),
@@ -216,4 +235,15 @@ def extract_to_cache(
             "labels": [str(path) for path in label_files],
         }
         write_atomically(Path(cache_dir) / OPTIONS_FILE, json.dumps(resolved, indent=1))
-    return Summary(extracted, copied, len(plan.from_cache), plan.skipped, failures, cached, failures_file, interrupted)
+    return Summary(
+        extracted,
+        copied,
+        len(plan.from_cache),
+        plan.skipped,
+        failures,
+        cached,
+        failures_file,
+        interrupted,
+        labelled,
+        tuple(warnings),
+    )

@@ -1,4 +1,4 @@
-"""cache.cli: `python -m cache info|verify|export|labels`, their output and exit codes."""
+"""cache.cli: `python -m cache info|verify|export|labels|remove|prune`, their output and exit codes."""
 
 from __future__ import annotations
 
@@ -130,6 +130,50 @@ def test_labels_merge_and_replace(cache_dir, tmp_path):
     assert json.loads(run("info", cache_dir, "--json").stdout)["labelled"] == 2
 
 
+def test_a_replace_that_matches_no_cached_video_is_refused_with_the_labels_intact(cache_dir, tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text(f"video_id,openness\n{random_record(0).video_id},0.5\n")
+    assert run("labels", cache_dir, good).exit_code == 0
+    before = (cache_dir / "labels.csv").read_bytes()
+    bare = tmp_path / "bare.csv"
+    bare.write_text("video_id,openness\n" + "".join(f"video-{number:05d},0.25\n" for number in range(VIDEOS)))
+    assert_usage_error(
+        run("labels", cache_dir, bare, "--replace"),
+        f"{bare}: none of its 6 labelled ids is among the 6 cached videos",
+        "nothing was changed",
+        "6 labelled ids lack the file extension the cached ids carry ('video-00000' is cached as 'video-00000.mp4')",
+    )
+    assert (cache_dir / "labels.csv").read_bytes() == before
+    merged = run("labels", cache_dir, bare)
+    assert merged.exit_code == 0 and "0 of the 6 cached videos are among them" in merged.stdout
+    assert (
+        "warning: no cached video has labels from these files; 6 labelled ids lack the file extension" in merged.stderr
+    )
+
+
+def test_remove_and_prune(cache_dir):
+    removed = run("remove", cache_dir, random_record(0).video_id, random_record(5).video_id)
+    assert removed.exit_code == 0 and f"{cache_dir}: removed 2 videos; 4 videos left" in removed.stdout
+    assert json.loads(run("info", cache_dir, "--json").stdout)["videos"] == 4
+    assert_usage_error(run("remove", cache_dir, "video-00001"), "no cached video named 'video-00001' (did you mean")
+    assert_usage_error(run("prune", cache_dir), "--missing not given")
+    # The synthetic sources (/data/train/...) exist nowhere: pruning all of them is refused.
+    assert_usage_error(run("prune", cache_dir, "--missing"), "the source file of none of its 4 videos exists from here")
+    assert run("verify", cache_dir).exit_code == 0
+
+
+def test_help_is_plain_with_readable_metavars():
+    for command, usage in [
+        ("labels", "labels [OPTIONS] CACHE FILE..."),
+        ("show", "show [OPTIONS] CACHE VIDEO_ID..."),
+        ("remove", "remove [OPTIONS] CACHE VIDEO_ID..."),
+        ("prune", "prune [OPTIONS] CACHE"),
+    ]:
+        text = run(command, "--help").output
+        assert usage in text and "<list" not in text and "{" not in text and "\u256d" not in text, text
+        assert "\n  CACHE " in text
+
+
 def test_a_bad_label_file_changes_nothing(cache_dir, tmp_path):
     assert run("labels", cache_dir, tmp_path / "missing.csv").exit_code == ExitCode.USAGE
     bad = tmp_path / "bad.csv"
@@ -145,6 +189,8 @@ COMMANDS_ON_A_CACHE = [  # every command that reads or writes a cache folder (a 
     ["verify", "--repair"],
     ["export", "--out", "x.csv"],
     ["labels", "labels.csv"],
+    ["remove", "video-00000.mp4"],
+    ["prune", "--missing"],
 ]
 
 
@@ -177,7 +223,16 @@ def test_a_cache_path_that_is_a_file(tmp_path, command):
 
 
 @pytest.mark.parametrize(
-    "command", [["info"], ["verify"], ["verify", "--repair"], ["export", "--out", "x.csv"], ["labels", "labels.csv"]]
+    "command",
+    [
+        ["info"],
+        ["verify"],
+        ["verify", "--repair"],
+        ["export", "--out", "x.csv"],
+        ["labels", "labels.csv"],
+        ["remove", "video-00000.mp4"],
+        ["prune", "--missing"],
+    ],
 )
 def test_a_cache_folder_holding_python_source(cache_dir, tmp_path, command):
     (cache_dir / "__init__.py").write_text("")

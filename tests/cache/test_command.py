@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from cache.command import reports_errors, with_flags
-from cache.errors import CacheError, ExitCode, OptionError, TraitcacheError
+from cache.errors import MAKE_ENVIRONMENT, CacheError, ExitCode, OptionError, TraitcacheError
 from cache.options import option, step
 
 
@@ -165,4 +165,19 @@ def test_options_mentioned_in_a_problem_become_flags_on_the_command_line_only():
     assert str(error) == "out runs/a: holds a run; pass `overwrite` to replace it, or run `pip install x`"
     assert error.command_line_message() == (
         "--out runs/a: holds a run; pass --overwrite to replace it, or run `pip install x`"
+    )
+
+
+def test_under_make_mentioned_options_also_name_make_variables(monkeypatch):
+    error = OptionError("weights", "imagenet: not cached; pass `weights` /path/to/file, or `weights` none, or `frames`")
+    monkeypatch.delenv(MAKE_ENVIRONMENT, raising=False)
+    plain = "--weights imagenet: not cached; pass --weights /path/to/file, or --weights none, or --frames"
+    assert error.command_line_message() == plain
+    monkeypatch.setenv(MAKE_ENVIRONMENT, "EXTRACT_FLAGS")
+    assert error.command_line_message() == (
+        plain + " (through make: WEIGHTS=... for --weights, EXTRACT_FLAGS=--frames)"
+    )
+    monkeypatch.setenv(MAKE_ENVIRONMENT, "TRAIN_FLAGS")
+    assert OptionError("out", "runs/a: holds a run; pass `overwrite`").command_line_message() == (
+        "--out runs/a: holds a run; pass --overwrite (through make: TRAIN_FLAGS=--overwrite)"
     )

@@ -11,15 +11,20 @@ import pytest
 
 from cache.errors import LabelError
 from cache.labels import (
+    attach_labels,
+    label_file_warnings,
     label_matrix,
+    labelled_count,
     load_annotation_pickle,
     load_label_csv,
     load_label_file,
     merge_tables,
+    mismatch_hint,
     read_label_table,
     write_labels,
 )
 from cache.schema import LABEL_NAMES, LABELS_FILE, TRAITS
+from cache.synthetic import random_record, write_random_cache
 
 ANNOTATIONS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "chalearn" / "annotations"
 PICKLE_PROTOCOL = 2  # the protocol of the official ChaLearn pickles
@@ -249,3 +254,40 @@ def test_label_matrix_joins_by_id_with_nan_where_unknown():
     assert np.isnan(matrix[1]).all()
     assert np.isfinite(matrix).sum() == sum(len(scores) for scores in table.values())
     assert label_matrix(table, []).shape == (0, len(LABEL_NAMES))
+
+
+# --- attaching labels to a cache ---------------------------------------------------
+
+
+def test_mismatch_hint_names_ids_without_their_extension():
+    cached = {"_01AyUz9J9I.002.mp4", "b.mp4"}
+    assert mismatch_hint({"_01AyUz9J9I.002": {}}, cached) == (
+        "1 labelled id lacks the file extension the cached ids carry "
+        "('_01AyUz9J9I.002' is cached as '_01AyUz9J9I.002.mp4'): add it to the ids"
+    )
+    assert mismatch_hint({"zzz.mp4": {}}, cached).startswith("labelled ids look like 'zzz.mp4', cached ids like")
+
+
+def test_a_replace_matching_no_cached_video_is_refused_and_a_merge_is_hinted(tmp_path):
+    cache_dir = write_random_cache(tmp_path / "cache", range(3))
+    kept = write_csv(tmp_path / "kept.csv", f"video_id,openness\n{random_record(0).video_id},0.5\n")
+    attach_labels(cache_dir, [kept])
+    bare = write_csv(tmp_path / "bare.csv", "video_id,openness\nvideo-00001,0.25\n")
+    with pytest.raises(LabelError, match="nothing was changed. Likely cause: 1 labelled id lacks the file extension"):
+        attach_labels(cache_dir, [bare], replace=True)
+    assert read_label_table(cache_dir) == {random_record(0).video_id: {"openness": 0.5}}
+    merged = attach_labels(cache_dir, [bare])
+    assert (merged.matched, merged.cached) == (0, 3) and merged.hint.startswith("1 labelled id lacks")
+    assert attach_labels(cache_dir, [kept], replace=True).hint is None
+    assert read_label_table(cache_dir) == {random_record(0).video_id: {"openness": 0.5}}
+
+
+def test_label_files_that_label_no_cached_video_are_warned_about():
+    tables = {Path("train.pkl"): {"a.mp4": {"openness": 0.5}}, Path("test.csv"): {"c": {"openness": 0.5}}}
+    warnings = label_file_warnings(tables, {"a.mp4", "c.mp4"})
+    assert warnings == [
+        "test.csv: labels none of the 2 cached videos (it has 1 labelled id); 1 labelled id lacks the file extension "
+        "the cached ids carry ('c' is cached as 'c.mp4'): add it to the ids"
+    ]
+    assert label_file_warnings(tables, set()) == []
+    assert labelled_count({"a.mp4": {"openness": 0.5}, "b.mp4": {}}, ["a.mp4", "b.mp4", "c.mp4"]) == 1

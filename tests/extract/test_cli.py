@@ -36,7 +36,8 @@ def test_full_size_defaults_on_a_generated_clip(face_clip, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (
-        "1 extracted, 0 identical copies, 0 reused, 0 already cached, 0 failed (1 video in the cache)" in result.output
+        "1 extracted, 0 identical copies, 0 reused, 0 already cached, 0 failed (1 video in the cache, 0 labelled)"
+        in result.output
     )
     arrays = CacheReader(tmp_path / "cache").read("train", ("face_embeddings", "face_crops", "face_found"))
     assert arrays["face_embeddings"].shape == (1, 10, 2048) and arrays["face_crops"].shape == (1, 10, 224, 224, 3)
@@ -173,10 +174,34 @@ def test_a_missing_input_path_is_exit_2_naming_it(spec, tmp_path, tiny_flags):
     assert _nothing_written(tmp_path / "cache")
 
 
-def test_a_parent_folder_of_splits_is_pointed_out(clip_folder, tmp_path, tiny_flags):
-    result = runner.invoke(app, [str(clip_folder), "--cache", str(tmp_path / "cache"), *tiny_flags])
-    assert result.exit_code == 0
-    assert "holds folders named train, validation, but all its videos go to split" in result.stderr
+def test_a_parent_folder_of_splits_is_refused_unless_one_split(clip_folder, tmp_path, tiny_flags):
+    cache_dir = tmp_path / "cache"
+    refused = runner.invoke(app, [str(clip_folder), "--cache", str(cache_dir), *tiny_flags])
+    assert refused.exit_code == ExitCode.USAGE, refused.output
+    assert f"pass train={clip_folder / 'train'} validation={clip_folder / 'validation'};" in refused.stderr
+    assert refused.stderr.strip().endswith("pass --one-split") and _nothing_written(cache_dir)
+    meant = runner.invoke(app, [str(clip_folder), "--one-split", "--cache", str(cache_dir), *tiny_flags])
+    assert meant.exit_code == 0, meant.output
+    assert CacheReader(cache_dir).splits() == {clip_folder.name: 4}
+
+
+def test_label_files_that_label_none_of_the_videos_are_warned_about_and_the_summary_counts_labels(
+    clip_folder, tmp_path, tiny_flags
+):
+    labels, bare = tmp_path / "labels.csv", tmp_path / "bare.csv"
+    labels.write_text("video_id,openness\nvalidation0.mp4,0.5\n")
+    bare.write_text("video_id,openness\nvalidation0,0.5\n")
+    arguments = [str(clip_folder / "validation"), "--cache", str(tmp_path / "cache"), *tiny_flags]
+    result = runner.invoke(app, [*arguments, "--labels", str(bare)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: {bare}: labels none of the 1 cached video (it has 1 labelled id); 1 labelled id lacks the file "
+        "extension the cached ids carry ('validation0' is cached as 'validation0.mp4'): add it to the ids"
+    ) in result.stderr
+    assert result.stdout.strip().endswith("(1 video in the cache, 0 labelled)")
+    labelled = runner.invoke(app, [*arguments, "--labels", str(labels)])
+    assert labelled.exit_code == 0 and "warning" not in labelled.stderr
+    assert labelled.stdout.strip().endswith("1 already cached, 0 failed (1 video in the cache, 1 labelled)")
 
 
 def test_the_default_cache_folder_is_features_not_the_cache_package():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cache.errors import MAKE_ENVIRONMENT
 from extract.inputs import (
     InputError,
     check_inputs,
@@ -15,7 +16,6 @@ from extract.inputs import (
     identify,
     parse_input,
     unusable_reason,
-    unused_split_folders,
 )
 
 
@@ -101,13 +101,28 @@ def test_a_missing_input_or_an_empty_folder_is_refused_before_any_work(tmp_path)
         check_inputs([f"test={tmp_path / 'empty'}"])
 
 
-def test_folders_named_like_splits_inside_an_input_are_pointed_out(tmp_path):
+def test_a_parent_of_split_folders_is_refused_with_the_split_form_unless_one_split(tmp_path, monkeypatch):
+    monkeypatch.delenv(MAKE_ENVIRONMENT, raising=False)
     for split in ("train", "test", "notes"):
         _touch(tmp_path / "data" / split / "clip.mp4")
-    warnings = unused_split_folders([str(tmp_path / "data"), f"train={tmp_path / 'data' / 'train'}"])
-    assert len(warnings) == 1
-    assert "holds folders named test, train, but all its videos go to split 'data'" in warnings[0]
-    assert warnings[0].endswith(f"pass test={tmp_path / 'data' / 'test'} train={tmp_path / 'data' / 'train'}")
+    data, train, test = tmp_path / "data", tmp_path / "data" / "train", tmp_path / "data" / "test"
+    check_inputs([f"train={train}", f"test={test}"])
+    with pytest.raises(InputError) as refused:
+        check_inputs([str(data), f"train={train}"])
+    message = refused.value.command_line_message()
+    assert message.startswith(
+        f"{data}: holds folders named test, train, so all its videos would go to one split 'data'"
+    )
+    assert f"pass test={test} train={train};" in message and message.endswith("pass --one-split")
+    assert "through make" not in message
+    check_inputs([str(data)], one_split=True)
+    monkeypatch.setenv(MAKE_ENVIRONMENT, "EXTRACT_FLAGS")
+    with pytest.raises(InputError) as through_make:
+        check_inputs([str(data)])
+    assert f'(through make: DATA="test={test} train={train}")' in through_make.value.command_line_message()
+    assert through_make.value.command_line_message().endswith(
+        "pass --one-split (through make: EXTRACT_FLAGS=--one-split)"
+    )
 
 
 def test_unusable_reason_says_what_the_path_is(tmp_path):

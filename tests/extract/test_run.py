@@ -306,7 +306,7 @@ def test_ctrl_c_with_the_defaults_writes_every_embedded_video_and_says_how_to_re
     assert not list(cache_dir.glob("*.tmp")) and not (cache_dir / "index.json.tmp").exists()
     kept = CacheReader(cache_dir).splits()["train"]
     assert 3 <= kept < 12
-    assert f"{kept} extracted" in output and f"({kept} videos in the cache)" in output
+    assert f"{kept} extracted" in output and f"({kept} videos in the cache, 0 labelled)" in output
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     ids = list(CacheReader(cache_dir).read("train", ("video_id",))["video_id"])
     assert sorted(ids) == sorted(f"clip{index}.mp4" for index in range(12))
@@ -332,7 +332,7 @@ def test_byte_identical_copies_are_decoded_once_and_each_name_kept(clip_folder, 
     assert (summary.extracted, summary.copied, summary.cached) == (1, 4, 5)
     assert (
         summary.line()
-        == "1 extracted, 4 identical copies, 0 reused, 0 already cached, 0 failed (5 videos in the cache)"
+        == "1 extracted, 4 identical copies, 0 reused, 0 already cached, 0 failed (5 videos in the cache, 0 labelled)"
     )
     arrays = CacheReader(tmp_path / "cache").read("train", ("video_id", "face_embeddings", "source"))
     assert list(arrays["video_id"]) == ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4"]
