@@ -1,4 +1,4 @@
-"""``python -m train fit|sweep|ensemble|evaluate|compare|predict``: flags mapped onto the stage's functions."""
+"""``python -m train fit|sweep|ensemble|evaluate|compare|predict|audit``: flags mapped onto the stage's functions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from cache.command import reports_errors, with_flags
 from cache.errors import ExitCode
+from train.audit import AuditOptions
 from train.config import FitOptions
 from train.ensemble import EnsembleOptions, build_ensemble
 from train.sweep import SweepOptions
@@ -203,3 +204,27 @@ def predict(
         typer.echo(f"error: {path}: {reason}", err=True)
     if predictions.failures:
         raise typer.Exit(ExitCode.PARTIAL)
+
+
+@app.command()
+@reports_errors
+@with_flags(AuditOptions)
+def audit(
+    run: str = typer.Argument(..., metavar="RUN", help="Run or ensemble folder."),
+    groups: list[str] = typer.Option(
+        ...,
+        metavar="FILE",
+        help="Groups file: ChaLearn's eth_gender_annotations_*.csv as shipped, or a CSV with video_id and group"
+        " columns (repeatable).",
+    ),
+    options: AuditOptions = None,
+) -> None:
+    """Per-group accuracy with 95% intervals, signed error per trait, and the largest gap with its p-value.
+
+    Reads the run's saved predictions of one split (default test); writes audit.json into the run folder (or OUT).
+    A groups file that matches no video of the split, is not CSV, or has a column with one group is refused
+    (exit 2, nothing written).
+    """
+    from train.audit import audit as audit_run
+
+    audit_run(options, echo=typer.echo)
