@@ -289,21 +289,23 @@ def summarize(columns: dict[str, dict]) -> dict:
     Returns
     -------
     dict
-        ``worst_group`` (``column=group``) and ``worst_accuracy``, ``largest_gap``,
+        ``worst_group`` (``column=group``), ``worst_accuracy`` and its training-mean
+        ``worst_baseline_accuracy``, ``largest_gap``,
         ``gap_column``, ``gap_p_value``; None where no group (or column) is readable.
     """
     readable = [
-        (entry["mean_accuracy"], f"{column}={name}")
+        (entry["mean_accuracy"], f"{column}={name}", entry["baseline_mean_accuracy"])
         for column, result in columns.items()
         for name, entry in result["groups"].items()
         if not entry["too_small"]
     ]
     gaps = [(result["largest_gap"], column) for column, result in columns.items() if result["largest_gap"]]
-    worst = min(readable, default=(None, None))
+    worst = min(readable, default=(None, None, None))
     largest = max(gaps, key=lambda pair: pair[0]["gap"], default=(None, None))
     return {
         "worst_group": worst[1],
         "worst_accuracy": worst[0],
+        "worst_baseline_accuracy": worst[2],
         "largest_gap": None if largest[0] is None else largest[0]["gap"],
         "gap_column": largest[1],
         "gap_p_value": None if largest[0] is None else largest[0]["p_value"],
@@ -324,7 +326,7 @@ def format_audit(result: dict) -> str:
     ]
     for column, entry in result["columns"].items():
         rows = [(column, "n", "mean acc", "95% CI", "baseline")]
-        errors = [(f"{column}: signed error (prediction - label)", *result["traits"])]
+        errors = [(column, *result["traits"])]
         for name, group in entry["groups"].items():
             label = f"{name}{' *' if group['too_small'] else ''}"
             interval = group["ci95"]
@@ -355,7 +357,8 @@ def format_audit(result: dict) -> str:
             if gap
             else f"largest gap: none (fewer than two groups of {result['min_group']} videos or more)"
         )
-        lines += ["", aligned(rows), verdict, "", aligned(errors)]
+        title = "signed error (prediction - label) with 95% CI; baseline: the training mean's"
+        lines += ["", aligned(rows), verdict, "", title, aligned(errors)]
     if result["unmatched"]:
         lines += [
             "",

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cache.errors import ExitCode
-from train.audit import AUDIT_FILE, audit_column, gap_p_value, summarize
+from train.audit import AUDIT_FILE, MIN_GROUP_VIDEOS, audit_column, gap_p_value, summarize
 from train.cli import app
 from train.config import FitOptions
 from train.fit import fit
@@ -86,7 +86,7 @@ def test_seeds_are_averaged_and_small_groups_are_marked_and_kept_out_of_the_gap(
 
 
 TINY = {"visual_units": 8, "visual_projection": 4, "audio_units": 4, "lstm_units": 4, "lr": 1e-3, "verbose": 0}
-TEST_VIDEOS = 40
+TEST_VIDEOS = 64  # two groups of 32: large enough to read (MIN_GROUP_VIDEOS 30)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_small_groups_are_marked_and_a_partial_file_says_how_many_videos_it_miss
     assert result.exit_code == 0, result.output
     written = json.loads(out.read_text())
     assert written["n"] == 30 and written["unmatched"] == TEST_VIDEOS - 30
-    assert "note: 10 videos of split test are in no groups file" in result.stdout
+    assert f"note: {TEST_VIDEOS - 30} videos of split test are in no groups file" in result.stdout
     assert all(entry["too_small"] for entry in written["columns"]["Gender"]["groups"].values())
     assert written["columns"]["Gender"]["largest_gap"] is None and "largest gap: none" in result.stdout
     assert "female *" in result.stdout
@@ -158,12 +158,12 @@ def test_small_groups_are_marked_and_a_partial_file_says_how_many_videos_it_miss
     [
         (
             b"VideoName;YouTubeID;Ethnicity;Gender\nvalidation-00000.mp4;v;1;2\nvalidation-00001.mp4;v;2;1\n",
-            "matches none of the 40 videos of split 'test'",
+            "matches none of the 64 videos of split 'test'",
         ),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a CSV file (binary content)"),
         (b"clip;who\ntest-00000.mp4;x\n", "no recognisable header"),
         (
-            b"video_id,site\n" + b"".join(b"test-%05d.mp4,one\n" % index for index in range(40)),
+            b"video_id,site\n" + b"".join(b"test-%05d.mp4,one\n" % index for index in range(TEST_VIDEOS)),
             "column 'site' has 'one' among the videos of split 'test', one group at most",
         ),
     ],
@@ -177,3 +177,35 @@ def test_bad_groups_files_are_refused_in_one_line_and_nothing_is_written(run, tm
     assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr and str(groups) in result.stderr
     assert not out.exists()
+
+
+def test_compare_with_groups_adds_the_worst_group_and_the_largest_gap_to_each_row(run, tmp_path):
+    groups = chalearn_groups(tmp_path / "groups.csv", range(TEST_VIDEOS))
+    assert TEST_VIDEOS // 2 >= MIN_GROUP_VIDEOS  # both genders readable; Asian (a quarter) is not
+    audited = invoke(run, "--groups", groups, "--out", tmp_path / "audit.json")
+    assert audited.exit_code == 0, audited.output
+    gender = json.loads((tmp_path / "audit.json").read_text())["columns"]["Gender"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", str(run.parent), "--json", "--resamples", "300", "--groups", str(groups)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    test = row["splits"]["test"]["groups"]
+    assert test["n"] == TEST_VIDEOS and test["gap_column"] == "Gender"
+    assert test["largest_gap"] == pytest.approx(gender["largest_gap"]["gap"])
+    assert test["gap_p_value"] == pytest.approx(gender["largest_gap"]["p_value"])
+    readable = {f"Gender={name}": entry["mean_accuracy"] for name, entry in gender["groups"].items()}
+    assert test["worst_accuracy"] <= min(readable.values()) and test["worst_group"] != "Ethnicity=Asian"
+    assert row["splits"]["validation"]["groups"] is None
+    assert "no group figures for audio on validation" in result.stderr
+    table = runner.invoke(app, ["compare", str(run.parent), "--resamples", "300", "--groups", str(groups)])
+    line = next(line for line in table.stdout.splitlines() if line.startswith("audio") and " test " in line)
+    assert test["worst_group"] in line and f"{test['largest_gap']:.4f}" in line
+    assert f"{test['worst_baseline_accuracy']:.4f}" in line
+
+
+def test_compare_refuses_a_groups_file_that_names_no_video_it_compares(run, tmp_path):
+    groups = tmp_path / "groups.csv"
+    groups.write_text("video_id,site\nelsewhere-1.mp4,a\nelsewhere-2.mp4,b\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["compare", str(run.parent), "--resamples", "300", "--groups", str(groups)])
+    assert result.exit_code == ExitCode.USAGE and result.stdout == ""
+    assert f"error: {groups}: matches no video of any split of the runs compared" in result.stderr
