@@ -358,12 +358,17 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
         temporary.unlink(missing_ok=True)
 
 
-def add_groups(comparison: Comparison, table: GroupTable, resamples: int = BOOTSTRAP_RESAMPLES) -> None:
+def add_groups(
+    comparison: Comparison,
+    table: GroupTable,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    min_group: int = MIN_GROUP_VIDEOS,
+) -> None:
     """Give every reported split of every row ``groups``: its audit's worst group and largest gap.
 
     ``groups`` holds ``train.audit.summarize``'s fields plus ``n`` (videos in a group)
     and ``unmatched``; None where the table names no video of the split or a column has
-    one group there (a warning says which). Groups under ``MIN_GROUP_VIDEOS`` are left out.
+    one group there (a warning says which). Groups under ``min_group`` videos are left out.
 
     Raises
     ------
@@ -376,7 +381,7 @@ def add_groups(comparison: Comparison, table: GroupTable, resamples: int = BOOTS
             entry["groups"] = None
             try:
                 audited = read_audited_split(Path(row["folder"]), name)
-                columns, unmatched = audit_split(audited, table, name, resamples, MIN_GROUP_VIDEOS)
+                columns, unmatched = audit_split(audited, table, name, resamples, min_group)
             except (PredictionsError, RunError):
                 continue  # collect_runs already warned: no per-video predictions
             except GroupsError as error:
