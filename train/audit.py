@@ -37,7 +37,7 @@ from train.ensemble import Ensemble, open_run_or_ensemble
 from train.groups import GroupsError, GroupTable, read_groups
 from train.metrics import aligned, format_number
 from train.predictions import PREDICTIONS_FILE, read_predictions, trait_accuracies
-from train.run import SEED_FOLDER, RunError
+from train.run import SEED_FOLDER, RunError, weights_warning
 
 AUDIT_FILE = "audit.json"
 # Videos a group needs before its figures are read: assuming a per-video accuracy spread
@@ -106,12 +106,15 @@ class AuditedSplit:
         (N, 5) float32.
     baseline : np.ndarray
         (5,) the training mean the run would predict knowing nothing.
+    warning : str or None
+        The random-weights warning every report of such a run carries.
     """
 
     video_ids: np.ndarray
     predictions: np.ndarray
     labels: np.ndarray
     baseline: np.ndarray
+    warning: str | None = None
 
 
 def read_audited_split(folder: Path, split: str) -> AuditedSplit:
@@ -134,7 +137,13 @@ def read_audited_split(folder: Path, split: str) -> AuditedSplit:
         raise RunError(f"{folder}: no predictions for split {split!r} (it was scored on {scored}); pass `split`")
     first = per_folder[0][split]
     stacked = [first.predictions] + [other[split].aligned_to(first.video_ids).predictions for other in per_folder[1:]]
-    return AuditedSplit(first.video_ids, np.stack(stacked), first.labels, np.asarray(opened.label_mean, np.float64))
+    return AuditedSplit(
+        first.video_ids,
+        np.stack(stacked),
+        first.labels,
+        np.asarray(opened.label_mean, np.float64),
+        weights_warning(opened.extraction_config),
+    )
 
 
 def gap_p_value(samples: list[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES) -> float | None:
@@ -383,7 +392,8 @@ def audit(options: AuditOptions, echo: Callable[[str], None] = print) -> dict:
         As written: ``run``, ``split``, ``groups_files``, ``n`` (videos audited),
         ``unmatched`` (videos of the split in no file), ``min_group``, ``resamples``,
         ``confidence``, ``traits``, ``null_hypothesis`` and ``columns``
-        (column -> ``audit_column``'s result), plus ``summary`` (``summarize``).
+        (column -> ``audit_column``'s result), plus ``summary`` (``summarize``) and
+        ``warning`` (random weights, or None).
 
     Raises
     ------
@@ -406,9 +416,13 @@ def audit(options: AuditOptions, echo: Callable[[str], None] = print) -> dict:
         "null_hypothesis": NULL_HYPOTHESIS,
         "columns": columns,
         "summary": summarize(columns),
+        "warning": audited.warning,
     }
     out = Path(options.out) if options.out else Path(options.run) / AUDIT_FILE
     echo(format_audit(result))
+    if audited.warning:
+        echo(audited.warning)
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(out, json.dumps(result, indent=1) + "\n")
     echo(f"audit saved to {out}")
     return result

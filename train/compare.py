@@ -381,10 +381,11 @@ def add_groups(
             entry["groups"] = None
             try:
                 audited = read_audited_split(Path(row["folder"]), name)
-                columns, unmatched = audit_split(audited, table, name, resamples, min_group)
             except (PredictionsError, RunError):
                 continue  # collect_runs already warned: no per-video predictions
-            except GroupsError as error:
+            try:
+                columns, unmatched = audit_split(audited, table, name, resamples, min_group)
+            except GroupsError as error:  # no video of this split, or one group: other splits may still match
                 matched = matched or table.unmatched(audited.video_ids) < len(audited.video_ids)
                 comparison.warnings.append(f"warning: no group figures for {row['run']} on {name}: {error}")
                 continue

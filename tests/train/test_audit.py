@@ -138,6 +138,7 @@ def test_the_audit_of_a_run_reports_every_group_beside_its_baseline_and_writes_j
         and "null: every group of the column has the same mean accuracy" in result.stdout
     )
     assert written["unmatched"] == 0 and written["summary"]["gap_column"] in ("Ethnicity", "Gender")
+    assert "--weights none" in written["warning"] and written["warning"] in result.stdout
 
 
 def test_small_groups_are_marked_and_a_partial_file_says_how_many_videos_it_misses(run, tmp_path):
