@@ -227,9 +227,12 @@ class Protocol:
 
     def run(self) -> None:
         options = self.options
-        self.report.mkdir(parents=True, exist_ok=True)
         folders = split_folders(options.data)
         read_groups(options.groups)  # a bad groups file is refused before hours of work
+        missing = [path for path in options.labels if not Path(path).is_file()]
+        if missing:
+            raise OptionError("labels", f"{', '.join(missing)}: no such file; pass ChaLearn's annotation pickles")
+        self.report.mkdir(parents=True, exist_ok=True)
         cache = Path(options.cache)
         extract_stamp = {
             "videos": _videos_stamp(folders),
@@ -292,6 +295,8 @@ class Protocol:
                     "ensemble", ["train", "ensemble", *map(str, best), "--out", str(ensemble), "--overwrite"]
                 ),
             )
+        if len(best) < 2:
+            self.echo(f"ensemble: one run only, none built; the audit reads {best[0]}")
         audited = ensemble if len(best) >= 2 else best[0]
         outputs = [self.report / name for name in (COMPARE_FILE, AUDIT_FILE, REPORT_FILE)]
         report_stamp = {

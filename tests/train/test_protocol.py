@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from cache.errors import OptionError
 from cache.schema import TRAITS
 from extract.synthetic import talking_head_clip
-from train.protocol import PUBLISHED, ProtocolOptions
+from train.groups import GroupsError
+from train.protocol import PUBLISHED, ProtocolOptions, run_protocol, split_folders
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = {"train": 6, "validation": 3, "test": 6}
@@ -88,10 +90,24 @@ def test_make_chalearn_writes_the_report_and_a_second_run_redoes_nothing(dataset
     assert {path: path.stat().st_mtime_ns for path in produced} == times
 
 
-def test_bad_protocol_options_are_refused_before_any_work(dataset):
-    with pytest.raises(ValueError, match="heads must name heads among"):
-        ProtocolOptions(data=(str(dataset / "data"),), labels=("l.csv",), groups=("g.csv",), heads=("nope",))
-    from train.protocol import split_folders
-
-    with pytest.raises(ValueError, match="no test folder"):
+def test_bad_protocol_options_are_refused_before_any_work(dataset, tmp_path):
+    data = (str(dataset / "data"),)
+    groups = (str(dataset / "eth_gender_annotations_test.csv"),)
+    with pytest.raises(OptionError, match="heads must name heads among"):
+        ProtocolOptions(data=data, labels=("l.csv",), groups=groups, heads=("nope",))
+    with pytest.raises(OptionError, match="no test folder"):
         split_folders((f"train={dataset / 'data' / 'train'}",))
+    report = tmp_path / "report"
+    with pytest.raises(OptionError, match=r"absent\.pkl: no such file"):
+        run_protocol(
+            ProtocolOptions(data=data, labels=(str(tmp_path / "absent.pkl"),), groups=groups, report=str(report))
+        )
+    not_csv = tmp_path / "groups.csv"
+    not_csv.write_bytes(b"\x00\x01")
+    with pytest.raises(GroupsError, match="not a CSV file"):
+        run_protocol(
+            ProtocolOptions(
+                data=data, labels=(str(dataset / "labels.csv"),), groups=(str(not_csv),), report=str(report)
+            )
+        )
+    assert not report.exists()
