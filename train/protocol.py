@@ -200,7 +200,17 @@ class Protocol:
         self.echo = echo
         self.report = Path(options.report)
         self.record_path = self.report / PROTOCOL_FILE
-        self.record = json.loads(self.record_path.read_text(encoding="utf-8")) if self.record_path.exists() else {}
+        self.record = self._read_record()
+
+    def _read_record(self) -> dict:
+        """The finished steps' digests; an unreadable record only costs re-checking (extraction and sweeps resume)."""
+        try:
+            return json.loads(self.record_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self.echo(f"warning: {self.record_path} is damaged; every step is checked again")
+            return {}
 
     def _step(self, name: str, stamp, outputs: list[Path], work: Callable[[], None]) -> bool:
         """Run ``work`` unless the record holds ``stamp`` for ``name`` and every output exists; True when it ran."""
