@@ -81,3 +81,14 @@ demo: $(STAMP)
 
 clean:
 	rm -rf demo-data demo-cache runs/demo bench-out .pytest_cache
+
+# The ChaLearn protocol: extraction with the official pickles, every head with 5 seeds, an ensemble of the best,
+# compare on test and the per-group audit, into one report folder (REPORT/report.md). Run again: nothing finished is
+# redone. DATA is ChaLearn's folder holding train/ validation/ test/; LABELS its pickles; GROUPS its eth/gender CSVs.
+REPORT ?= reports/chalearn
+GROUPS ?=
+CHALEARN_FLAGS ?=
+
+.PHONY: chalearn
+chalearn: $(STAMP)
+	$(BIN)/python scripts/chalearn.py $(DATA) --cache $(CACHE) --report $(REPORT) --weights $(WEIGHTS) $(foreach file,$(LABELS),--labels $(file)) $(foreach file,$(GROUPS),--groups $(file)) $(CHALEARN_FLAGS)

@@ -1,4 +1,4 @@
-"""``python -m train fit|sweep|ensemble|evaluate|compare|predict``: flags mapped onto the stage's functions."""
+"""``python -m train fit|sweep|ensemble|evaluate|compare|predict|audit``: flags mapped onto the stage's functions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from cache.command import reports_errors, with_flags
 from cache.errors import ExitCode
+from train.audit import AuditOptions
 from train.config import FitOptions
 from train.ensemble import EnsembleOptions, build_ensemble
 from train.sweep import SweepOptions
@@ -76,16 +77,23 @@ def evaluate(
         typer.echo(warning, err=as_json)
 
 
-def _print_comparison(folder: Path, as_json: bool, plot: Path | None, resamples: int | None) -> None:
+def _print_comparison(
+    folder: Path, as_json: bool, plot: Path | None, resamples: int | None, groups: list[Path] | None = None
+) -> None:
     """The compare table (or JSON) of the runs under folder, its warnings, and the optional plot."""
-    from train.compare import collect_runs, format_runs, plot_runs, runs_json
+    from train.compare import add_groups, collect_runs, format_groups, format_runs, plot_runs, runs_json
 
     settings = {} if resamples is None else {"resamples": resamples}
+    table = _read_groups(groups)
     comparison = collect_runs(folder, **settings)
+    if table is not None:
+        add_groups(comparison, table, **settings)
     if as_json:
         typer.echo(runs_json(comparison))
     elif comparison.rows:
         typer.echo(format_runs(comparison))
+        if table is not None:
+            typer.echo("\n" + format_groups(comparison))
     else:
         typer.echo(f"no finished runs under {folder}")
     for line in comparison.warnings:
@@ -95,6 +103,13 @@ def _print_comparison(folder: Path, as_json: bool, plot: Path | None, resamples:
     if plot is not None and comparison.rows:
         plot_runs(comparison, plot, **settings)
         typer.echo(f"plot saved to {plot}", err=True)
+
+
+def _read_groups(paths: list[Path] | None):
+    """The groups files of ``compare --groups``, read before any run is (a bad file is refused first)."""
+    from train.groups import read_groups
+
+    return read_groups(paths) if paths else None
 
 
 RESAMPLES_HELP = "Bootstrap resamples of the videos for the 95% intervals and p-values (default 9999)."
@@ -115,13 +130,19 @@ def compare(
         help="Also draw per-trait mean accuracy with 95% intervals beside the baselines into this PNG.",
     ),
     resamples: int = typer.Option(None, min=100, metavar="N", help=RESAMPLES_HELP),
+    groups: list[Path] = typer.Option(
+        None,
+        metavar="FILE",
+        help="Groups file (as `audit` reads it; repeatable): add each split's worst group and largest gap between"
+        " groups (JSON: groups).",
+    ),
 ) -> None:
     """One table of every run under FOLDER, best first by the split that selected each model.
 
     Each split's mean accuracy comes with a bootstrap 95% interval over videos, a
     paired bootstrap p-value against the best run, and the training-mean baseline.
     """
-    _print_comparison(folder, as_json, plot, resamples)
+    _print_comparison(folder, as_json, plot, resamples, groups)
 
 
 @app.command()
@@ -203,3 +224,27 @@ def predict(
         typer.echo(f"error: {path}: {reason}", err=True)
     if predictions.failures:
         raise typer.Exit(ExitCode.PARTIAL)
+
+
+@app.command()
+@reports_errors
+@with_flags(AuditOptions)
+def audit(
+    run: str = typer.Argument(..., metavar="RUN", help="Run or ensemble folder."),
+    groups: list[str] = typer.Option(
+        ...,
+        metavar="FILE",
+        help="Groups file: ChaLearn's eth_gender_annotations_*.csv as shipped, or a CSV with video_id and group"
+        " columns (repeatable).",
+    ),
+    options: AuditOptions = None,
+) -> None:
+    """Per-group accuracy with 95% intervals, signed error per trait, and the largest gap with its p-value.
+
+    Reads the run's saved predictions of one split (default test); writes audit.json into the run folder (or OUT).
+    A groups file that matches no video of the split, is not CSV, or has a column with one group is refused
+    (exit 2, nothing written).
+    """
+    from train.audit import audit as audit_run
+
+    audit_run(options, echo=typer.echo)

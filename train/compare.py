@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX, TRAITS
+from train.audit import MIN_GROUP_VIDEOS, audit_split, read_audited_split, summarize
 from train.bootstrap import BOOTSTRAP_RESAMPLES, mean_intervals, paired_p_value
 from train.config import FitOptions
 from train.ensemble import ENSEMBLE_FILE, selection_split_of, training_split_of
+from train.groups import GroupsError, GroupTable
 from train.metrics import aligned, format_number
 from train.predictions import PREDICTIONS_FILE, PredictionsError, read_predictions, trait_accuracies
 from train.run import METRICS_FILE, RANDOM_WEIGHTS, RUN_FILE, SEED_FOLDER, RunError, read_json
@@ -107,6 +109,7 @@ def _describe(folder: Path, root: Path) -> dict:
         "config_hash": info.get("config_hash", ""),
         "selection_split": selection,
         "date": info.get("created", ""),
+        "folder": str(folder.resolve()),
         "random_weights": info.get("extraction_config", {}).get("weights") == RANDOM_WEIGHTS,
         "splits": {
             name: {
@@ -353,3 +356,70 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
     finally:
         pyplot.close(figure)
         temporary.unlink(missing_ok=True)
+
+
+def add_groups(
+    comparison: Comparison,
+    table: GroupTable,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    min_group: int = MIN_GROUP_VIDEOS,
+) -> None:
+    """Give every reported split of every row ``groups``: its audit's worst group and largest gap.
+
+    ``groups`` holds ``train.audit.summarize``'s fields plus ``n`` (videos in a group)
+    and ``unmatched``; None where the table names no video of the split or a column has
+    one group there (a warning says which). Groups under ``min_group`` videos are left out.
+
+    Raises
+    ------
+    GroupsError
+        The table names no video of any split of any run.
+    """
+    matched = False
+    for row in comparison.rows:
+        for name, entry in row["splits"].items():
+            entry["groups"] = None
+            try:
+                audited = read_audited_split(Path(row["folder"]), name)
+            except (PredictionsError, RunError):
+                continue  # collect_runs already warned: no per-video predictions
+            try:
+                columns, unmatched = audit_split(audited, table, name, resamples, min_group)
+            except GroupsError as error:  # no video of this split, or one group: other splits may still match
+                matched = matched or table.unmatched(audited.video_ids) < len(audited.video_ids)
+                comparison.warnings.append(f"warning: no group figures for {row['run']} on {name}: {error}")
+                continue
+            matched = True
+            entry["groups"] = {"n": len(audited.video_ids) - unmatched, "unmatched": unmatched, **summarize(columns)}
+    if comparison.rows and not matched:
+        raise GroupsError(
+            f"{table.described}: matches no video of any split of the runs compared; pass the groups file of their videos"
+        )
+
+
+def format_groups(comparison: Comparison) -> str:
+    """Per run and reported split: the worst group's accuracy and the largest gap with its p-value."""
+    table = [("run", "split", "n", "worst group", "acc", "baseline", "largest gap", "column", "p")]
+    for row in comparison.rows:
+        for name, entry in row["splits"].items():
+            groups = entry.get("groups")
+            if groups is None:
+                continue
+            table.append(
+                (
+                    row["run"],
+                    name,
+                    str(groups["n"]),
+                    groups["worst_group"] or "-",
+                    format_number(groups["worst_accuracy"], missing="-"),
+                    format_number(groups["worst_baseline_accuracy"], missing="-"),
+                    format_number(groups["largest_gap"], missing="-"),
+                    groups["gap_column"] or "-",
+                    format_number(groups["gap_p_value"], missing="-"),
+                )
+            )
+    return (
+        f"groups: the worst group of at least {MIN_GROUP_VIDEOS} videos beside its training-mean baseline,"
+        " and the largest gap between groups (bootstrap p; `python -m train audit` for all figures)\n"
+        + aligned(table, left=(0, 1, 3, 7))
+    )
