@@ -76,18 +76,18 @@ def evaluate(
         typer.echo(warning, err=as_json)
 
 
-def _print_comparison(folder: Path, as_json: bool, plot: Path | None, resamples: int | None) -> None:
-    """The compare table (or JSON) of the runs under folder, its warnings, and the optional plot."""
+def _print_comparison(folders: list[Path], as_json: bool, plot: Path | None, resamples: int | None) -> None:
+    """The compare table (or JSON) of the runs under folders, its warnings, and the optional plot."""
     from train.compare import collect_runs, format_runs, plot_runs, runs_json
 
     settings = {} if resamples is None else {"resamples": resamples}
-    comparison = collect_runs(folder, **settings)
+    comparison = collect_runs(folders, **settings)
     if as_json:
         typer.echo(runs_json(comparison))
     elif comparison.rows:
         typer.echo(format_runs(comparison))
     else:
-        typer.echo(f"no finished runs under {folder}")
+        typer.echo(f"no finished runs under {', '.join(map(str, folders))}")
     for line in comparison.warnings:
         typer.echo(line, err=True)
     for path in comparison.unfinished:
@@ -103,8 +103,10 @@ RESAMPLES_HELP = "Bootstrap resamples of the videos for the 95% intervals and p-
 @app.command()
 @reports_errors
 def compare(
-    folder: Path = typer.Argument(
-        Path("runs"), metavar="FOLDER", help="Folder of runs and ensembles (or one of them)."
+    folders: list[Path] = typer.Argument(
+        None,
+        metavar="FOLDER...",
+        help="Run, ensemble or sweep folders, or folders holding them, in any mix (default runs).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the rows as JSON (per split: ci95, p_value_vs_best, ...) instead of a table."
@@ -116,12 +118,14 @@ def compare(
     ),
     resamples: int = typer.Option(None, min=100, metavar="N", help=RESAMPLES_HELP),
 ) -> None:
-    """One table of every run under FOLDER, best first by the split that selected each model.
+    """One table of every run under the FOLDERs, best first by the split that selected each model.
+
+    A run found under several FOLDERs counts once; name your own folders to leave out others (such as the demo's).
 
     Each split's mean accuracy comes with a bootstrap 95% interval over videos, a
     paired bootstrap p-value against the best run, and the training-mean baseline.
     """
-    _print_comparison(folder, as_json, plot, resamples)
+    _print_comparison(folders or [Path("runs")], as_json, plot, resamples)
 
 
 @app.command()
@@ -148,7 +152,7 @@ def sweep(
         typer.echo(f"interrupted: finished runs under {options.out} are kept; run the same command to resume", err=True)
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     typer.echo("")
-    _print_comparison(Path(options.out), False, None, resamples)
+    _print_comparison([Path(options.out)], False, None, resamples)
     failed = [result for result in results if "error" in result]
     if failed:
         typer.echo(

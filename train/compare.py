@@ -153,20 +153,39 @@ def _consistency_warnings(rows: list[dict]) -> list[str]:
     return warnings
 
 
-def collect_runs(root: Path, resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
-    """Summaries of the finished runs under ``root``, best selection score first.
+def _folders_to_compare(roots: list[Path]) -> tuple[list[Path], Path]:
+    """Every run and ensemble folder under any of ``roots``, each once, and the folder their names are relative to.
+
+    Raises
+    ------
+    RunError
+        A root that is not a folder.
+    """
+    for root in roots:
+        if not root.is_dir():
+            raise RunError(f"{root}: no such folder; name run, ensemble or sweep folders (default runs)")
+    # One folder named twice, or named inside another one named, is one run.
+    folders = list(dict.fromkeys(folder.resolve() for root in roots for folder in _run_folders(root)))
+    names_from = Path(os.path.commonpath([root.resolve() for root in roots]))
+    return folders, names_from
+
+
+def collect_runs(roots: Path | list[Path], resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
+    """Summaries of the finished runs under ``roots``, best selection score first.
 
     Parameters
     ----------
-    root : Path
-        A runs folder (or a single run or ensemble).
+    roots : Path or list of Path
+        Runs folders, sweep folders, single runs or ensembles, in any mix; a run
+        found under several of them counts once.
     resamples : int
         Bootstrap resamples for intervals and p-values.
 
     Returns
     -------
     Comparison
-        ``rows``: per run ``run`` (path relative to root), ``kind`` (run or
+        ``rows``: per run ``run`` (path relative to the folder holding every root,
+        its own name when that is the run itself), ``kind`` (run or
         ensemble), ``head``, ``seeds``, ``options`` (non-default options),
         ``cache``, ``config_hash``, ``selection_split`` (the split that selected
         the model; ``validation`` for runs that predate the field), ``date``,
@@ -179,17 +198,16 @@ def collect_runs(root: Path, resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison
         ``baseline_traits``. The best run is the one with the highest mean
         accuracy on its own selection split.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise RunError(f"{root}: no such folder")
+    roots = [roots] if isinstance(roots, Path) else roots
+    folders, names_from = _folders_to_compare([Path(root) for root in roots])
     rows, unfinished, warnings = [], [], []
     accuracies: dict[tuple[str, str], np.ndarray] = {}
     videos: dict[tuple[str, str], np.ndarray] = {}
-    for folder in _run_folders(root):
+    for folder in folders:
         if not (folder / METRICS_FILE).exists():
             unfinished.append(str(folder))
             continue
-        row = _describe(folder, root)
+        row = _describe(folder, names_from)
         rows.append(row)
         try:
             per_split = _video_accuracies(folder, row["seeds"])
