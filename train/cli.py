@@ -11,7 +11,7 @@ from cache.command import reports_errors, with_flags
 from cache.errors import ExitCode
 from train.config import FitOptions
 from train.ensemble import EnsembleOptions, build_ensemble
-from train.sweep import SweepOptions
+from train.sweep import SweepOptions, grid_axes, sweep_flags
 from train.sweep import sweep as run_sweep
 
 # Plain click help (no rich panels): long flags get their own line instead of squeezing
@@ -130,8 +130,9 @@ def compare(
 
 @app.command()
 @reports_errors
-@with_flags(SweepOptions)
+@with_flags(sweep_flags())
 def sweep(
+    context: typer.Context,
     out: str = typer.Option(..., metavar="DIR", help="Sweep folder (runs/<name>): one run folder per configuration."),
     grid: list[str] = typer.Option(
         [],
@@ -139,13 +140,17 @@ def sweep(
         help="OPTION=V1,V2: one axis over any fit option (repeatable), e.g. --grid head=seed,bilstm --grid lr=1e-3,1e-4.",
     ),
     resamples: int = typer.Option(None, min=100, metavar="N", help=RESAMPLES_HELP),
-    options: SweepOptions = None,
+    options: object = None,
 ) -> None:
     """Fit one run per configuration of a grid into OUT, then print the compare table.
 
-    Run the same command again after a kill or Ctrl-C: finished runs are kept as
-    they are, half-written ones are fitted again. Exit 1 when a configuration failed.
+    Every fit option not on a grid axis can be given as a fixed value (--epochs 40), the same for every configuration.
+    Run the same command again after a kill or Ctrl-C: finished runs are kept as they are, half-written ones are fitted
+    again, keeping the seeds they had finished. Exit 1 when a configuration failed.
     """
+    # Typer carries its own copy of click, so the parameter source is told by name.
+    given = [name for name in grid_axes() if context.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")]
+    options = SweepOptions.from_flags(options, given)
     try:
         results = run_sweep(options, echo=typer.echo)
     except KeyboardInterrupt:

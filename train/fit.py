@@ -6,6 +6,7 @@ import contextlib
 import math
 import shutil
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ from train.run import (
     NORMALIZATION_FILE,
     RUN_FILE,
     SEED_FOLDER,
+    RunError,
+    read_json,
     weights_warning,
     write_json,
 )
@@ -140,7 +143,7 @@ def prepare_training(options: FitOptions, fitting: Fitting) -> Training:
     return Training(model, steps, stream, selection_data(fitting, names))
 
 
-def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, dict]:
+def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool = False) -> dict[str, dict]:
     """Train ``options.head`` on the cache, once per seed, into ``options.out``.
 
     Parameters
@@ -148,6 +151,11 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
     options : FitOptions
     echo : callable
         Receives each line of the report (splits used, metrics tables, warnings).
+    resume : bool
+        ``out`` is a run that was interrupted (``sweep`` passes it for its own
+        folders): it is replaced without ``overwrite``, except the seed folders it
+        had finished with the same options and training data, which are kept as
+        they are and not fitted again.
 
     Returns
     -------
@@ -170,7 +178,8 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         The cache has no usable training data.
     """
     out = Path(options.out)
-    _check_folder(out, options.overwrite)
+    if not resume:
+        _check_folder(out, options.overwrite)
     reader = CacheReader(Path(options.cache))
     if reader.splits():
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
@@ -188,10 +197,11 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
     warnings = data_warnings(fitting)
     for warning in warnings:
         echo(warning)
-    # Only now that the cache proved usable may --overwrite remove the old run.
-    _clear_folder(out)
     info = _run_info(options, data, parts)
     seeds = options.run_seeds
+    kept = _finished_seeds(out, options, info, fitting) if resume and len(seeds) > 1 else {}
+    # Only now that the cache proved usable may --overwrite remove the old run.
+    _clear_folder(out, keep=tuple(out / SEED_FOLDER.format(seed=seed) for seed in kept))
     # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
     _write_run_files(out, options, info, fitting)
     if len(seeds) == 1:
@@ -202,8 +212,12 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         for seed in seeds:
             folder = out / SEED_FOLDER.format(seed=seed)
             seed_options = replace(options, seed=seed, seeds=(), out=str(folder))
-            _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting)
-            per_seed[seed] = _fit_seed(seed_options, fitting, echo)
+            if seed in kept:
+                echo(f"seed {seed}: kept as an interrupted run had finished it ({folder})")
+                per_seed[seed] = kept[seed]
+            else:
+                _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting)
+                per_seed[seed] = _fit_seed(seed_options, fitting, echo)
             histories[seed] = read_history(folder / HISTORY_FILE)
         metrics = aggregate_seeds(per_seed)
         selected = max(seeds, key=lambda seed: per_seed[seed][parts.selection_name]["mean_accuracy"])
@@ -284,11 +298,50 @@ def _check_folder(out: Path, overwrite: bool) -> None:
             )
 
 
-def _clear_folder(out: Path) -> None:
-    """Remove the run ``_check_folder`` allowed to be replaced, and make the folder."""
+def _clear_folder(out: Path, keep: tuple[Path, ...] = ()) -> None:
+    """Remove the run ``_check_folder`` allowed to be replaced, except the folders in ``keep``, and make the folder."""
     if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+        for path in out.iterdir():
+            if path in keep:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _finished_seeds(out: Path, options: FitOptions, info: dict, fitting: Fitting) -> dict[int, dict]:
+    """Seed -> metrics of the seed folders under ``out`` that an interrupted run finished as it would now.
+
+    A seed counts when its folder holds every file a seed writes, with the same
+    options, cache, extraction config and splits, and normalisation statistics
+    equal to this fit's (so the same training videos and labels).
+    """
+    kept = {}
+    for seed in options.run_seeds:
+        folder = out / SEED_FOLDER.format(seed=seed)
+        if not all((folder / name).exists() for name in (MODEL_FILE, PREDICTIONS_FILE, HISTORY_FILE, METRICS_FILE)):
+            continue
+        try:
+            saved = FitOptions.from_dict(read_json(folder / OPTIONS_FILE))
+            recorded = read_json(folder / RUN_FILE)
+            normalization = Normalization.load(folder / NORMALIZATION_FILE)
+            metrics = read_json(folder / METRICS_FILE)
+        except (RunError, OptionError, OSError, ValueError, KeyError, zipfile.BadZipFile):
+            continue  # damaged: fitted again
+        same_data = all(
+            np.array_equal(getattr(normalization, name), getattr(fitting.normalization, name))
+            for name in ("visual_mean", "visual_std", "audio_mean", "audio_std", "label_mean")
+        )
+        recorded_keys = ("cache", "config_hash", "train_split", "selection_split", "report_splits", "videos")
+        if (
+            saved == replace(options, seed=seed, seeds=(), out=str(folder))
+            and all(recorded.get(key) == info[key] for key in recorded_keys)
+            and same_data
+        ):
+            kept[seed] = metrics
+    return kept
 
 
 def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:

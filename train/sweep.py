@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,10 @@ class SweepOptions:
     out : str
         Sweep folder (``runs/<name>``); one run folder per configuration inside.
     grid : tuple of (str, tuple)
-        Fit option -> values (``parse_grid``); every other option keeps its ``fit`` default.
+        Fit option -> values (``parse_grid``).
+    fixed : tuple of (str, value)
+        Fit option -> one value for every configuration (``fit``'s own flags given to
+        ``sweep``); every option neither here nor in the grid keeps its ``fit`` default.
     seeds : tuple of int
         Seeds of every configuration (``fit --seeds``); empty: ``fit``'s single seed.
     search_seed : int
@@ -135,6 +139,8 @@ class SweepOptions:
     jobs: int = option(
         1, "Configurations fitted at once, each in its own process with its share of the cores.", metavar="N"
     )
+    # The command line gives these as fit's own flags (--epochs 40) beside the --grid axes.
+    fixed: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         checks = [
@@ -155,6 +161,16 @@ class SweepOptions:
         for name, passed, problem in checks:
             if not passed:
                 raise OptionError(name, problem)
+        unknown = [name for name, _ in self.fixed if name not in grid_axes()]
+        if unknown:
+            raise OptionError(unknown[0], "cannot be fixed for a sweep; " + NOT_AXES.get(unknown[0], "no fit option"))
+        both = sorted(dict(self.grid).keys() & dict(self.fixed).keys())
+        if both:
+            raise OptionError(
+                "grid",
+                f"{both[0]}: also given as the fixed value `{both[0]}` {dict(self.fixed)[both[0]]!r}; give it once, as a grid axis or as a fixed value",
+            )
+        build(FitOptions, dict(self.fixed))  # a bad fixed value is named by its own option
         for values in configurations(self):
             self.fit_options(values)  # every configuration must be valid before any runs
 
@@ -163,7 +179,23 @@ class SweepOptions:
             **flatten(self),
             "grid": {name: list(values) for name, values in self.grid},
             "seeds": list(self.seeds),
+            "fixed": {name: list(value) if isinstance(value, tuple) else value for name, value in self.fixed},
         }
+
+    @classmethod
+    def from_flags(cls, flags: Any, given: Iterable[str]) -> SweepOptions:
+        """The options of a command line parsed into a ``sweep_flags()`` object.
+
+        Parameters
+        ----------
+        flags
+            A ``sweep_flags()`` instance.
+        given : iterable of str
+            The options the user gave; of the fit options, only these are fixed.
+        """
+        given = set(given)
+        fixed = tuple((name, getattr(flags, name)) for name in grid_axes() if name in given)
+        return build(cls, {**flatten(flags), "fixed": fixed})
 
     def fit_options(self, values: dict) -> FitOptions:
         """The FitOptions of one configuration (``values``: option -> value).
@@ -175,9 +207,29 @@ class SweepOptions:
         """
         fixed = {"cache": self.cache, "out": str(Path(self.out) / folder_name(values)), "seeds": self.seeds}
         try:
-            return build(FitOptions, {**fixed, "verbose": SWEEP_VERBOSE, **values})
+            return build(FitOptions, {**fixed, "verbose": SWEEP_VERBOSE, **dict(self.fixed), **values})
         except OptionError as error:
             raise OptionError("grid", f"configuration {folder_name(values)}: {error}") from error
+
+
+def sweep_flags() -> type:
+    """The dataclass ``sweep``'s command line is built from: SweepOptions' options and every fit option that can vary.
+
+    Its fields carry their own help and defaults (``cache.command.with_flags``); ``SweepOptions.from_flags``
+    turns an instance into SweepOptions, fixing the fit options the user gave.
+    """
+    hints = typing.get_type_hints(SweepOptions)
+    own = [
+        (field.name, hints[field.name], dataclasses.field(default=field.default, metadata=field.metadata))
+        for field in dataclasses.fields(SweepOptions)
+        if field.name != "fixed"
+    ]
+    fit = [
+        (name, kind, dataclasses.field(default=field.default, metadata=field.metadata))
+        for name, (field, kind) in leaf_fields(FitOptions).items()
+        if name in grid_axes()
+    ]
+    return dataclasses.make_dataclass("SweepFlags", own + fit, frozen=True)
 
 
 def folder_name(values: dict) -> str:
@@ -219,7 +271,8 @@ def is_finished(folder: Path) -> bool:
 
 def _mismatch(folder: Path, planned: FitOptions) -> str | None:
     """How a finished run differs from the planned configuration, or None."""
-    saved = json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))
+    # Rebuilt, so that options added since the run was made count as their defaults.
+    saved = FitOptions.from_dict(json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))).to_dict()
     wanted = planned.to_dict()
     differences = [
         f"{name}: {saved.get(name)!r} -> {wanted[name]!r}"
@@ -258,12 +311,6 @@ def plan(options: SweepOptions) -> tuple[list[FitOptions], list[FitOptions]]:
     return finished, to_do
 
 
-def _clear_half_written(folder: Path) -> None:
-    """Remove a configuration's folder that a killed sweep left without metrics.json."""
-    if folder.exists():
-        shutil.rmtree(folder)
-
-
 def _fit_one(options: FitOptions, threads: int | None) -> dict:
     """Fit one configuration (in a worker process when ``threads`` is set); a result record, never an exception for bad data."""
     if threads is not None:
@@ -275,9 +322,9 @@ def _fit_one(options: FitOptions, threads: int | None) -> dict:
     from train.fit import fit
 
     started = time.perf_counter()
-    _clear_half_written(Path(options.out))
     try:
-        metrics = fit(options, echo=lambda line: None)
+        # A folder a killed sweep left half-written is replaced, except the seeds it had finished.
+        metrics = fit(options, echo=lambda line: None, resume=True)
     except TraitcacheError as error:
         return {"out": options.out, "error": str(error), "seconds": time.perf_counter() - started}
     return {"out": options.out, "metrics": metrics, "seconds": time.perf_counter() - started}
