@@ -54,7 +54,7 @@ def evaluate(
     from train.metrics import format_table
 
     cache_path = cache or Path(open_run_or_ensemble(run).info["cache"])
-    opened, metrics = evaluate_run(run, cache_path, tuple(split) if split else None)
+    opened, metrics, leaks = evaluate_run(run, cache_path, tuple(split) if split else None)
     warning = opened.info.get("warning")
     if as_json:
         typer.echo(json.dumps(metrics, indent=1))
@@ -72,8 +72,8 @@ def evaluate(
                 f"scoring the model of seed {opened.info['selected_seed']}, the best of seeds {', '.join(map(str, opened.info['seeds']))} on validation"
             )
         typer.echo(format_table(metrics))
-    if warning:
-        typer.echo(warning, err=as_json)
+    for line in ([warning] if warning else []) + leaks:
+        typer.echo(line, err=as_json)
 
 
 def _print_comparison(folders: list[Path], as_json: bool, plot: Path | None, resamples: int | None) -> None:

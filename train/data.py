@@ -94,6 +94,9 @@ class CacheData:
         Labelled videos per split (splits with none are left out).
     unlabelled : dict of str to int
         Videos per split left out for lacking one or more trait labels.
+    content_hashes : dict of str to str
+        Video id -> hash of its file's bytes, for every video of the cache: a file
+        copied under another name keeps its hash.
     """
 
     config: dict
@@ -101,6 +104,7 @@ class CacheData:
     shape: CacheShape
     splits: dict[str, SplitData]
     unlabelled: dict[str, int]
+    content_hashes: dict[str, str]
 
 
 def load_cache(reader: CacheReader, splits: tuple[str, ...] | None = None) -> CacheData:
@@ -122,7 +126,8 @@ def load_cache(reader: CacheReader, splits: tuple[str, ...] | None = None) -> Ca
             )
             loaded[name] = split if rows.size == len(labels) else split.subset(rows)
     shape = CacheShape(reader.frames, reader.frames_per_segment)
-    return CacheData(reader.config, reader.config_hash, shape, loaded, unlabelled)
+    hashes = {entry.video_ids[row]: entry.content_hashes[row] for entry, row in reader.index.live()}
+    return CacheData(reader.config, reader.config_hash, shape, loaded, unlabelled, hashes)
 
 
 HOLDOUT_SPLIT = "holdout"  # reporting name of the training videos held out for selection

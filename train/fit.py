@@ -48,6 +48,7 @@ from train.run import (
     NORMALIZATION_FILE,
     RUN_FILE,
     SEED_FOLDER,
+    TRAINING_FILE,
     RunError,
     read_json,
     weights_warning,
@@ -194,7 +195,7 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
         echo(f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking some of the five trait labels")
     for line in describe_partition(parts, options):
         echo(line)
-    warnings = data_warnings(fitting)
+    warnings = data_warnings(fitting) + leak_warnings(parts, options.source_delimiter, data.content_hashes)
     for warning in warnings:
         echo(warning)
     info = _run_info(options, data, parts)
@@ -203,7 +204,7 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
     # Only now that the cache proved usable may --overwrite remove the old run.
     _clear_folder(out, keep=tuple(out / SEED_FOLDER.format(seed=seed) for seed in kept))
     # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
-    _write_run_files(out, options, info, fitting)
+    _write_run_files(out, options, info, fitting, data.content_hashes)
     if len(seeds) == 1:
         metrics = _fit_seed(replace(options, seed=seeds[0], seeds=()), fitting, echo)
         best = metrics[parts.selection_name]
@@ -216,7 +217,7 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
                 echo(f"seed {seed}: kept as an interrupted run had finished it ({folder})")
                 per_seed[seed] = kept[seed]
             else:
-                _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting)
+                _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting, data.content_hashes)
                 per_seed[seed] = _fit_seed(seed_options, fitting, echo)
             histories[seed] = read_history(folder / HISTORY_FILE)
         metrics = aggregate_seeds(per_seed)
@@ -283,6 +284,37 @@ def data_warnings(fitting: Fitting) -> list[str]:
         warnings.append(
             "warning: every training video has the same five trait scores (train baseline 1.0000): the labels are degenerate; check the label file"
         )
+    return warnings
+
+
+def leak_warnings(parts: Partition, delimiter: str, content_hashes: dict[str, str]) -> list[str]:
+    """Warnings, with counts, when a scored split shares source videos or file contents with the training videos.
+
+    Parameters
+    ----------
+    parts : Partition
+    delimiter : str
+        ``source_delimiter``: a video's source is its id up to the first one.
+    content_hashes : dict of str to str
+        Video id -> content hash (``CacheData.content_hashes``).
+    """
+    train_sources = np.unique(source_ids(parts.train.video_ids, delimiter))
+    train_contents = {content_hashes[video] for video in parts.train.video_ids}
+    scored = {parts.selection_name: parts.selection, **parts.others}
+    warnings = []
+    for name, split in scored.items():
+        by_source = int(np.isin(source_ids(split.video_ids, delimiter), train_sources).sum())
+        by_content = sum(content_hashes[video] in train_contents for video in split.video_ids)
+        if by_source:
+            warnings.append(
+                f"warning: {by_source} of the {len(split)} {name!r} videos share a source video with the {parts.train_name!r} videos trained on "
+                f"(source = video id up to the first {delimiter!r}; leak: their scores will be optimistic)"
+            )
+        if by_content:
+            warnings.append(
+                f"warning: {by_content} of the {len(split)} {name!r} videos have the same file content as a {parts.train_name!r} video trained on "
+                "(a copy under another name; leak: their scores will be optimistic)"
+            )
     return warnings
 
 
@@ -373,11 +405,17 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
     }
 
 
-def _write_run_files(folder: Path, options: FitOptions, info: dict, fitting: Fitting) -> None:
+def _write_run_files(
+    folder: Path, options: FitOptions, info: dict, fitting: Fitting, content_hashes: dict[str, str]
+) -> None:
     parts = fitting.parts
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / OPTIONS_FILE, options.to_dict())
     write_json(folder / RUN_FILE, info)
+    write_json(
+        folder / TRAINING_FILE,
+        {"split": parts.train_name, "videos": {str(video): content_hashes[video] for video in parts.train.video_ids}},
+    )
     fitting.normalization.save(folder / NORMALIZATION_FILE)
     if parts.held_out:
         write_json(

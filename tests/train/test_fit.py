@@ -268,3 +268,35 @@ def test_the_existing_run_check_comes_before_the_cache_is_read(learned_run, tmp_
     out, _ = learned_run
     with pytest.raises(OptionError, match="`overwrite`"):
         fit(FitOptions(cache=str(tmp_path / "no-such-cache"), out=str(out), epochs=1, **SMALL), echo=quiet)
+
+
+def test_splits_sharing_sources_or_file_contents_with_training_are_warned_about_with_counts(tmp_path):
+    # validation and test: the first 3 videos are clips of training sources, the first 2 also copies of training files.
+    cache = write_synthetic_cache(
+        tmp_path / "cache", {"train": 24, "validation": 8, "test": 6}, frames=FRAMES, copied=2, shared_sources=3
+    )
+    lines = []
+    fit(FitOptions(cache=str(cache), out=str(tmp_path / "run"), head="audio", epochs=1, **SMALL), echo=lines.append)
+    leaks = list(dict.fromkeys(line for line in lines if "leak" in line))  # printed before training and in the summary
+    source = "share a source video with the 'train' videos trained on (source = video id up to the first '.'; leak"
+    content = "have the same file content as a 'train' video trained on (a copy under another name; leak"
+    assert leaks == [
+        f"warning: 3 of the 8 'validation' videos {source}: their scores will be optimistic)",
+        f"warning: 2 of the 8 'validation' videos {content}: their scores will be optimistic)",
+        f"warning: 3 of the 6 'test' videos {source}: their scores will be optimistic)",
+        f"warning: 2 of the 6 'test' videos {content}: their scores will be optimistic)",
+    ]
+    assert set(leaks) <= set(json.loads((tmp_path / "run" / "run.json").read_text())["warnings"])
+    trained = json.loads((tmp_path / "run" / "training_videos.json").read_text())
+    assert trained["split"] == "train" and len(trained["videos"]) == 24
+    assert CacheReader(cache).record(trained["videos"]["train-00000.mp4"]) is not None
+    # Each video its own source: only the copies remain a leak.
+    lines = []
+    fit(
+        FitOptions(cache=str(cache), out=str(tmp_path / "own"), head="audio", epochs=1, source_delimiter="", **SMALL),
+        echo=lines.append,
+    )
+    assert list(dict.fromkeys(line.split(" videos ")[0] for line in lines if "leak" in line)) == [
+        "warning: 2 of the 8 'validation'",
+        "warning: 2 of the 6 'test'",
+    ]
