@@ -11,7 +11,7 @@ from cache.command import reports_errors, with_flags
 from cache.errors import ExitCode
 from train.config import FitOptions
 from train.ensemble import EnsembleOptions, build_ensemble
-from train.sweep import SweepOptions, grid_axes, sweep_flags
+from train.sweep import SweepOptions, fixed_options, sweep_flags
 from train.sweep import sweep as run_sweep
 
 # Plain click help (no rich panels): long flags get their own line instead of squeezing
@@ -149,7 +149,9 @@ def sweep(
     again, keeping the seeds they had finished. Exit 1 when a configuration failed.
     """
     # Typer carries its own copy of click, so the parameter source is told by name.
-    given = [name for name in grid_axes() if context.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")]
+    given = [
+        name for name in fixed_options() if context.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")
+    ]
     options = SweepOptions.from_flags(options, given)
     try:
         results = run_sweep(options, echo=typer.echo)

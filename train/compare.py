@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX, TRAITS
+from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX
 from train.bootstrap import BOOTSTRAP_RESAMPLES, mean_intervals, paired_p_value
 from train.config import FitOptions
 from train.ensemble import ENSEMBLE_FILE, selection_split_of, training_split_of
@@ -62,7 +62,7 @@ def _split_entries(metrics: dict) -> dict[str, dict]:
 
 
 def _video_accuracies(folder: Path, seeds: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """split -> (video ids, (6, N) accuracies: five traits and their mean), averaged over seeds.
+    """split -> (video ids, (k + 1, N) accuracies: k targets and their mean), averaged over seeds.
 
     A run of several seeds reports the mean over seeds, so its per-video accuracy
     is the mean of the seeds' per-video accuracies: the two agree exactly.
@@ -106,6 +106,7 @@ def _describe(folder: Path, root: Path) -> dict:
         "cache": info.get("cache", ""),
         "config_hash": info.get("config_hash", ""),
         "selection_split": selection,
+        "targets": ",".join(next(iter(splits.values()), {}).get("traits", {})),
         "date": info.get("created", ""),
         "random_weights": info.get("extraction_config", {}).get("weights") == RANDOM_WEIGHTS,
         "splits": {
@@ -143,6 +144,7 @@ def _consistency_warnings(rows: list[dict]) -> list[str]:
         ("cache", "caches"),
         ("config_hash", "extraction configs"),
         ("selection_split", "selection splits"),
+        ("targets", "targets (labels predicted)"),
     ):
         groups = _different(rows, key)
         if groups:
@@ -188,7 +190,8 @@ def collect_runs(roots: Path | list[Path], resamples: int = BOOTSTRAP_RESAMPLES)
         its own name when that is the run itself), ``kind`` (run or
         ensemble), ``head``, ``seeds``, ``options`` (non-default options),
         ``cache``, ``config_hash``, ``selection_split`` (the split that selected
-        the model; ``validation`` for runs that predate the field), ``date``,
+        the model; ``validation`` for runs that predate the field), ``targets``
+        (the labels predicted, comma-separated), ``date``,
         ``random_weights``, and ``splits``: per reported split (every labelled
         split but the training one) ``n``, ``mean_accuracy`` (mean over seeds),
         ``mean_accuracy_std`` (over seeds, or None), ``baseline_mean_accuracy``,
@@ -333,7 +336,10 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
 
     rows = comparison.rows[:PLOT_RUNS]
     names = list(dict.fromkeys(name for row in rows for name in row["splits"]))
-    labels = [*TRAITS, "mean"]
+    targets = list(
+        dict.fromkeys(trait for row in rows for entry in row["splits"].values() for trait in entry["traits"])
+    )
+    labels = [*targets, "mean"]
     figure, axes = pyplot.subplots(len(names), 1, figsize=(11, 3.6 * len(names)), squeeze=False)
     width = 0.8 / max(len(rows), 1)
     for axis, name in zip(axes[:, 0], names):
@@ -342,12 +348,14 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
             if entry is None:
                 continue
             positions = np.arange(len(labels)) - 0.4 + width * (index + 0.5)
-            values = np.array([entry["traits"][trait] for trait in TRAITS] + [entry["mean_accuracy"]])
+            values = np.array([entry["traits"].get(trait, np.nan) for trait in targets] + [entry["mean_accuracy"]])
             baseline = np.array(
-                [entry["baseline_traits"][trait] for trait in TRAITS] + [entry["baseline_mean_accuracy"]]
+                [entry["baseline_traits"].get(trait, np.nan) for trait in targets] + [entry["baseline_mean_accuracy"]]
             )
             accuracies = comparison.accuracies.get((row["run"], name))
-            intervals = None if accuracies is None else mean_intervals(accuracies, resamples)
+            # Error bars only where the run's targets are the plot's (runs trained on other targets have none).
+            same_targets = list(entry["traits"]) == targets
+            intervals = None if accuracies is None or not same_targets else mean_intervals(accuracies, resamples)
             errors = None if intervals is None else np.abs(intervals.T - values)
             axis.errorbar(positions, values, yerr=errors, fmt="o", capsize=3, label=row["run"])
             axis.scatter(

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cache.reader import CacheReader
+from cache.schema import TRAITS
 from train.data import CacheData, CacheShape, Normalization, SplitData, evaluation_inputs, load_cache
 from train.metrics import score
 from train.model import input_names
@@ -32,7 +33,7 @@ def predict_split(model, split: SplitData, normalization: Normalization, shape: 
     Returns
     -------
     np.ndarray
-        (N, 5) float32 scores in [0, 1].
+        (N, k) float32 scores in [0, 1], one column per target of the model.
     """
     names = tuple(input_names(model))
     parts = [
@@ -48,22 +49,27 @@ def score_splits(
     normalization: Normalization,
     shape: CacheShape,
     predictions_path: Path | None = None,
+    targets: tuple[str, ...] = TRAITS,
 ) -> dict[str, dict]:
     """``train.metrics.score`` of every split, the training mean as baseline.
 
     With ``predictions_path``, the per-video predictions are also written there
     (``train.predictions``) for ``compare``'s intervals and ``ensemble``.
+    ``targets`` names the model's outputs (default the five traits).
     """
     predicted = {name: predict_split(model, split, normalization, shape) for name, split in splits.items()}
     if predictions_path is not None:
         write_predictions(
             predictions_path,
             {
-                name: SplitPredictions(splits[name].video_ids, values, splits[name].labels)
+                name: SplitPredictions(splits[name].video_ids, values, splits[name].labels, targets)
                 for name, values in predicted.items()
             },
         )
-    return {name: score(splits[name].labels, values, normalization.label_mean) for name, values in predicted.items()}
+    return {
+        name: score(splits[name].labels, values, normalization.label_mean, targets)
+        for name, values in predicted.items()
+    }
 
 
 def trained_videos(runs: list[Run]) -> dict[str, str] | None:
@@ -124,11 +130,14 @@ def evaluate(
     opened = open_run_or_ensemble(run_path)
     reader = CacheReader(cache_path)
     opened.check_cache(reader.config, reader.config_hash, Path(cache_path))
-    data = load_cache(reader, splits)
+    data = load_cache(reader, splits, opened.targets)
     if not data.splits:
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
     predicted = predict_with(opened, data.splits)
     trained = trained_videos(list(opened.members) if isinstance(opened, Ensemble) else [opened])
     warnings = [] if trained is None else overlap_warnings(trained, data)
-    scores = {name: score(split.labels, predicted[name], opened.label_mean) for name, split in data.splits.items()}
+    scores = {
+        name: score(split.labels, predicted[name], opened.label_mean, opened.targets)
+        for name, split in data.splits.items()
+    }
     return opened, scores, warnings

@@ -107,7 +107,7 @@ class Training:
     stream
         Endless training batches (``train.data.training_stream``).
     validation : (dict of str to np.ndarray, np.ndarray)
-        Inputs (centre frames) and (N, 5) labels of the selection videos.
+        Inputs (centre frames) and (N, k) labels of the selection videos.
     """
 
     model: Any
@@ -117,7 +117,7 @@ class Training:
 
 
 def selection_data(fitting: Fitting, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Head inputs ``names`` of every selection video, centre frames, and their (N, 5) labels."""
+    """Head inputs ``names`` of every selection video, centre frames, and their (N, k) labels."""
     selection = fitting.parts.selection
     rows = np.arange(len(selection))
     inputs = model_inputs(selection, rows, centre_frames(len(selection), fitting.shape), fitting.normalization, names)
@@ -185,14 +185,16 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
     if reader.splits():
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
     started = time.perf_counter()
-    data = load_cache(reader)
+    data = load_cache(reader, targets=options.targets)
     fitting = prepare_fitting(data, options)
     parts = fitting.parts
     echo(
         f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s"
     )
     if sum(data.unlabelled.values()):
-        echo(f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking some of the five trait labels")
+        echo(
+            f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking a label of {', '.join(options.targets)}"
+        )
     for line in describe_partition(parts, options):
         echo(line)
     warnings = data_warnings(fitting) + leak_warnings(parts, options.source_delimiter, data.content_hashes)
@@ -282,7 +284,7 @@ def data_warnings(fitting: Fitting) -> list[str]:
         )
     if baseline_scores(train.labels, fitting.normalization.label_mean)["mean_accuracy"] == 1.0:
         warnings.append(
-            "warning: every training video has the same five trait scores (train baseline 1.0000): the labels are degenerate; check the label file"
+            "warning: every training video has the same scores (train baseline 1.0000): the labels are degenerate; check the label file"
         )
     return warnings
 
@@ -544,7 +546,12 @@ def _fit_seed(options: FitOptions, fitting: Fitting, echo: Callable[[str], None]
         )
     best = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     scores = score_splits(
-        best, parts.named(), fitting.normalization, fitting.shape, predictions_path=folder / PREDICTIONS_FILE
+        best,
+        parts.named(),
+        fitting.normalization,
+        fitting.shape,
+        predictions_path=folder / PREDICTIONS_FILE,
+        targets=options.targets,
     )
     metrics = {name: {**scores[name], "role": role} for name, role in parts.roles().items()}
     write_json(folder / METRICS_FILE, metrics)

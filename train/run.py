@@ -98,8 +98,13 @@ class Run(RecordedCache):
 
     @property
     def label_mean(self) -> np.ndarray:
-        """(5,) the training split's mean label: the run's baseline prediction."""
+        """(k,) the training split's mean label: the run's baseline prediction."""
         return self.normalization.label_mean
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The labels the run predicts, in its output order."""
+        return self.options.targets
 
     def load_model(self):
         """The trained head, loaded in Keras safe mode (no arbitrary code)."""

@@ -32,13 +32,18 @@ from train.run import METRICS_FILE, RUN_FILE
 
 SWEEP_FILE = "sweep.json"
 SEARCHES = ("grid", "random")
-# Fit options that cannot be grid axes, and why.
-NOT_AXES = {
+# Fit options the sweep sets itself, and why: neither grid axes nor fixed values.
+SET_BY_SWEEP = {
     "cache": "every configuration reads the sweep's cache",
     "out": "every configuration gets its own folder in the sweep's out",
     "seeds": "every configuration runs the sweep's seeds",
     "overwrite": "a sweep never replaces a finished run",
     "verbose": "a sweep prints one line per configuration",
+}
+# Fit options that cannot be grid axes, and why.
+NOT_AXES = {
+    **SET_BY_SWEEP,
+    "targets": "its value is a list; give it as the fixed value `targets` for every configuration",
 }
 # Options that do not change what a run computes (the cache is matched by its resolved path).
 IGNORED_IN_MATCH = ("cache", "out", "overwrite", "verbose")
@@ -50,6 +55,11 @@ UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder na
 def grid_axes() -> dict[str, type]:
     """Fit options that can be grid axes, with their types."""
     return {name: kind for name, (_, kind) in leaf_fields(FitOptions).items() if name not in NOT_AXES}
+
+
+def fixed_options() -> list[str]:
+    """Fit options that ``sweep`` takes as fixed values: all but those it sets itself."""
+    return [name for name in leaf_fields(FitOptions) if name not in SET_BY_SWEEP]
 
 
 def _parse_value(name: str, kind: type, text: str):
@@ -161,9 +171,11 @@ class SweepOptions:
         for name, passed, problem in checks:
             if not passed:
                 raise OptionError(name, problem)
-        unknown = [name for name, _ in self.fixed if name not in grid_axes()]
+        unknown = [name for name, _ in self.fixed if name not in fixed_options()]
         if unknown:
-            raise OptionError(unknown[0], "cannot be fixed for a sweep; " + NOT_AXES.get(unknown[0], "no fit option"))
+            raise OptionError(
+                unknown[0], "cannot be fixed for a sweep; " + SET_BY_SWEEP.get(unknown[0], "no fit option")
+            )
         both = sorted(dict(self.grid).keys() & dict(self.fixed).keys())
         if both:
             raise OptionError(
@@ -194,7 +206,7 @@ class SweepOptions:
             The options the user gave; of the fit options, only these are fixed.
         """
         given = set(given)
-        fixed = tuple((name, getattr(flags, name)) for name in grid_axes() if name in given)
+        fixed = tuple((name, getattr(flags, name)) for name in fixed_options() if name in given)
         return build(cls, {**flatten(flags), "fixed": fixed})
 
     def fit_options(self, values: dict) -> FitOptions:
@@ -227,7 +239,7 @@ def sweep_flags() -> type:
     fit = [
         (name, kind, dataclasses.field(default=field.default, metadata=field.metadata))
         for name, (field, kind) in leaf_fields(FitOptions).items()
-        if name in grid_axes()
+        if name in fixed_options()
     ]
     return dataclasses.make_dataclass("SweepFlags", own + fit, frozen=True)
 

@@ -109,6 +109,7 @@ def write_synthetic_cache(
     clips_per_source: int = 1,
     copied: int = 0,
     shared_sources: int = 0,
+    interview: bool = False,
 ) -> Path:
     """Write a synthetic cache with CacheWriter and attach labels.
 
@@ -139,6 +140,9 @@ def write_synthetic_cache(
         The first ``shared_sources`` videos of every split after the first are further
         clips of the first split's first videos' sources (``train-00000.validation-000.mp4``
         is a clip of ``train-00000``), as ChaLearn's official splits share YouTube videos.
+    interview : bool
+        Also label ChaLearn's ``interview`` score, as the mean of the five traits
+        (a function of the features too, so a head can learn it).
 
     Returns
     -------
@@ -197,8 +201,11 @@ def write_synthetic_cache(
             split_scores = np.concatenate(scores) if scores else np.zeros((0, len(TRAITS)), np.float32)
             if labels == "shuffled":
                 split_scores = split_scores[rng.permutation(count)]
+            names = (*TRAITS, "interview") if interview else TRAITS
+            if interview:
+                split_scores = np.column_stack([split_scores, split_scores.mean(axis=1)])
             table.update(
-                {video_id: dict(zip(TRAITS, map(float, row))) for video_id, row in zip(video_ids, split_scores)}
+                {video_id: dict(zip(names, map(float, row))) for video_id, row in zip(video_ids, split_scores)}
             )
     if labels != "none":
         write_labels(Path(cache_dir), table)

@@ -300,3 +300,43 @@ def test_splits_sharing_sources_or_file_contents_with_training_are_warned_about_
         "warning: 2 of the 8 'validation'",
         "warning: 2 of the 6 'test'",
     ]
+
+
+def test_interview_is_a_target_scored_per_target_beside_its_training_mean_baseline(tmp_path):
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    cache = write_synthetic_cache(
+        tmp_path / "cache", {"train": 24, "validation": 8, "test": 8}, frames=FRAMES, interview=True
+    )
+    targets = ("openness", "interview")
+    out = tmp_path / "runs" / "interview"
+    metrics = fit(
+        FitOptions(cache=str(cache), out=str(out), head="audio", epochs=1, targets=targets, **SMALL), echo=quiet
+    )
+    labels = read_label_table(cache)
+    mean = {target: np.mean([labels[f"train-{index:05d}.mp4"][target] for index in range(24)]) for target in targets}
+    for split in ("validation", "test"):
+        assert list(metrics[split]["traits"]) == list(targets) == list(metrics[split]["traits_ccc"])
+        truth = {target: [labels[f"{split}-{index:05d}.mp4"][target] for index in range(8)] for target in targets}
+        for target in targets:
+            expected = 1 - np.mean(np.abs(np.array(truth[target]) - mean[target]))
+            assert metrics[split]["baseline_traits"][target] == pytest.approx(expected, abs=1e-6)
+    assert keras.saving.load_model(out / "model.keras", compile=False).output.shape[-1] == 2
+    with open(out / "predictions.csv") as handle:
+        assert next(csv.reader(handle)) == ["split", "video_id", *targets, "openness_label", "interview_label"]
+    runner = CliRunner()
+    evaluated = runner.invoke(app, ["evaluate", str(out), "--split", "test", "--json"])
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["test"]["traits"] == metrics["test"]["traits"]
+    fit(
+        FitOptions(cache=str(cache), out=str(tmp_path / "runs" / "traits"), head="audio", epochs=1, **SMALL), echo=quiet
+    )
+    compared = runner.invoke(app, ["compare", str(tmp_path / "runs"), "--json", "--resamples", "200"])
+    assert compared.exit_code == 0, compared.output
+    rows = {row["run"]: row for row in json.loads(compared.stdout)}
+    assert rows["interview"]["targets"] == "openness,interview" and rows["traits"]["targets"] == ",".join(TRAITS)
+    assert "warning: the runs come from different targets (labels predicted)" in compared.stderr
+    typo = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "typo"), "--targets", "intervew"])
+    assert typo.exit_code == 2 and "error: --targets must be among openness" in typo.stderr
+    assert not (tmp_path / "typo").exists()
