@@ -250,6 +250,11 @@ def _paired_tests(rows: list[dict], videos: dict, accuracies: dict, resamples: i
     return warnings
 
 
+def _option_text(value) -> str:
+    """An option's value as the command line writes it (lists comma-separated: targets=openness,interview)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _short_cache(row: dict) -> str:
     name = Path(row["cache"]).name if row["cache"] else "?"
     return f"{name}@{row['config_hash'][:8]}" if row["config_hash"] else name
@@ -309,7 +314,7 @@ def format_runs(comparison: Comparison) -> str:
                     _p_cell(row, rows[0], name),
                 ]
             if position == 0:
-                cells.append(" ".join(f"{key}={value}" for key, value in row["options"].items()) or "-")
+                cells.append(" ".join(f"{key}={_option_text(value)}" for key, value in row["options"].items()) or "-")
             table.append(tuple(cells))
         lines += ["", aligned(table, left=(0, 1, 2, 3, 9))]
     if any(row["random_weights"] for row in rows):

@@ -217,9 +217,9 @@ class SweepOptions:
         cache.errors.OptionError
             Of ``grid``: the configuration is not a valid fit (its option and problem named).
         """
-        fixed = {"cache": self.cache, "out": str(Path(self.out) / folder_name(values)), "seeds": self.seeds}
+        own = {"cache": self.cache, "out": str(Path(self.out) / folder_name(values)), "seeds": self.seeds}
         try:
-            return build(FitOptions, {**fixed, "verbose": SWEEP_VERBOSE, **dict(self.fixed), **values})
+            return build(FitOptions, {**own, "verbose": SWEEP_VERBOSE, **dict(self.fixed), **values})
         except OptionError as error:
             raise OptionError("grid", f"configuration {folder_name(values)}: {error}") from error
 

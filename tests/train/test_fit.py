@@ -337,6 +337,8 @@ def test_interview_is_a_target_scored_per_target_beside_its_training_mean_baseli
     rows = {row["run"]: row for row in json.loads(compared.stdout)}
     assert rows["interview"]["targets"] == "openness,interview" and rows["traits"]["targets"] == ",".join(TRAITS)
     assert "warning: the runs come from different targets (labels predicted)" in compared.stderr
+    table = runner.invoke(app, ["compare", str(tmp_path / "runs"), "--resamples", "200"])
+    assert "targets=openness,interview" in table.stdout
     typo = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "typo"), "--targets", "intervew"])
     assert typo.exit_code == 2 and "error: --targets must be among openness" in typo.stderr
     assert not (tmp_path / "typo").exists()
