@@ -12,7 +12,7 @@ from cache.errors import ExitCode
 from train.audit import AuditOptions
 from train.config import FitOptions
 from train.ensemble import EnsembleOptions, build_ensemble
-from train.sweep import SweepOptions
+from train.sweep import SweepOptions, fixed_options, sweep_flags
 from train.sweep import sweep as run_sweep
 
 # Plain click help (no rich panels): long flags get their own line instead of squeezing
@@ -55,7 +55,7 @@ def evaluate(
     from train.metrics import format_table
 
     cache_path = cache or Path(open_run_or_ensemble(run).info["cache"])
-    opened, metrics = evaluate_run(run, cache_path, tuple(split) if split else None)
+    opened, metrics, leaks = evaluate_run(run, cache_path, tuple(split) if split else None)
     warning = opened.info.get("warning")
     if as_json:
         typer.echo(json.dumps(metrics, indent=1))
@@ -73,19 +73,19 @@ def evaluate(
                 f"scoring the model of seed {opened.info['selected_seed']}, the best of seeds {', '.join(map(str, opened.info['seeds']))} on validation"
             )
         typer.echo(format_table(metrics))
-    if warning:
-        typer.echo(warning, err=as_json)
+    for line in ([warning] if warning else []) + leaks:
+        typer.echo(line, err=as_json)
 
 
 def _print_comparison(
-    folder: Path, as_json: bool, plot: Path | None, resamples: int | None, groups: list[Path] | None = None
+    folders: list[Path], as_json: bool, plot: Path | None, resamples: int | None, groups: list[Path] | None = None
 ) -> None:
-    """The compare table (or JSON) of the runs under folder, its warnings, and the optional plot."""
+    """The compare table (or JSON) of the runs under folders, its warnings, and the optional plot."""
     from train.compare import add_groups, collect_runs, format_groups, format_runs, plot_runs, runs_json
 
     settings = {} if resamples is None else {"resamples": resamples}
     table = _read_groups(groups)
-    comparison = collect_runs(folder, **settings)
+    comparison = collect_runs(folders, **settings)
     if table is not None:
         add_groups(comparison, table, **settings)
     if as_json:
@@ -95,7 +95,7 @@ def _print_comparison(
         if table is not None:
             typer.echo("\n" + format_groups(comparison))
     else:
-        typer.echo(f"no finished runs under {folder}")
+        typer.echo(f"no finished runs under {', '.join(map(str, folders))}")
     for line in comparison.warnings:
         typer.echo(line, err=True)
     for path in comparison.unfinished:
@@ -118,8 +118,10 @@ RESAMPLES_HELP = "Bootstrap resamples of the videos for the 95% intervals and p-
 @app.command()
 @reports_errors
 def compare(
-    folder: Path = typer.Argument(
-        Path("runs"), metavar="FOLDER", help="Folder of runs and ensembles (or one of them)."
+    folders: list[Path] = typer.Argument(
+        None,
+        metavar="FOLDER...",
+        help="Run, ensemble or sweep folders, or folders holding them, in any mix (default runs).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the rows as JSON (per split: ci95, p_value_vs_best, ...) instead of a table."
@@ -137,18 +139,21 @@ def compare(
         " groups (JSON: groups).",
     ),
 ) -> None:
-    """One table of every run under FOLDER, best first by the split that selected each model.
+    """One table of every run under the FOLDERs, best first by the split that selected each model.
+
+    A run found under several FOLDERs counts once; name your own folders to leave out others (such as the demo's).
 
     Each split's mean accuracy comes with a bootstrap 95% interval over videos, a
     paired bootstrap p-value against the best run, and the training-mean baseline.
     """
-    _print_comparison(folder, as_json, plot, resamples, groups)
+    _print_comparison(folders or [Path("runs")], as_json, plot, resamples, groups)
 
 
 @app.command()
 @reports_errors
-@with_flags(SweepOptions)
+@with_flags(sweep_flags())
 def sweep(
+    context: typer.Context,
     out: str = typer.Option(..., metavar="DIR", help="Sweep folder (runs/<name>): one run folder per configuration."),
     grid: list[str] = typer.Option(
         [],
@@ -156,20 +161,26 @@ def sweep(
         help="OPTION=V1,V2: one axis over any fit option (repeatable), e.g. --grid head=seed,bilstm --grid lr=1e-3,1e-4.",
     ),
     resamples: int = typer.Option(None, min=100, metavar="N", help=RESAMPLES_HELP),
-    options: SweepOptions = None,
+    options: object = None,
 ) -> None:
     """Fit one run per configuration of a grid into OUT, then print the compare table.
 
-    Run the same command again after a kill or Ctrl-C: finished runs are kept as
-    they are, half-written ones are fitted again. Exit 1 when a configuration failed.
+    Every fit option not on a grid axis can be given as a fixed value (--epochs 40), the same for every configuration.
+    Run the same command again after a kill or Ctrl-C: finished runs are kept as they are, half-written ones are fitted
+    again, keeping the seeds they had finished. Exit 1 when a configuration failed.
     """
+    # Typer carries its own copy of click, so the parameter source is told by name.
+    given = [
+        name for name in fixed_options() if context.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")
+    ]
+    options = SweepOptions.from_flags(options, given)
     try:
         results = run_sweep(options, echo=typer.echo)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: finished runs under {options.out} are kept; run the same command to resume", err=True)
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     typer.echo("")
-    _print_comparison(Path(options.out), False, None, resamples)
+    _print_comparison([Path(options.out)], False, None, resamples)
     failed = [result for result in results if "error" in result]
     if failed:
         typer.echo(

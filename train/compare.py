@@ -64,7 +64,7 @@ def _split_entries(metrics: dict) -> dict[str, dict]:
 
 
 def _video_accuracies(folder: Path, seeds: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """split -> (video ids, (6, N) accuracies: five traits and their mean), averaged over seeds.
+    """split -> (video ids, (k + 1, N) accuracies: k targets and their mean), averaged over seeds.
 
     A run of several seeds reports the mean over seeds, so its per-video accuracy
     is the mean of the seeds' per-video accuracies: the two agree exactly.
@@ -108,6 +108,7 @@ def _describe(folder: Path, root: Path) -> dict:
         "cache": info.get("cache", ""),
         "config_hash": info.get("config_hash", ""),
         "selection_split": selection,
+        "targets": ",".join(next(iter(splits.values()), {}).get("traits", {})),
         "date": info.get("created", ""),
         "folder": str(folder.resolve()),
         "random_weights": info.get("extraction_config", {}).get("weights") == RANDOM_WEIGHTS,
@@ -146,6 +147,7 @@ def _consistency_warnings(rows: list[dict]) -> list[str]:
         ("cache", "caches"),
         ("config_hash", "extraction configs"),
         ("selection_split", "selection splits"),
+        ("targets", "targets (labels predicted)"),
     ):
         groups = _different(rows, key)
         if groups:
@@ -156,23 +158,43 @@ def _consistency_warnings(rows: list[dict]) -> list[str]:
     return warnings
 
 
-def collect_runs(root: Path, resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
-    """Summaries of the finished runs under ``root``, best selection score first.
+def _folders_to_compare(roots: list[Path]) -> tuple[list[Path], Path]:
+    """Every run and ensemble folder under any of ``roots``, each once, and the folder their names are relative to.
+
+    Raises
+    ------
+    RunError
+        A root that is not a folder.
+    """
+    for root in roots:
+        if not root.is_dir():
+            raise RunError(f"{root}: no such folder; name run, ensemble or sweep folders (default runs)")
+    # One folder named twice, or named inside another one named, is one run.
+    folders = list(dict.fromkeys(folder.resolve() for root in roots for folder in _run_folders(root)))
+    names_from = Path(os.path.commonpath([root.resolve() for root in roots]))
+    return folders, names_from
+
+
+def collect_runs(roots: Path | list[Path], resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison:
+    """Summaries of the finished runs under ``roots``, best selection score first.
 
     Parameters
     ----------
-    root : Path
-        A runs folder (or a single run or ensemble).
+    roots : Path or list of Path
+        Runs folders, sweep folders, single runs or ensembles, in any mix; a run
+        found under several of them counts once.
     resamples : int
         Bootstrap resamples for intervals and p-values.
 
     Returns
     -------
     Comparison
-        ``rows``: per run ``run`` (path relative to root), ``kind`` (run or
+        ``rows``: per run ``run`` (path relative to the folder holding every root,
+        its own name when that is the run itself), ``kind`` (run or
         ensemble), ``head``, ``seeds``, ``options`` (non-default options),
         ``cache``, ``config_hash``, ``selection_split`` (the split that selected
-        the model; ``validation`` for runs that predate the field), ``date``,
+        the model; ``validation`` for runs that predate the field), ``targets``
+        (the labels predicted, comma-separated), ``date``,
         ``random_weights``, and ``splits``: per reported split (every labelled
         split but the training one) ``n``, ``mean_accuracy`` (mean over seeds),
         ``mean_accuracy_std`` (over seeds, or None), ``baseline_mean_accuracy``,
@@ -182,17 +204,16 @@ def collect_runs(root: Path, resamples: int = BOOTSTRAP_RESAMPLES) -> Comparison
         ``baseline_traits``. The best run is the one with the highest mean
         accuracy on its own selection split.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise RunError(f"{root}: no such folder")
+    roots = [roots] if isinstance(roots, Path) else roots
+    folders, names_from = _folders_to_compare([Path(root) for root in roots])
     rows, unfinished, warnings = [], [], []
     accuracies: dict[tuple[str, str], np.ndarray] = {}
     videos: dict[tuple[str, str], np.ndarray] = {}
-    for folder in _run_folders(root):
+    for folder in folders:
         if not (folder / METRICS_FILE).exists():
             unfinished.append(str(folder))
             continue
-        row = _describe(folder, root)
+        row = _describe(folder, names_from)
         rows.append(row)
         try:
             per_split = _video_accuracies(folder, row["seeds"])
@@ -230,6 +251,11 @@ def _paired_tests(rows: list[dict], videos: dict, accuracies: dict, resamples: i
                 accuracies[key][-1, rows_in_best_order], accuracies[best_key][-1], resamples
             )
     return warnings
+
+
+def _option_text(value) -> str:
+    """An option's value as the command line writes it (lists comma-separated: targets=openness,interview)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _short_cache(row: dict) -> str:
@@ -291,7 +317,7 @@ def format_runs(comparison: Comparison) -> str:
                     _p_cell(row, rows[0], name),
                 ]
             if position == 0:
-                cells.append(" ".join(f"{key}={value}" for key, value in row["options"].items()) or "-")
+                cells.append(" ".join(f"{key}={_option_text(value)}" for key, value in row["options"].items()) or "-")
             table.append(tuple(cells))
         lines += ["", aligned(table, left=(0, 1, 2, 3, 9))]
     if any(row["random_weights"] for row in rows):
@@ -318,7 +344,10 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
 
     rows = comparison.rows[:PLOT_RUNS]
     names = list(dict.fromkeys(name for row in rows for name in row["splits"]))
-    labels = [*TRAITS, "mean"]
+    targets = list(
+        dict.fromkeys(trait for row in rows for entry in row["splits"].values() for trait in entry["traits"])
+    )
+    labels = [*targets, "mean"]
     figure, axes = pyplot.subplots(len(names), 1, figsize=(11, 3.6 * len(names)), squeeze=False)
     width = 0.8 / max(len(rows), 1)
     for axis, name in zip(axes[:, 0], names):
@@ -327,12 +356,14 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
             if entry is None:
                 continue
             positions = np.arange(len(labels)) - 0.4 + width * (index + 0.5)
-            values = np.array([entry["traits"][trait] for trait in TRAITS] + [entry["mean_accuracy"]])
+            values = np.array([entry["traits"].get(trait, np.nan) for trait in targets] + [entry["mean_accuracy"]])
             baseline = np.array(
-                [entry["baseline_traits"][trait] for trait in TRAITS] + [entry["baseline_mean_accuracy"]]
+                [entry["baseline_traits"].get(trait, np.nan) for trait in targets] + [entry["baseline_mean_accuracy"]]
             )
             accuracies = comparison.accuracies.get((row["run"], name))
-            intervals = None if accuracies is None else mean_intervals(accuracies, resamples)
+            # Error bars only where the run's targets are the plot's (runs trained on other targets have none).
+            same_targets = list(entry["traits"]) == targets
+            intervals = None if accuracies is None or not same_targets else mean_intervals(accuracies, resamples)
             errors = None if intervals is None else np.abs(intervals.T - values)
             axis.errorbar(positions, values, yerr=errors, fmt="o", capsize=3, label=row["run"])
             axis.scatter(

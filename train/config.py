@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from cache.errors import OptionError
 from cache.options import build, flatten, option
-from cache.schema import DEFAULT_CACHE
+from cache.schema import DEFAULT_CACHE, LABEL_NAMES, TRAITS
 
 HEADS = ("seed", "bilstm", "attention", "visual", "audio")
 TRAIN_SPLIT = "train"  # default train_split; when absent, a cache's only labelled split is fitted on
@@ -37,6 +37,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise ValueError(f"expected comma-separated integers such as 1,2,3, got {text!r}") from None
 
 
+def parse_targets(text: str) -> tuple[str, ...]:
+    """``"openness,interview"`` -> ``("openness", "interview")``; empty parts are skipped."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class FitOptions:
     """Everything that decides how a head is trained from a cache.
@@ -56,6 +61,10 @@ class FitOptions:
         is an error, except the defaults: without a ``train`` split a cache's only
         labelled split is fitted on, and without a ``validation`` split a share of
         the training videos is held out (reported as ``holdout``).
+    targets : tuple of str
+        The labels the head predicts, in this order, among LABEL_NAMES: the five
+        traits (the default, the ChaLearn metric) and ChaLearn's ``interview``.
+        Videos lacking a label of one of them are left out of fitting and scoring.
     holdout_seed : int
         Seeds the hold-out draw; kept apart from ``seed`` so that repeated seeds
         share one validation set.
@@ -78,6 +87,12 @@ class FitOptions:
         "Comma-separated seeds, e.g. 1,2,3: one run per seed, reported as mean and std.",
         metavar="N,N,...",
         parse=parse_seeds,
+    )
+    targets: tuple[str, ...] = option(
+        TRAITS,
+        f"Comma-separated labels to predict, among {', '.join(LABEL_NAMES)} (default the five traits).",
+        metavar="NAME,...",
+        parse=parse_targets,
     )
     visual_units: int = option(1024, "Width of the first per-frame Dense on the face embedding.", metavar="N")
     visual_projection: int = option(128, "Width of the second (linear) per-frame Dense.", metavar="N")
@@ -121,12 +136,21 @@ class FitOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
+        object.__setattr__(self, "targets", tuple(self.targets))
+        unknown = [target for target in self.targets if target not in LABEL_NAMES]
         checks = [
             ("head", self.head in HEADS, f"must be one of {', '.join(HEADS)}, got {self.head!r}"),
             ("epochs", self.epochs >= 1, f"must be at least 1, got {self.epochs}"),
             ("lr", self.lr > 0, f"must be positive, got {self.lr}"),
             ("batch_size", self.batch_size >= 1, f"must be at least 1, got {self.batch_size}"),
             ("seeds", len(set(self.seeds)) == len(self.seeds), f"must not repeat a seed, got {self.seeds}"),
+            ("targets", bool(self.targets), f"must name at least one of {', '.join(LABEL_NAMES)}"),
+            ("targets", not unknown, f"must be among {', '.join(LABEL_NAMES)}, got {', '.join(unknown)}"),
+            (
+                "targets",
+                len(set(self.targets)) == len(self.targets),
+                f"must not repeat a label, got {','.join(self.targets)}",
+            ),
             ("dropout", 0.0 <= self.dropout < 1.0, f"must be in [0, 1), got {self.dropout}"),
             (
                 "validation_fraction",

@@ -17,7 +17,7 @@ import numpy as np
 from cache.errors import OptionError, TraitcacheError
 from cache.manifest import plural
 from cache.reader import CacheReader
-from cache.schema import TRAITS
+from cache.schema import LABEL_NAMES, TRAITS
 from train.config import TRAIN_SPLIT, VALIDATION_SPLIT, FitOptions
 
 CACHE_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
@@ -60,8 +60,8 @@ class SplitData:
     face : np.ndarray
         (N, T*k) bool, a face was found in that frame.
     labels : np.ndarray
-        (N, 5) float32 trait scores in TRAITS order (NaN only for unlabelled videos
-        given to ``predict``).
+        (N, k) float32 scores of the run's k targets (the five traits by default;
+        NaN only for unlabelled videos given to ``predict``).
     """
 
     video_ids: np.ndarray
@@ -93,7 +93,10 @@ class CacheData:
     splits : dict of str to SplitData
         Labelled videos per split (splits with none are left out).
     unlabelled : dict of str to int
-        Videos per split left out for lacking one or more trait labels.
+        Videos per split left out for lacking a label of one or more targets.
+    content_hashes : dict of str to str
+        Video id -> hash of its file's bytes, for every video of the cache: a file
+        copied under another name keeps its hash.
     """
 
     config: dict
@@ -101,19 +104,24 @@ class CacheData:
     shape: CacheShape
     splits: dict[str, SplitData]
     unlabelled: dict[str, int]
+    content_hashes: dict[str, str]
 
 
-def load_cache(reader: CacheReader, splits: tuple[str, ...] | None = None) -> CacheData:
-    """Read the labelled videos of ``splits`` (default: all) into memory.
+def load_cache(
+    reader: CacheReader, splits: tuple[str, ...] | None = None, targets: tuple[str, ...] = TRAITS
+) -> CacheData:
+    """Read the labelled videos of ``splits`` (default: all) into memory, with the labels of ``targets``.
 
-    Videos missing any of the five trait labels are left out of fitting and scoring.
+    ``targets`` are among LABEL_NAMES (default the five traits); videos missing the
+    label of any of them are left out of fitting and scoring.
     """
+    columns = [LABEL_NAMES.index(target) for target in targets]
     names = tuple(reader.splits()) if splits is None else splits
     loaded: dict[str, SplitData] = {}
     unlabelled: dict[str, int] = {}
     for name in names:
         arrays = reader.read(name, CACHE_DATASETS)
-        labels = reader.labels(arrays["video_id"])[:, : len(TRAITS)]
+        labels = reader.labels(arrays["video_id"])[:, columns]
         rows = np.flatnonzero(np.isfinite(labels).all(axis=1))
         unlabelled[name] = len(labels) - len(rows)
         if rows.size:
@@ -122,7 +130,8 @@ def load_cache(reader: CacheReader, splits: tuple[str, ...] | None = None) -> Ca
             )
             loaded[name] = split if rows.size == len(labels) else split.subset(rows)
     shape = CacheShape(reader.frames, reader.frames_per_segment)
-    return CacheData(reader.config, reader.config_hash, shape, loaded, unlabelled)
+    hashes = {entry.video_ids[row]: entry.content_hashes[row] for entry, row in reader.index.live()}
+    return CacheData(reader.config, reader.config_hash, shape, loaded, unlabelled, hashes)
 
 
 HOLDOUT_SPLIT = "holdout"  # reporting name of the training videos held out for selection
@@ -307,7 +316,7 @@ class Normalization:
     audio_mean, audio_std : np.ndarray
         (68,) float32, over all segments.
     label_mean : np.ndarray
-        (5,) float32 training-mean traits: the baseline prediction.
+        (k,) float32 training-mean targets: the baseline prediction.
     """
 
     visual_mean: np.ndarray
@@ -485,7 +494,7 @@ def training_dataset(
     -------
     tf.data.Dataset
         Endless (inputs, labels): inputs as ``model_inputs`` builds them, labels
-        (batch, 5) float32.
+        (batch, k) float32.
     """
     import tensorflow as tf
 

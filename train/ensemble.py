@@ -125,8 +125,13 @@ class Ensemble(RecordedCache):
 
     @property
     def label_mean(self) -> np.ndarray:
-        """(5,) the ensemble's baseline prediction (``weighted_label_mean``)."""
+        """(k,) the ensemble's baseline prediction (``weighted_label_mean``)."""
         return weighted_label_mean(self.members, self.weights)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The labels the members predict (``build_ensemble`` refuses members with other ones)."""
+        return self.members[0].targets
 
     def check_cache(self, config: dict, config_hash: str, cache: Path) -> None:
         """Refuse a cache built with another extraction config, naming the differences."""
@@ -137,7 +142,7 @@ class Ensemble(RecordedCache):
             )
 
     def predict(self, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
-        """Split -> (N, 5) float32: the members' predictions, weighted (each model loaded once)."""
+        """Split -> (N, k) float32: the members' predictions, weighted (each model loaded once)."""
         per_member = [_predict_run(member, splits) for member in self.members]
         return {
             name: np.tensordot(self.weights, np.stack([predicted[name] for predicted in per_member]), axes=1).astype(
@@ -187,7 +192,7 @@ def _predict_run(run: Run, splits: dict[str, SplitData]) -> dict[str, np.ndarray
 
 
 def predict_with(opened: Run | Ensemble, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
-    """Split -> (N, 5) float32 predictions of a run's model, or of an ensemble's members weighted."""
+    """Split -> (N, k) float32 predictions of a run's model, or of an ensemble's members weighted."""
     return opened.predict(splits) if isinstance(opened, Ensemble) else _predict_run(opened, splits)
 
 
@@ -299,6 +304,13 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
         A member has no predictions.csv.
     """
     members = _open_members(options.members)
+    targets = {member.targets for member in members}
+    if len(targets) > 1:
+        raise RunError(
+            "the members predict different targets ("
+            + "; ".join(f"{member.path}: {','.join(member.targets)}" for member in members)
+            + "); ensemble runs trained with the same --targets"
+        )
     weights = member_weights(members, options.weighting)
     common, left_out = _common_splits(members)
     if not common:
@@ -313,6 +325,7 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
             splits[0].video_ids,
             np.tensordot(weights, np.stack([split.predictions for split in splits]), axes=1).astype(np.float32),
             splits[0].labels,
+            splits[0].targets,
         )
         for name, splits in common.items()
     }
@@ -327,7 +340,7 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
         return "train" if name in train_splits else "selection" if name == selection else "report"
 
     metrics = {
-        name: {**score(split.labels, split.predictions, baseline), "role": role(name)}
+        name: {**score(split.labels, split.predictions, baseline, split.targets), "role": role(name)}
         for name, split in averaged.items()
     }
     first = members[0]

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from cache.reader import CacheReader
-from train.data import CacheShape, Normalization, SplitData, evaluation_inputs, load_cache
+from cache.schema import TRAITS
+from train.data import CacheData, CacheShape, Normalization, SplitData, evaluation_inputs, load_cache
 from train.metrics import score
 from train.model import input_names
 from train.predictions import SplitPredictions, write_predictions
-from train.run import Run, RunError
+from train.run import TRAINING_FILE, Run, RunError, read_json
 
 PREDICT_CHUNK = 512  # videos per model call: bounds memory at ~40 MB of float32 inputs (T = 10)
 
@@ -32,7 +33,7 @@ def predict_split(model, split: SplitData, normalization: Normalization, shape: 
     Returns
     -------
     np.ndarray
-        (N, 5) float32 scores in [0, 1].
+        (N, k) float32 scores in [0, 1], one column per target of the model.
     """
     names = tuple(input_names(model))
     parts = [
@@ -48,25 +49,57 @@ def score_splits(
     normalization: Normalization,
     shape: CacheShape,
     predictions_path: Path | None = None,
+    targets: tuple[str, ...] = TRAITS,
 ) -> dict[str, dict]:
     """``train.metrics.score`` of every split, the training mean as baseline.
 
     With ``predictions_path``, the per-video predictions are also written there
     (``train.predictions``) for ``compare``'s intervals and ``ensemble``.
+    ``targets`` names the model's outputs (default the five traits).
     """
     predicted = {name: predict_split(model, split, normalization, shape) for name, split in splits.items()}
     if predictions_path is not None:
         write_predictions(
             predictions_path,
             {
-                name: SplitPredictions(splits[name].video_ids, values, splits[name].labels)
+                name: SplitPredictions(splits[name].video_ids, values, splits[name].labels, targets)
                 for name, values in predicted.items()
             },
         )
-    return {name: score(splits[name].labels, values, normalization.label_mean) for name, values in predicted.items()}
+    return {
+        name: score(splits[name].labels, values, normalization.label_mean, targets)
+        for name, values in predicted.items()
+    }
 
 
-def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = None) -> tuple[Run, dict[str, dict]]:
+def trained_videos(runs: list[Run]) -> dict[str, str] | None:
+    """Video id -> content hash of every video the runs were fitted on; None when a run predates that record."""
+    videos: dict[str, str] = {}
+    for run in runs:
+        if not (run.path / TRAINING_FILE).exists():
+            return None
+        videos.update(read_json(run.path / TRAINING_FILE)["videos"])
+    return videos
+
+
+def overlap_warnings(trained: dict[str, str], data: CacheData) -> list[str]:
+    """Warnings, with counts, for the splits of ``data`` that hold videos the run was fitted on, by id or by content."""
+    contents = set(trained.values())
+    warnings = []
+    for name, split in data.splits.items():
+        by_id = sum(str(video) in trained for video in split.video_ids)
+        by_content = sum(data.content_hashes[video] in contents for video in split.video_ids)
+        if by_id or by_content:
+            warnings.append(
+                f"warning: {by_id} of the {len(split)} {name!r} videos were trained on by this run (same video id) and {by_content} have the "
+                "content of a video it trained on (same file hash); leak: their scores are optimistic"
+            )
+    return warnings
+
+
+def evaluate(
+    run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = None
+) -> tuple[Run, dict[str, dict], list[str]]:
     """Score a run or an ensemble on splits of a cache built with its extraction config.
 
     Parameters
@@ -80,8 +113,11 @@ def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = 
 
     Returns
     -------
-    (Run or Ensemble, dict)
-        The opened run, and split -> scores as ``train.metrics.score`` gives them.
+    (Run or Ensemble, dict, list of str)
+        The opened run, split -> scores as ``train.metrics.score`` gives them, and
+        warnings for splits that hold videos the run (or a member) was trained on,
+        by video id or content hash, with counts (none for runs that predate
+        ``training_videos.json``).
 
     Raises
     ------
@@ -89,15 +125,19 @@ def evaluate(run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = 
         The cache was built with another extraction config (the differing keys are
         named), or none of the splits has labelled videos.
     """
-    from train.ensemble import open_run_or_ensemble, predict_with  # ensemble builds on predict_split above
+    from train.ensemble import Ensemble, open_run_or_ensemble, predict_with  # ensemble builds on predict_split above
 
     opened = open_run_or_ensemble(run_path)
     reader = CacheReader(cache_path)
     opened.check_cache(reader.config, reader.config_hash, Path(cache_path))
-    data = load_cache(reader, splits)
+    data = load_cache(reader, splits, opened.targets)
     if not data.splits:
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
     predicted = predict_with(opened, data.splits)
-    return opened, {
-        name: score(split.labels, predicted[name], opened.label_mean) for name, split in data.splits.items()
+    trained = trained_videos(list(opened.members) if isinstance(opened, Ensemble) else [opened])
+    warnings = [] if trained is None else overlap_warnings(trained, data)
+    scores = {
+        name: score(split.labels, predicted[name], opened.label_mean, opened.targets)
+        for name, split in data.splits.items()
     }
+    return opened, scores, warnings

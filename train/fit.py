@@ -6,6 +6,7 @@ import contextlib
 import math
 import shutil
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,9 @@ from train.run import (
     NORMALIZATION_FILE,
     RUN_FILE,
     SEED_FOLDER,
+    TRAINING_FILE,
+    RunError,
+    read_json,
     weights_warning,
     write_json,
 )
@@ -103,7 +107,7 @@ class Training:
     stream
         Endless training batches (``train.data.training_stream``).
     validation : (dict of str to np.ndarray, np.ndarray)
-        Inputs (centre frames) and (N, 5) labels of the selection videos.
+        Inputs (centre frames) and (N, k) labels of the selection videos.
     """
 
     model: Any
@@ -113,7 +117,7 @@ class Training:
 
 
 def selection_data(fitting: Fitting, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Head inputs ``names`` of every selection video, centre frames, and their (N, 5) labels."""
+    """Head inputs ``names`` of every selection video, centre frames, and their (N, k) labels."""
     selection = fitting.parts.selection
     rows = np.arange(len(selection))
     inputs = model_inputs(selection, rows, centre_frames(len(selection), fitting.shape), fitting.normalization, names)
@@ -140,7 +144,7 @@ def prepare_training(options: FitOptions, fitting: Fitting) -> Training:
     return Training(model, steps, stream, selection_data(fitting, names))
 
 
-def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, dict]:
+def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool = False) -> dict[str, dict]:
     """Train ``options.head`` on the cache, once per seed, into ``options.out``.
 
     Parameters
@@ -148,6 +152,11 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
     options : FitOptions
     echo : callable
         Receives each line of the report (splits used, metrics tables, warnings).
+    resume : bool
+        ``out`` is a run that was interrupted (``sweep`` passes it for its own
+        folders): it is replaced without ``overwrite``, except the seed folders it
+        had finished with the same options and training data, which are kept as
+        they are and not fitted again.
 
     Returns
     -------
@@ -170,30 +179,34 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         The cache has no usable training data.
     """
     out = Path(options.out)
-    _check_folder(out, options.overwrite)
+    if not resume:
+        _check_folder(out, options.overwrite)
     reader = CacheReader(Path(options.cache))
     if reader.splits():
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
     started = time.perf_counter()
-    data = load_cache(reader)
+    data = load_cache(reader, targets=options.targets)
     fitting = prepare_fitting(data, options)
     parts = fitting.parts
     echo(
         f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s"
     )
     if sum(data.unlabelled.values()):
-        echo(f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking some of the five trait labels")
+        echo(
+            f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking a label of {', '.join(options.targets)}"
+        )
     for line in describe_partition(parts, options):
         echo(line)
-    warnings = data_warnings(fitting)
+    warnings = data_warnings(fitting) + leak_warnings(parts, options.source_delimiter, data.content_hashes)
     for warning in warnings:
         echo(warning)
-    # Only now that the cache proved usable may --overwrite remove the old run.
-    _clear_folder(out)
     info = _run_info(options, data, parts)
     seeds = options.run_seeds
+    kept = _finished_seeds(out, options, info, fitting) if resume and len(seeds) > 1 else {}
+    # Only now that the cache proved usable may --overwrite remove the old run.
+    _clear_folder(out, keep=tuple(out / SEED_FOLDER.format(seed=seed) for seed in kept))
     # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
-    _write_run_files(out, options, info, fitting)
+    _write_run_files(out, options, info, fitting, data.content_hashes)
     if len(seeds) == 1:
         metrics = _fit_seed(replace(options, seed=seeds[0], seeds=()), fitting, echo)
         best = metrics[parts.selection_name]
@@ -202,8 +215,12 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
         for seed in seeds:
             folder = out / SEED_FOLDER.format(seed=seed)
             seed_options = replace(options, seed=seed, seeds=(), out=str(folder))
-            _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting)
-            per_seed[seed] = _fit_seed(seed_options, fitting, echo)
+            if seed in kept:
+                echo(f"seed {seed}: kept as an interrupted run had finished it ({folder})")
+                per_seed[seed] = kept[seed]
+            else:
+                _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting, data.content_hashes)
+                per_seed[seed] = _fit_seed(seed_options, fitting, echo)
             histories[seed] = read_history(folder / HISTORY_FILE)
         metrics = aggregate_seeds(per_seed)
         selected = max(seeds, key=lambda seed: per_seed[seed][parts.selection_name]["mean_accuracy"])
@@ -267,8 +284,39 @@ def data_warnings(fitting: Fitting) -> list[str]:
         )
     if baseline_scores(train.labels, fitting.normalization.label_mean)["mean_accuracy"] == 1.0:
         warnings.append(
-            "warning: every training video has the same five trait scores (train baseline 1.0000): the labels are degenerate; check the label file"
+            "warning: every training video has the same scores (train baseline 1.0000): the labels are degenerate; check the label file"
         )
+    return warnings
+
+
+def leak_warnings(parts: Partition, delimiter: str, content_hashes: dict[str, str]) -> list[str]:
+    """Warnings, with counts, when a scored split shares source videos or file contents with the training videos.
+
+    Parameters
+    ----------
+    parts : Partition
+    delimiter : str
+        ``source_delimiter``: a video's source is its id up to the first one.
+    content_hashes : dict of str to str
+        Video id -> content hash (``CacheData.content_hashes``).
+    """
+    train_sources = np.unique(source_ids(parts.train.video_ids, delimiter))
+    train_contents = {content_hashes[video] for video in parts.train.video_ids}
+    scored = {parts.selection_name: parts.selection, **parts.others}
+    warnings = []
+    for name, split in scored.items():
+        by_source = int(np.isin(source_ids(split.video_ids, delimiter), train_sources).sum())
+        by_content = sum(content_hashes[video] in train_contents for video in split.video_ids)
+        if by_source:
+            warnings.append(
+                f"warning: {by_source} of the {len(split)} {name!r} videos share a source video with the {parts.train_name!r} videos trained on "
+                f"(source = video id up to the first {delimiter!r}; leak: their scores will be optimistic)"
+            )
+        if by_content:
+            warnings.append(
+                f"warning: {by_content} of the {len(split)} {name!r} videos have the same file content as a {parts.train_name!r} video trained on "
+                "(a copy under another name; leak: their scores will be optimistic)"
+            )
     return warnings
 
 
@@ -284,11 +332,50 @@ def _check_folder(out: Path, overwrite: bool) -> None:
             )
 
 
-def _clear_folder(out: Path) -> None:
-    """Remove the run ``_check_folder`` allowed to be replaced, and make the folder."""
+def _clear_folder(out: Path, keep: tuple[Path, ...] = ()) -> None:
+    """Remove the run ``_check_folder`` allowed to be replaced, except the folders in ``keep``, and make the folder."""
     if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+        for path in out.iterdir():
+            if path in keep:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _finished_seeds(out: Path, options: FitOptions, info: dict, fitting: Fitting) -> dict[int, dict]:
+    """Seed -> metrics of the seed folders under ``out`` that an interrupted run finished as it would now.
+
+    A seed counts when its folder holds every file a seed writes, with the same
+    options, cache, extraction config and splits, and normalisation statistics
+    equal to this fit's (so the same training videos and labels).
+    """
+    kept = {}
+    for seed in options.run_seeds:
+        folder = out / SEED_FOLDER.format(seed=seed)
+        if not all((folder / name).exists() for name in (MODEL_FILE, PREDICTIONS_FILE, HISTORY_FILE, METRICS_FILE)):
+            continue
+        try:
+            saved = FitOptions.from_dict(read_json(folder / OPTIONS_FILE))
+            recorded = read_json(folder / RUN_FILE)
+            normalization = Normalization.load(folder / NORMALIZATION_FILE)
+            metrics = read_json(folder / METRICS_FILE)
+        except (RunError, OptionError, OSError, ValueError, KeyError, zipfile.BadZipFile):
+            continue  # damaged: fitted again
+        same_data = all(
+            np.array_equal(getattr(normalization, name), getattr(fitting.normalization, name))
+            for name in ("visual_mean", "visual_std", "audio_mean", "audio_std", "label_mean")
+        )
+        recorded_keys = ("cache", "config_hash", "train_split", "selection_split", "report_splits", "videos")
+        if (
+            saved == replace(options, seed=seed, seeds=(), out=str(folder))
+            and all(recorded.get(key) == info[key] for key in recorded_keys)
+            and same_data
+        ):
+            kept[seed] = metrics
+    return kept
 
 
 def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
@@ -320,11 +407,17 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
     }
 
 
-def _write_run_files(folder: Path, options: FitOptions, info: dict, fitting: Fitting) -> None:
+def _write_run_files(
+    folder: Path, options: FitOptions, info: dict, fitting: Fitting, content_hashes: dict[str, str]
+) -> None:
     parts = fitting.parts
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / OPTIONS_FILE, options.to_dict())
     write_json(folder / RUN_FILE, info)
+    write_json(
+        folder / TRAINING_FILE,
+        {"split": parts.train_name, "videos": {str(video): content_hashes[video] for video in parts.train.video_ids}},
+    )
     fitting.normalization.save(folder / NORMALIZATION_FILE)
     if parts.held_out:
         write_json(
@@ -453,7 +546,12 @@ def _fit_seed(options: FitOptions, fitting: Fitting, echo: Callable[[str], None]
         )
     best = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     scores = score_splits(
-        best, parts.named(), fitting.normalization, fitting.shape, predictions_path=folder / PREDICTIONS_FILE
+        best,
+        parts.named(),
+        fitting.normalization,
+        fitting.shape,
+        predictions_path=folder / PREDICTIONS_FILE,
+        targets=options.targets,
     )
     metrics = {name: {**scores[name], "role": role} for name, role in parts.roles().items()}
     write_json(folder / METRICS_FILE, metrics)

@@ -2,12 +2,12 @@
 
 Backend-agnostic (only ``keras`` and ``keras.ops``), so ``KERAS_BACKEND=jax`` or
 ``torch`` runs them too. Every head maps inputs named ``visual`` (T, 2048),
-``audio`` (T, 68) and, for some, ``face`` (T, 1) to five trait scores in [0, 1].
+``audio`` (T, 68) and, for some, ``face`` (T, 1) to one score in [0, 1] per target (the five traits by default).
 """
 
 from __future__ import annotations
 
-from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS
+from cache.schema import AUDIO_DIM, EMBEDDING_DIM
 from train.config import FitOptions
 
 # Per-frame layers are Dense (and Dropout) on the (batch, T, features) sequence: the same
@@ -27,7 +27,7 @@ def build_head(options: FitOptions, frames: int):
     Parameters
     ----------
     options : FitOptions
-        The head, its widths, dropout, LSTM and attention units.
+        The head, its widths, dropout, LSTM and attention units, and its targets (one output each).
     frames : int
         T, time steps per video.
 
@@ -35,7 +35,7 @@ def build_head(options: FitOptions, frames: int):
     -------
     keras.Model
         Inputs: a subset of ``visual`` (batch, T, 2048), ``audio`` (batch, T, 68),
-        ``face`` (batch, T, 1); output (batch, 5) sigmoid scores, float32 even under
+        ``face`` (batch, T, 1); output (batch, k) sigmoid scores (k targets), float32 even under
         a mixed-precision policy.
     """
     import keras
@@ -61,7 +61,7 @@ def build_head(options: FitOptions, frames: int):
     sequence = streams[0] if len(streams) == 1 else layers.Concatenate(name="fuse")(streams)
 
     # Scores (and what follows them) stay float32 under mixed precision.
-    scores_layer = layers.Dense(len(TRAITS), activation="sigmoid", dtype="float32", name="scores")
+    scores_layer = layers.Dense(len(options.targets), activation="sigmoid", dtype="float32", name="scores")
     if head == "attention":
         from train.keras_objects import AttentionPooling
 

@@ -30,27 +30,30 @@ class Predictions:
     video_ids : list of str
         Videos that were scored, in input order.
     scores : np.ndarray
-        (len(video_ids), 5) float32 trait scores in [0, 1], TRAITS order.
+        (len(video_ids), k) float32 scores in [0, 1], one column per target.
     failures : list of (str, str)
         (path, reason) of every video that could not be featurized.
     warning : str or None
         Set when the run's embeddings came from random weights.
+    targets : tuple of str
+        The k targets the run predicts (the five traits unless trained on others).
     """
 
     video_ids: list[str]
     scores: np.ndarray
     failures: list[tuple[str, str]]
     warning: str | None
+    targets: tuple[str, ...] = TRAITS
 
 
-def records_to_split(records: list[VideoRecord]) -> SplitData:
-    """Stack featurized videos into a SplitData with unknown (NaN) labels."""
+def records_to_split(records: list[VideoRecord], targets: tuple[str, ...] = TRAITS) -> SplitData:
+    """Stack featurized videos into a SplitData with unknown (NaN) labels of ``targets``."""
     return SplitData(
         video_ids=np.array([record.video_id for record in records], dtype=object),
         visual=np.stack([record.face_embeddings for record in records]).astype(np.float16),
         audio=np.stack([record.audio_features for record in records]).astype(np.float32),
         face=np.stack([record.face_found for record in records]),
-        labels=np.full((len(records), len(TRAITS)), np.nan, dtype=np.float32),
+        labels=np.full((len(records), len(targets)), np.nan, dtype=np.float32),
     )
 
 
@@ -98,19 +101,18 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
             records.append(result)
         else:
             failures.append((str(result.path), result.reason))
+    warning = weights_warning(run.extraction_config)
     if not records:
-        return Predictions([], np.zeros((0, len(TRAITS)), np.float32), failures, weights_warning(run.extraction_config))
-    scores = predict_with(run, {"new": records_to_split(records)})["new"]
-    return Predictions(
-        [record.video_id for record in records], scores, failures, weights_warning(run.extraction_config)
-    )
+        return Predictions([], np.zeros((0, len(run.targets)), np.float32), failures, warning, run.targets)
+    scores = predict_with(run, {"new": records_to_split(records, run.targets)})["new"]
+    return Predictions([record.video_id for record in records], scores, failures, warning, run.targets)
 
 
 def predictions_csv(predictions: Predictions) -> str:
-    """CSV text: a ``video_id`` column and one column per trait."""
+    """CSV text: a ``video_id`` column and one column per target of the run."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("video_id", *TRAITS))
+    writer.writerow(("video_id", *predictions.targets))
     for video_id, scores in zip(predictions.video_ids, predictions.scores):
         writer.writerow((video_id, *(f"{value:.6f}" for value in scores)))
     return buffer.getvalue()

@@ -20,7 +20,7 @@ from cache.schema import TRAITS
 
 PREDICTIONS_FILE = "predictions.csv"
 LABEL_SUFFIX = "_label"
-COLUMNS = ("split", "video_id", *TRAITS, *(f"{trait}{LABEL_SUFFIX}" for trait in TRAITS))
+KEY_COLUMNS = ("split", "video_id")  # then one column per target, then its label's
 DIGITS = ".9g"  # nine significant digits write a float32 back exactly
 
 
@@ -37,24 +37,27 @@ class SplitPredictions:
     video_ids : np.ndarray
         (N,) str.
     predictions : np.ndarray
-        (N, 5) float32 predicted traits, TRAITS order.
+        (N, k) float32 predicted scores, one column per target.
     labels : np.ndarray
-        (N, 5) float32 true traits the run was scored against.
+        (N, k) float32 true scores the run was scored against.
+    targets : tuple of str
+        The k targets (the five traits unless the run was trained on others).
     """
 
     video_ids: np.ndarray
     predictions: np.ndarray
     labels: np.ndarray
+    targets: tuple[str, ...] = TRAITS
 
     def aligned_to(self, video_ids: np.ndarray) -> SplitPredictions:
         """The same rows in the order of ``video_ids`` (which must hold exactly these videos)."""
         position = {video_id: row for row, video_id in enumerate(self.video_ids)}
         rows = np.array([position[video_id] for video_id in video_ids], dtype=np.int64)
-        return SplitPredictions(self.video_ids[rows], self.predictions[rows], self.labels[rows])
+        return SplitPredictions(self.video_ids[rows], self.predictions[rows], self.labels[rows], self.targets)
 
 
 def trait_accuracies(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """(N, 5) per-video, per-trait accuracy 1 - |label - prediction|.
+    """(N, k) per-video, per-target accuracy 1 - |label - prediction|.
 
     Their mean over videos and traits is the ChaLearn mean accuracy of the split.
     """
@@ -62,10 +65,11 @@ def trait_accuracies(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
 
 
 def write_predictions(path: Path, splits: dict[str, SplitPredictions]) -> None:
-    """Write every split's rows to one CSV (temporary name, then rename)."""
+    """Write every split's rows to one CSV (temporary name, then rename); the splits share their targets."""
+    targets = next(iter(splits.values())).targets if splits else TRAITS
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow((*KEY_COLUMNS, *targets, *(f"{target}{LABEL_SUFFIX}" for target in targets)))
     for name, split in splits.items():
         for video_id, predicted, label in zip(split.video_ids, split.predictions, split.labels):
             writer.writerow((name, video_id, *(format(float(value), DIGITS) for value in (*predicted, *label))))
@@ -79,12 +83,21 @@ def read_predictions(path: Path) -> dict[str, SplitPredictions]:
     ------
     PredictionsError
         The file is missing, lacks columns or holds a value that is not a number.
+        Its targets are the columns that have a ``_label`` column beside them.
     """
     path = Path(path)
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            missing = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
+            fields = reader.fieldnames or ()
+            targets = tuple(
+                field.removesuffix(LABEL_SUFFIX)
+                for field in fields
+                if field.endswith(LABEL_SUFFIX) and field.removesuffix(LABEL_SUFFIX) in fields
+            )
+            missing = [column for column in KEY_COLUMNS if column not in fields] or (
+                [] if targets else ["TARGET_label"]
+            )
             if missing:
                 raise PredictionsError(
                     f"{path}: not a predictions file (missing columns {', '.join(missing)}); it is written by `python -m train fit`"
@@ -100,10 +113,12 @@ def read_predictions(path: Path) -> dict[str, SplitPredictions]:
         return {
             name: SplitPredictions(
                 np.array([row["video_id"] for row in split_rows], dtype=object),
-                np.array([[float(row[trait]) for trait in TRAITS] for row in split_rows], dtype=np.float32),
+                np.array([[float(row[target]) for target in targets] for row in split_rows], dtype=np.float32),
                 np.array(
-                    [[float(row[f"{trait}{LABEL_SUFFIX}"]) for trait in TRAITS] for row in split_rows], dtype=np.float32
+                    [[float(row[f"{target}{LABEL_SUFFIX}"]) for target in targets] for row in split_rows],
+                    dtype=np.float32,
                 ),
+                targets,
             )
             for name, split_rows in rows.items()
         }

@@ -4,8 +4,8 @@ A run folder (``runs/<name>``) holds ``options.json`` (the resolved FitOptions),
 ``run.json`` (the cache's extraction config and hash; ``train_split``,
 ``selection_split``, ``report_splits`` with their videos and source videos; seeds,
 versions, warnings), ``normalization.npz``, ``model.keras``, ``history.csv``,
-``metrics.json`` (per split, with its ``role``: train, selection or report) and
-``curves.png``; ``holdout.json`` when the selection videos were held out of the
+``metrics.json`` (per split, with its ``role``: train, selection or report),
+``curves.png`` and ``training_videos.json`` (the videos fitted on, with their content hashes); ``holdout.json`` when the selection videos were held out of the
 training split; a run of several seeds also holds one such folder per seed.
 """
 
@@ -31,6 +31,7 @@ METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 NORMALIZATION_FILE = "normalization.npz"
 HOLDOUT_FILE = "holdout.json"
+TRAINING_FILE = "training_videos.json"  # id -> content hash of every video fitted on: evaluate's leak check
 SEED_FOLDER = "seed-{seed}"
 RANDOM_WEIGHTS = "none"  # extraction --weights value meaning an untrained ResNet50
 
@@ -97,8 +98,13 @@ class Run(RecordedCache):
 
     @property
     def label_mean(self) -> np.ndarray:
-        """(5,) the training split's mean label: the run's baseline prediction."""
+        """(k,) the training split's mean label: the run's baseline prediction."""
         return self.normalization.label_mean
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The labels the run predicts, in its output order."""
+        return self.options.targets
 
     def load_model(self):
         """The trained head, loaded in Keras safe mode (no arbitrary code)."""

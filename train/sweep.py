@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,18 @@ from train.run import METRICS_FILE, RUN_FILE
 
 SWEEP_FILE = "sweep.json"
 SEARCHES = ("grid", "random")
-# Fit options that cannot be grid axes, and why.
-NOT_AXES = {
+# Fit options the sweep sets itself, and why: neither grid axes nor fixed values.
+SET_BY_SWEEP = {
     "cache": "every configuration reads the sweep's cache",
     "out": "every configuration gets its own folder in the sweep's out",
     "seeds": "every configuration runs the sweep's seeds",
     "overwrite": "a sweep never replaces a finished run",
     "verbose": "a sweep prints one line per configuration",
+}
+# Fit options that cannot be grid axes, and why.
+NOT_AXES = {
+    **SET_BY_SWEEP,
+    "targets": "its value is a list; give it as the fixed value `targets` for every configuration",
 }
 # Options that do not change what a run computes (the cache is matched by its resolved path).
 IGNORED_IN_MATCH = ("cache", "out", "overwrite", "verbose")
@@ -49,6 +55,11 @@ UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder na
 def grid_axes() -> dict[str, type]:
     """Fit options that can be grid axes, with their types."""
     return {name: kind for name, (_, kind) in leaf_fields(FitOptions).items() if name not in NOT_AXES}
+
+
+def fixed_options() -> list[str]:
+    """Fit options that ``sweep`` takes as fixed values: all but those it sets itself."""
+    return [name for name in leaf_fields(FitOptions) if name not in SET_BY_SWEEP]
 
 
 def _parse_value(name: str, kind: type, text: str):
@@ -108,7 +119,10 @@ class SweepOptions:
     out : str
         Sweep folder (``runs/<name>``); one run folder per configuration inside.
     grid : tuple of (str, tuple)
-        Fit option -> values (``parse_grid``); every other option keeps its ``fit`` default.
+        Fit option -> values (``parse_grid``).
+    fixed : tuple of (str, value)
+        Fit option -> one value for every configuration (``fit``'s own flags given to
+        ``sweep``); every option neither here nor in the grid keeps its ``fit`` default.
     seeds : tuple of int
         Seeds of every configuration (``fit --seeds``); empty: ``fit``'s single seed.
     search_seed : int
@@ -135,6 +149,8 @@ class SweepOptions:
     jobs: int = option(
         1, "Configurations fitted at once, each in its own process with its share of the cores.", metavar="N"
     )
+    # The command line gives these as fit's own flags (--epochs 40) beside the --grid axes.
+    fixed: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         checks = [
@@ -155,6 +171,18 @@ class SweepOptions:
         for name, passed, problem in checks:
             if not passed:
                 raise OptionError(name, problem)
+        unknown = [name for name, _ in self.fixed if name not in fixed_options()]
+        if unknown:
+            raise OptionError(
+                unknown[0], "cannot be fixed for a sweep; " + SET_BY_SWEEP.get(unknown[0], "no fit option")
+            )
+        both = sorted(dict(self.grid).keys() & dict(self.fixed).keys())
+        if both:
+            raise OptionError(
+                "grid",
+                f"{both[0]}: also given as the fixed value `{both[0]}` {dict(self.fixed)[both[0]]!r}; give it once, as a grid axis or as a fixed value",
+            )
+        build(FitOptions, dict(self.fixed))  # a bad fixed value is named by its own option
         for values in configurations(self):
             self.fit_options(values)  # every configuration must be valid before any runs
 
@@ -163,7 +191,23 @@ class SweepOptions:
             **flatten(self),
             "grid": {name: list(values) for name, values in self.grid},
             "seeds": list(self.seeds),
+            "fixed": {name: list(value) if isinstance(value, tuple) else value for name, value in self.fixed},
         }
+
+    @classmethod
+    def from_flags(cls, flags: Any, given: Iterable[str]) -> SweepOptions:
+        """The options of a command line parsed into a ``sweep_flags()`` object.
+
+        Parameters
+        ----------
+        flags
+            A ``sweep_flags()`` instance.
+        given : iterable of str
+            The options the user gave; of the fit options, only these are fixed.
+        """
+        given = set(given)
+        fixed = tuple((name, getattr(flags, name)) for name in fixed_options() if name in given)
+        return build(cls, {**flatten(flags), "fixed": fixed})
 
     def fit_options(self, values: dict) -> FitOptions:
         """The FitOptions of one configuration (``values``: option -> value).
@@ -173,11 +217,31 @@ class SweepOptions:
         cache.errors.OptionError
             Of ``grid``: the configuration is not a valid fit (its option and problem named).
         """
-        fixed = {"cache": self.cache, "out": str(Path(self.out) / folder_name(values)), "seeds": self.seeds}
+        own = {"cache": self.cache, "out": str(Path(self.out) / folder_name(values)), "seeds": self.seeds}
         try:
-            return build(FitOptions, {**fixed, "verbose": SWEEP_VERBOSE, **values})
+            return build(FitOptions, {**own, "verbose": SWEEP_VERBOSE, **dict(self.fixed), **values})
         except OptionError as error:
             raise OptionError("grid", f"configuration {folder_name(values)}: {error}") from error
+
+
+def sweep_flags() -> type:
+    """The dataclass ``sweep``'s command line is built from: SweepOptions' options and every fit option that can vary.
+
+    Its fields carry their own help and defaults (``cache.command.with_flags``); ``SweepOptions.from_flags``
+    turns an instance into SweepOptions, fixing the fit options the user gave.
+    """
+    hints = typing.get_type_hints(SweepOptions)
+    own = [
+        (field.name, hints[field.name], dataclasses.field(default=field.default, metadata=field.metadata))
+        for field in dataclasses.fields(SweepOptions)
+        if field.name != "fixed"
+    ]
+    fit = [
+        (name, kind, dataclasses.field(default=field.default, metadata=field.metadata))
+        for name, (field, kind) in leaf_fields(FitOptions).items()
+        if name in fixed_options()
+    ]
+    return dataclasses.make_dataclass("SweepFlags", own + fit, frozen=True)
 
 
 def folder_name(values: dict) -> str:
@@ -219,7 +283,8 @@ def is_finished(folder: Path) -> bool:
 
 def _mismatch(folder: Path, planned: FitOptions) -> str | None:
     """How a finished run differs from the planned configuration, or None."""
-    saved = json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))
+    # Rebuilt, so that options added since the run was made count as their defaults.
+    saved = FitOptions.from_dict(json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))).to_dict()
     wanted = planned.to_dict()
     differences = [
         f"{name}: {saved.get(name)!r} -> {wanted[name]!r}"
@@ -258,12 +323,6 @@ def plan(options: SweepOptions) -> tuple[list[FitOptions], list[FitOptions]]:
     return finished, to_do
 
 
-def _clear_half_written(folder: Path) -> None:
-    """Remove a configuration's folder that a killed sweep left without metrics.json."""
-    if folder.exists():
-        shutil.rmtree(folder)
-
-
 def _fit_one(options: FitOptions, threads: int | None) -> dict:
     """Fit one configuration (in a worker process when ``threads`` is set); a result record, never an exception for bad data."""
     if threads is not None:
@@ -275,9 +334,9 @@ def _fit_one(options: FitOptions, threads: int | None) -> dict:
     from train.fit import fit
 
     started = time.perf_counter()
-    _clear_half_written(Path(options.out))
     try:
-        metrics = fit(options, echo=lambda line: None)
+        # A folder a killed sweep left half-written is replaced, except the seeds it had finished.
+        metrics = fit(options, echo=lambda line: None, resume=True)
     except TraitcacheError as error:
         return {"out": options.out, "error": str(error), "seconds": time.perf_counter() - started}
     return {"out": options.out, "metrics": metrics, "seconds": time.perf_counter() - started}

@@ -107,6 +107,9 @@ def write_synthetic_cache(
     seed: int = 0,
     config: dict | None = None,
     clips_per_source: int = 1,
+    copied: int = 0,
+    shared_sources: int = 0,
+    interview: bool = False,
 ) -> Path:
     """Write a synthetic cache with CacheWriter and attach labels.
 
@@ -129,6 +132,17 @@ def write_synthetic_cache(
     clips_per_source : int
         Above 1, ids are ChaLearn-like clips of shared source videos:
         ``train-00000.000.mp4``, ``train-00000.001.mp4``, ... (else ``train-00000.mp4``).
+    copied : int
+        The first ``copied`` videos of every split after the first carry the content
+        hash of the first split's first videos, as files copied into another split
+        under new names would (only the hash is shared: it is all a leak check reads).
+    shared_sources : int
+        The first ``shared_sources`` videos of every split after the first are further
+        clips of the first split's first videos' sources (``train-00000.validation-000.mp4``
+        is a clip of ``train-00000``), as ChaLearn's official splits share YouTube videos.
+    interview : bool
+        Also label ChaLearn's ``interview`` score, as the mean of the five traits
+        (a function of the features too, so a head can learn it).
 
     Returns
     -------
@@ -137,10 +151,15 @@ def write_synthetic_cache(
     """
     if labels not in LABEL_MODES:
         raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
+    if max(copied, shared_sources) > next(iter(splits.values()), 0):
+        raise ValueError(
+            f"copied ({copied}) and shared_sources ({shared_sources}) must not exceed the first split's size"
+        )
     rng = np.random.default_rng(seed)
     table: dict[str, dict[str, float]] = {}
     stored = frames * frames_per_segment
     times = np.linspace(0.0, 15.0, stored, endpoint=False, dtype=np.float32)
+    first_ids: list[str] = []
     with CacheWriter(Path(cache_dir), config or synthetic_config(frames, frames_per_segment)) as writer:
         for split, count in splits.items():
             if clips_per_source > 1:
@@ -150,17 +169,26 @@ def write_synthetic_cache(
                 ]
             else:
                 video_ids = [f"{split}-{index:05d}.mp4" for index in range(count)]
+            if first_ids:
+                video_ids[:shared_sources] = [
+                    f"{source.split('.', 1)[0]}.{split}-{index:03d}.mp4"
+                    for index, source in enumerate(first_ids[:shared_sources])
+                ]
+            first_ids = first_ids or video_ids
+            # The id whose content each video holds: its own, or a first-split video's for the copies.
+            contents = video_ids if video_ids is first_ids else first_ids[:copied] + video_ids[copied:]
             scores = []
             for start in range(0, count, CHUNK):
                 features = synthetic_features(rng, min(CHUNK, count - start), frames, frames_per_segment)
                 scores.append(feature_labels(features))
                 for row, video_id in enumerate(video_ids[start : start + CHUNK]):
                     found = features["face_found"][row]
+                    content = contents[start + row]
                     writer.add(
                         VideoRecord(
                             video_id=video_id,
                             split=split,
-                            content_hash=hashlib.sha256(f"{seed}/{video_id}".encode()).hexdigest(),
+                            content_hash=hashlib.sha256(f"{seed}/{content}".encode()).hexdigest(),
                             source=f"synthetic/{video_id}",
                             face_embeddings=features["face_embeddings"][row],
                             audio_features=features["audio_features"][row],
@@ -173,8 +201,11 @@ def write_synthetic_cache(
             split_scores = np.concatenate(scores) if scores else np.zeros((0, len(TRAITS)), np.float32)
             if labels == "shuffled":
                 split_scores = split_scores[rng.permutation(count)]
+            names = (*TRAITS, "interview") if interview else TRAITS
+            if interview:
+                split_scores = np.column_stack([split_scores, split_scores.mean(axis=1)])
             table.update(
-                {video_id: dict(zip(TRAITS, map(float, row))) for video_id, row in zip(video_ids, split_scores)}
+                {video_id: dict(zip(names, map(float, row))) for video_id, row in zip(video_ids, split_scores)}
             )
     if labels != "none":
         write_labels(Path(cache_dir), table)

@@ -166,3 +166,13 @@ def test_multi_seed_intervals_come_from_the_seed_average(runs):
     ]
     expected = np.mean([trait_accuracies(split.labels, split.predictions).mean(axis=1) for split in per_seed], axis=0)
     assert accuracies[-1] == pytest.approx(expected, abs=1e-9)
+
+
+def test_several_folders_in_any_mix_rank_together_and_a_run_named_twice_counts_once(runs, tmp_path):
+    named = [runs / "runs" / "seed", runs / "elsewhere", runs / "runs", runs / "runs" / "seed"]
+    rows, result = compare_json(*map(str, named))
+    assert sorted(row["run"] for row in json.loads(result.stdout)) == ["elsewhere/other", "runs/audio", "runs/seed"]
+    alone, _ = compare_json(str(runs / "runs" / "audio"), str(runs / "elsewhere" / "other"))
+    assert sorted(alone) == ["elsewhere/other", "runs/audio"]
+    missing = CliRunner().invoke(app, ["compare", str(runs / "runs"), str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "nowhere: no such folder" in missing.stderr

@@ -210,3 +210,18 @@ def test_a_member_trained_again_makes_the_ensemble_stale(members, tmp_path):
     (tmp_path / "a" / "run.json").write_text(json.dumps({**info, "created": "2030-01-01T00:00:00+00:00"}))
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "ens"), "--split", "test"])
     assert result.exit_code == ExitCode.USAGE and "trained again after the ensemble was built" in result.stderr
+
+
+def test_members_predicting_different_targets_are_refused(members, tmp_path):
+    root, cache = members
+    openness = tmp_path / "openness"
+    fit(
+        FitOptions(cache=str(cache), out=str(openness), head="audio", epochs=1, targets=("openness",), **TINY),
+        echo=lambda line: None,
+    )
+    result = CliRunner().invoke(
+        app, ["ensemble", str(root / "runs" / "audio"), str(openness), "--out", str(tmp_path / "ens")]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "the members predict different targets" in result.stderr and f"{openness}: openness" in result.stderr
+    assert not (tmp_path / "ens").exists()

@@ -268,3 +268,77 @@ def test_the_existing_run_check_comes_before_the_cache_is_read(learned_run, tmp_
     out, _ = learned_run
     with pytest.raises(OptionError, match="`overwrite`"):
         fit(FitOptions(cache=str(tmp_path / "no-such-cache"), out=str(out), epochs=1, **SMALL), echo=quiet)
+
+
+def test_splits_sharing_sources_or_file_contents_with_training_are_warned_about_with_counts(tmp_path):
+    # validation and test: the first 3 videos are clips of training sources, the first 2 also copies of training files.
+    cache = write_synthetic_cache(
+        tmp_path / "cache", {"train": 24, "validation": 8, "test": 6}, frames=FRAMES, copied=2, shared_sources=3
+    )
+    lines = []
+    fit(FitOptions(cache=str(cache), out=str(tmp_path / "run"), head="audio", epochs=1, **SMALL), echo=lines.append)
+    leaks = list(dict.fromkeys(line for line in lines if "leak" in line))  # printed before training and in the summary
+    source = "share a source video with the 'train' videos trained on (source = video id up to the first '.'; leak"
+    content = "have the same file content as a 'train' video trained on (a copy under another name; leak"
+    assert leaks == [
+        f"warning: 3 of the 8 'validation' videos {source}: their scores will be optimistic)",
+        f"warning: 2 of the 8 'validation' videos {content}: their scores will be optimistic)",
+        f"warning: 3 of the 6 'test' videos {source}: their scores will be optimistic)",
+        f"warning: 2 of the 6 'test' videos {content}: their scores will be optimistic)",
+    ]
+    assert set(leaks) <= set(json.loads((tmp_path / "run" / "run.json").read_text())["warnings"])
+    trained = json.loads((tmp_path / "run" / "training_videos.json").read_text())
+    assert trained["split"] == "train" and len(trained["videos"]) == 24
+    assert CacheReader(cache).record(trained["videos"]["train-00000.mp4"]) is not None
+    # Each video its own source: only the copies remain a leak.
+    lines = []
+    fit(
+        FitOptions(cache=str(cache), out=str(tmp_path / "own"), head="audio", epochs=1, source_delimiter="", **SMALL),
+        echo=lines.append,
+    )
+    assert list(dict.fromkeys(line.split(" videos ")[0] for line in lines if "leak" in line)) == [
+        "warning: 2 of the 8 'validation'",
+        "warning: 2 of the 6 'test'",
+    ]
+
+
+def test_interview_is_a_target_scored_per_target_beside_its_training_mean_baseline(tmp_path):
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    cache = write_synthetic_cache(
+        tmp_path / "cache", {"train": 24, "validation": 8, "test": 8}, frames=FRAMES, interview=True
+    )
+    targets = ("openness", "interview")
+    out = tmp_path / "runs" / "interview"
+    metrics = fit(
+        FitOptions(cache=str(cache), out=str(out), head="audio", epochs=1, targets=targets, **SMALL), echo=quiet
+    )
+    labels = read_label_table(cache)
+    mean = {target: np.mean([labels[f"train-{index:05d}.mp4"][target] for index in range(24)]) for target in targets}
+    for split in ("validation", "test"):
+        assert list(metrics[split]["traits"]) == list(targets) == list(metrics[split]["traits_ccc"])
+        truth = {target: [labels[f"{split}-{index:05d}.mp4"][target] for index in range(8)] for target in targets}
+        for target in targets:
+            expected = 1 - np.mean(np.abs(np.array(truth[target]) - mean[target]))
+            assert metrics[split]["baseline_traits"][target] == pytest.approx(expected, abs=1e-6)
+    assert keras.saving.load_model(out / "model.keras", compile=False).output.shape[-1] == 2
+    with open(out / "predictions.csv") as handle:
+        assert next(csv.reader(handle)) == ["split", "video_id", *targets, "openness_label", "interview_label"]
+    runner = CliRunner()
+    evaluated = runner.invoke(app, ["evaluate", str(out), "--split", "test", "--json"])
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["test"]["traits"] == metrics["test"]["traits"]
+    fit(
+        FitOptions(cache=str(cache), out=str(tmp_path / "runs" / "traits"), head="audio", epochs=1, **SMALL), echo=quiet
+    )
+    compared = runner.invoke(app, ["compare", str(tmp_path / "runs"), "--json", "--resamples", "200"])
+    assert compared.exit_code == 0, compared.output
+    rows = {row["run"]: row for row in json.loads(compared.stdout)}
+    assert rows["interview"]["targets"] == "openness,interview" and rows["traits"]["targets"] == ",".join(TRAITS)
+    assert "warning: the runs come from different targets (labels predicted)" in compared.stderr
+    table = runner.invoke(app, ["compare", str(tmp_path / "runs"), "--resamples", "200"])
+    assert "targets=openness,interview" in table.stdout
+    typo = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "typo"), "--targets", "intervew"])
+    assert typo.exit_code == 2 and "error: --targets must be among openness" in typo.stderr
+    assert not (tmp_path / "typo").exists()

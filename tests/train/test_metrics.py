@@ -93,7 +93,7 @@ def test_table_shows_the_baseline_beside_every_figure(scored):
     assert cells[2:4] == [f"{result['mean_accuracy']:.4f}", f"{result['baseline_mean_accuracy']:.4f}"]
     assert cells[4:6] == [f"{result['mae']:.4f}", f"{result['baseline_mae']:.4f}"]
     openness = next(line for line in table.splitlines() if line.startswith("openness")).split()
-    assert openness[1:] == [f"{result['traits']['openness']:.4f}", f"{result['baseline_traits']['openness']:.4f}"]
+    assert openness[1:3] == [f"{result['traits']['openness']:.4f}", f"{result['baseline_traits']['openness']:.4f}"]
 
 
 def test_table_names_the_role_of_each_split(scored):
@@ -121,6 +121,39 @@ def test_per_trait_table_of_several_seeds_says_it_is_a_mean_over_seeds(scored):
         {1: {"test": result}, 2: {"test": score(labels, np.clip(predictions + 0.01, 0, 1), baseline)}}
     )
     lines = format_table(combined).splitlines()
-    title = lines.index("per-trait accuracy, mean over seeds 1, 2:")
+    title = lines.index("per-trait accuracy and concordance (ccc), mean over seeds 1, 2:")
     assert lines[title + 1].split()[0] == "trait"
     assert "mean over seeds" not in format_table({"test": result})
+
+
+def test_ccc_per_trait_matches_lins_formula_and_known_values(scored):
+    labels, predictions, baseline, result = scored
+    for column, trait in enumerate(TRAITS):
+        x, y = labels[:, column], predictions[:, column]
+        covariance = np.cov(x, y, bias=True)  # Lin's population moments
+        direct = 2 * covariance[0, 1] / (covariance[0, 0] + covariance[1, 1] + (x.mean() - y.mean()) ** 2)
+        assert result["traits_ccc"][trait] == pytest.approx(direct)
+        assert result["baseline_traits_ccc"][trait] == 0.0  # a constant agrees with nothing
+        # Concordance never exceeds correlation, and penalises what correlation forgives.
+        assert result["traits_ccc"][trait] <= np.corrcoef(x, y)[0, 1] + 1e-12
+    assert result["ccc"] == pytest.approx(np.mean(list(result["traits_ccc"].values())))
+    # Lin's example shape: a shift by 1 of 1, 2, 3 keeps r = 1 but gives ccc = (4/3) / (2/3 + 2/3 + 1) = 4/7.
+    known = score(np.array([[1.0], [2.0], [3.0]]), np.array([[2.0], [3.0], [4.0]]), np.array([2.0]), targets=("x",))
+    assert known["pearson_r"] == pytest.approx(1.0)
+    assert known["ccc"] == pytest.approx(4 / 7)
+    assert score(labels, labels, baseline)["ccc"] == pytest.approx(1.0)
+    assert score(labels, 1 - labels, 1 - baseline)["traits_ccc"]["openness"] < 0
+
+
+def test_ccc_is_in_both_tables_beside_its_baseline(scored):
+    labels, predictions, baseline, result = scored
+    table = format_table({"test": result})
+    header = table.splitlines()[0].split()
+    summary = next(line for line in table.splitlines() if line.startswith("test")).split()
+    assert header[-2:] == ["ccc", "baseline"]
+    assert summary[-2:] == [f"{result['ccc']:.4f}", f"{result['baseline_ccc']:.4f}"]
+    openness = next(line for line in table.splitlines() if line.startswith("openness")).split()
+    assert openness[3:] == [f"{result['traits_ccc']['openness']:.4f}", "0.0000"]
+    combined = aggregate_seeds({1: {"test": result}, 2: {"test": score(labels, labels, baseline)}})["test"]
+    assert combined["ccc"] == pytest.approx((result["ccc"] + 1.0) / 2)
+    assert combined["traits_ccc"]["openness"] == pytest.approx((result["traits_ccc"]["openness"] + 1.0) / 2)

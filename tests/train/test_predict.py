@@ -196,3 +196,27 @@ def test_predict_on_a_run_trained_with_several_frames_per_segment(face_clip, tmp
     assert np.all((scores > 0) & (scores < 1))
     again = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
     assert read_rows(again.stdout) == rows
+
+
+def test_predict_writes_the_targets_the_run_was_trained_on(face_clip, tmp_path):
+    cache = write_synthetic_cache(
+        tmp_path / "cache",
+        {"train": 24, "validation": 8},
+        frames=FRAMES,
+        config=EXTRACTION.feature_config(),
+        interview=True,
+    )
+    options = FitOptions(
+        cache=str(cache),
+        out=str(tmp_path / "run"),
+        head="audio",
+        epochs=1,
+        targets=("interview", "openness"),
+        verbose=0,
+    )
+    fit(options, echo=lambda line: None)
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(result.stdout)
+    assert list(rows[0]) == ["video_id", "interview", "openness"]
+    assert all(0 < float(rows[0][target]) < 1 for target in ("interview", "openness"))

@@ -222,3 +222,61 @@ def test_a_killed_sweep_redoes_only_unfinished_configurations(cache, tmp_path):
     assert sum(line.startswith("[") for line in rerun.stdout.splitlines()) == 3 - len(
         finished
     )  # a line per configuration fitted now
+
+
+TINY_FIXED = ["--visual-units", "8", "--visual-projection", "4", "--audio-units", "4", "--lstm-units", "4"]
+
+
+def test_fit_flags_are_fixed_values_beside_the_grid_and_older_options_files_still_resume(cache, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "s"
+    arguments = ["sweep", "--cache", str(cache), "--out", str(out), "--epochs", "1", "--grid", "head=seed,audio"]
+    arguments += [*TINY_FIXED, "--resamples", "200"]
+    both = runner.invoke(app, [*arguments, "--grid", "epochs=1,2"])
+    assert both.exit_code == 2
+    assert "error: --grid epochs: also given as the fixed value --epochs 1; give it once" in both.stderr
+    bad = runner.invoke(app, [*arguments[:5], "--epochs", "0"])
+    assert bad.exit_code == 2 and "error: --epochs must be at least 1, got 0" in bad.stderr
+    assert not out.exists()
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    folders = sorted(path for path in out.iterdir() if path.is_dir())
+    assert [folder.name for folder in folders] == ["head=audio", "head=seed"]
+    for folder in folders:
+        options = json.loads((folder / "options.json").read_text())
+        assert (options["epochs"], options["visual_units"], options["lstm_units"]) == (1, 8, 4)
+    assert json.loads((out / "sweep.json").read_text())["fixed"]["epochs"] == 1
+    # A run saved by an older release lacks the options added since: they count as their defaults.
+    saved = json.loads((folders[1] / "options.json").read_text())
+    del saved["min_lr"], saved["source_delimiter"]
+    (folders[1] / "options.json").write_text(json.dumps(saved))
+    before = {path: path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*")}
+    again = runner.invoke(app, arguments)
+    assert again.exit_code == 0, again.output
+    assert "2 finished before, 0 to fit" in again.stdout
+    assert {path: path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*")} == before
+
+
+def test_a_rerun_keeps_the_seeds_an_interrupted_configuration_had_finished(cache, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "s"
+    arguments = ["sweep", "--cache", str(cache), "--out", str(out), "--seeds", "1,2", "--epochs", "1"]
+    arguments += ["--grid", "head=audio", *TINY_FIXED, "--resamples", "200"]
+    assert runner.invoke(app, arguments).exit_code == 0
+    run = out / "head=audio"
+    # What a kill while seed 2 was being scored leaves: seed 1 finished, seed 2 and the run not.
+    (run / METRICS_FILE).unlink()
+    (run / "seed-2" / METRICS_FILE).unlink()
+    (run / "seed-2" / "predictions.csv").unlink()
+    finished = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (run / "seed-1").rglob("*")}
+    refitted = (run / "seed-2" / "history.csv").stat().st_mtime_ns
+    again = runner.invoke(app, arguments)
+    assert again.exit_code == 0, again.output
+    assert "0 finished before, 1 to fit" in again.stdout
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (run / "seed-1").rglob("*")} == finished
+    assert (run / "seed-2" / "history.csv").stat().st_mtime_ns > refitted
+    assert is_finished(run / "seed-2") and is_finished(run)
+    seed_one = json.loads((run / "seed-1" / METRICS_FILE).read_text())
+    combined = json.loads((run / METRICS_FILE).read_text())
+    assert combined["validation"]["seeds"]["1"] == seed_one["validation"]["mean_accuracy"]
+    assert set(combined["validation"]["seeds"]) == {"1", "2"}

@@ -1,0 +1,37 @@
+"""``python -m train evaluate``: scores on another cache, and the warning when it holds videos the run trained on."""
+
+import json
+
+from typer.testing import CliRunner
+
+from train.cli import app
+from train.config import FitOptions
+from train.fit import fit
+from train.synthetic import write_synthetic_cache
+
+FRAMES = 4
+TINY = dict(lr=1e-3, visual_units=8, visual_projection=4, audio_units=4, lstm_units=4, verbose=0)
+
+
+def test_a_cache_holding_the_runs_training_videos_is_warned_about_by_id_and_by_content(tmp_path):
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=FRAMES)
+    run = tmp_path / "run"
+    fit(FitOptions(cache=str(cache), out=str(run), head="audio", epochs=1, **TINY), echo=lambda line: None)
+    # Same extraction config; 'train' holds 4 of the videos trained on, 'new' 3 copies of them under new names.
+    other = write_synthetic_cache(tmp_path / "other", {"train": 4, "new": 6}, frames=FRAMES, copied=3)
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(run), "--cache", str(other)])
+    assert result.exit_code == 0, result.output
+    leaks = [line for line in result.stdout.splitlines() if "leak" in line]
+    tail = "leak: their scores are optimistic"
+    assert leaks == [
+        "warning: 0 of the 6 'new' videos were trained on by this run (same video id) and 3 have the content of a"
+        f" video it trained on (same file hash); {tail}",
+        "warning: 4 of the 4 'train' videos were trained on by this run (same video id) and 4 have the content of a"
+        f" video it trained on (same file hash); {tail}",
+    ]
+    as_json = runner.invoke(app, ["evaluate", str(run), "--cache", str(other), "--split", "new", "--json"])
+    assert as_json.exit_code == 0 and set(json.loads(as_json.stdout)) == {"new"}
+    assert "0 of the 6 'new' videos were trained on" in as_json.stderr
+    clean = runner.invoke(app, ["evaluate", str(run), "--split", "validation"])
+    assert clean.exit_code == 0 and "validation" in clean.stdout and "leak" not in clean.output
