@@ -101,11 +101,13 @@ class AuditedSplit:
     video_ids : np.ndarray
         (N,) str.
     predictions : np.ndarray
-        (S, N, 5) float32, one slice per seed (S = 1 for one seed or an ensemble).
+        (S, N, K) float32, one slice per seed (S = 1 for one seed or an ensemble), K targets.
     labels : np.ndarray
-        (N, 5) float32.
+        (N, K) float32.
     baseline : np.ndarray
-        (5,) the training mean the run would predict knowing nothing.
+        (K,) the training mean the run would predict knowing nothing.
+    targets : tuple of str
+        The K targets the run predicts (the five traits unless it was fitted with ``--targets``).
     warning : str or None
         The random-weights warning every report of such a run carries.
     """
@@ -114,6 +116,7 @@ class AuditedSplit:
     predictions: np.ndarray
     labels: np.ndarray
     baseline: np.ndarray
+    targets: tuple[str, ...] = TRAITS
     warning: str | None = None
 
 
@@ -142,6 +145,7 @@ def read_audited_split(folder: Path, split: str) -> AuditedSplit:
         np.stack(stacked),
         first.labels,
         np.asarray(opened.label_mean, np.float64),
+        first.targets,
         weights_warning(opened.extraction_config),
     )
 
@@ -412,7 +416,7 @@ def audit(options: AuditOptions, echo: Callable[[str], None] = print) -> dict:
         "min_group": options.min_group,
         "resamples": options.resamples,
         "confidence": CONFIDENCE,
-        "traits": list(TRAITS),
+        "traits": list(audited.targets),
         "null_hypothesis": NULL_HYPOTHESIS,
         "columns": columns,
         "summary": summarize(columns),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX, TRAITS
+from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX
 from train.audit import MIN_GROUP_VIDEOS, audit_split, read_audited_split, summarize
 from train.bootstrap import BOOTSTRAP_RESAMPLES, mean_intervals, paired_p_value
 from train.config import FitOptions
