@@ -8,8 +8,8 @@ import typer
 
 from cache.command import reports_errors, with_flags
 from cache.errors import ExitCode
+from cache.quiet import show_everything
 from cache.schema import DEFAULT_CACHE
-from cache.stderr_filter import show_startup_messages
 from extract.config import ExtractOptions
 from extract.inputs import unused_split_folders
 from extract.run import extract_to_cache
@@ -42,7 +42,7 @@ def main(
     options: ExtractOptions = None,
 ) -> None:
     if verbose:
-        show_startup_messages()
+        show_everything()
     for warning in unused_split_folders(inputs):
         typer.echo(f"warning: {warning}", err=True)
     try:
