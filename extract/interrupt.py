@@ -20,18 +20,18 @@ class StopRequest:
     """The first Ctrl-C's request to start no further video, and what that stop still finishes.
 
     ``extract.parallel.featurize_jobs`` keeps ``waiting`` (the decoded videos waiting for
-    their embeddings) and ``remaining`` (results the workers have yet to return) up to
-    date: once ``requested``, it finishes the waiting videos and the next result to
-    arrive, and drops the videos still in the workers.
+    their embeddings) and ``awaiting`` (whether it waits for the workers' next result)
+    up to date: once ``requested``, it finishes the waiting videos and the result it
+    waits for, and drops the videos still in the workers.
     """
 
     requested: bool = False
     waiting: list = field(default_factory=list)
-    remaining: int = 0
+    awaiting: bool = False
 
     def in_flight(self) -> int:
         """Videos the stop will still finish and write."""
-        return len(self.waiting) + min(self.remaining, 1)
+        return len(self.waiting) + int(self.awaiting)
 
 
 @contextlib.contextmanager

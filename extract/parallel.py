@@ -85,17 +85,20 @@ def featurize_jobs(
     if stop.requested:  # before any video started
         return
     batcher = CropBatcher(options)
-    stop.waiting, stop.remaining = batcher.videos, len(jobs)
+    remaining = len(jobs)
+    stop.waiting, stop.awaiting = batcher.videos, remaining > 0
     results = _results(jobs, options, embeds_in_workers(options))
     try:
         for result in results:
-            stop.remaining -= 1
+            remaining -= 1
+            stop.awaiting = False
             if isinstance(result, PreparedVideo):
                 yield from batcher.add(result)
             else:
                 yield result
             if stop.requested:
                 break
+            stop.awaiting = remaining > 0
     finally:
         # Abandoning the pool mid-run makes joblib warn about the tasks it drops;
         # a requested stop is expected, and what was dropped is said by the caller.
