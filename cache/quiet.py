@@ -12,7 +12,7 @@ of the time stderr is the terminal itself: progress bars redraw in place, stdout
 keep their order, and nothing depends on a helper process staying alive.
 
 ``TRAITCACHE_VERBOSE=1`` (or a CLI's ``--verbose``, through `show_everything`) leaves stderr
-untouched. Importing this module imports only the standard library.
+untouched. Importing this module imports no third-party package.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 
 from cache.errors import TraitcacheError
@@ -46,6 +47,9 @@ CUINIT_SOURCE, CUINIT_FAILURE = b"cuda_platform.cc", b"failed call to cuInit"
 # Logged as an error once per process on CPUs without AVX-512 float16; TensorFlow goes on
 # with its own float16 kernels, so it asks nothing of the user.
 HALF_SOURCE, HALF_ADVICE = b"util.cc", b"oneDNN supports DT_HALF only on platforms with AVX-512"
+# One diversion at a time per process: a second thread's would take the first one's file for
+# the real stderr (threads of a Dask worker may start TensorFlow together).
+DIVERTING = threading.RLock()
 
 
 @dataclass
@@ -113,7 +117,8 @@ class QuietStderr:
 
     Everything written meanwhile, by this process, its threads or the processes it
     starts, comes out after the release, in order and unchanged but for TensorFlow's
-    start-up notices (`NoiseFilter`). Does nothing when `verbose_requested`.
+    start-up notices (`NoiseFilter`). Does nothing when `verbose_requested`. Enter and
+    release it in one thread; another thread's window waits for the release.
     """
 
     def __init__(self):
@@ -123,8 +128,10 @@ class QuietStderr:
     def __enter__(self) -> QuietStderr:
         if verbose_requested():
             return self
+        captured = tempfile.TemporaryFile()
+        DIVERTING.acquire()
         sys.stderr.flush()
-        self._captured = tempfile.TemporaryFile()
+        self._captured = captured
         self._original = os.dup(STDERR)
         os.dup2(self._captured.fileno(), STDERR)
         return self
@@ -137,6 +144,7 @@ class QuietStderr:
         os.dup2(self._original, STDERR)
         os.close(self._original)
         self._original = None
+        DIVERTING.release()
         with self._captured as captured:
             captured.seek(0)
             text = NoiseFilter().kept(captured.read())

@@ -152,6 +152,30 @@ def test_verbose_variable_leaves_stderr_alone():
     assert result.stderr.endswith(b"RuntimeError: a real error inside the window\n"), result.stderr
 
 
+# Two threads open windows at the same moment, as threads of a Dask worker may start TensorFlow together.
+THREADS = """
+import os, threading, time
+from cache.quiet import QuietStderr
+def window(name):
+    with QuietStderr():
+        os.write(2, name + b" inside\\n")
+        time.sleep(0.5)
+threads = [threading.Thread(target=window, args=(name,)) for name in (b"one", b"two")]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+os.write(2, b"after both\\n")
+"""
+
+
+def test_windows_of_two_threads_give_every_line_and_stderr_back():
+    result = run_python(THREADS)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stderr.splitlines()) == [b"after both", b"one inside", b"two inside"], result.stderr
+    assert result.stderr.endswith(b"after both\n")
+
+
 # What the commands do first with TensorFlow, then a warning from its C++ code after start-up.
 TENSORFLOW_WARNING = """
 import os
