@@ -165,6 +165,8 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print) -> dict[str, d
     RunError
         ``out`` already holds a run and ``overwrite`` is off (checked before the
         cache is read).
+    cache.quiet.KerasBackendError
+        Keras cannot start its configured backend (checked before the cache is read).
     cache.errors.CacheError
         The cache is missing or damaged.
     train.data.SplitNameError
