@@ -8,8 +8,8 @@ import typer
 
 from cache.command import PlainHelp, reports_errors, with_flags
 from cache.errors import ExitCode
+from cache.quiet import show_everything
 from cache.schema import DEFAULT_CACHE
-from cache.stderr_filter import show_startup_messages
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 
@@ -43,7 +43,7 @@ def main(
     options: ExtractOptions = None,
 ) -> None:
     if verbose:
-        show_startup_messages()
+        show_everything()
     try:
         summary = extract_to_cache(inputs, cache, labels, options, show_progress=not quiet)
     except KeyboardInterrupt as interrupt:

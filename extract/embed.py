@@ -33,6 +33,7 @@ import numpy as np
 
 from cache.errors import OptionError
 from cache.options import option
+from cache.quiet import start_keras, start_tensorflow
 from cache.schema import EMBEDDING_DIM
 
 # Keras' own origin and checksum for the ImageNet ResNet50 without its top layer.
@@ -49,6 +50,17 @@ REDUCED_PRECISION_RUNTIMES = ("openvino-bf16", "keras-mixed")
 OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # INFERENCE_PRECISION_HINT
 FLOAT16_ROUNDOFF = 2.0**-11  # relative rounding error of float16 storage (10-bit mantissa)
 FLOAT16_SMALLEST_NORMAL = 2.0**-14  # below it float16 keeps less than full relative precision
+# What starting each runtime's ResNet50 involves, for the line printed before it starts.
+LOADING = {
+    "auto": "Keras, then converted for OpenVINO unless TensorFlow sees a GPU",
+    "keras": "Keras",
+    "keras-mixed": "Keras, mixed float16",
+    "openvino": "Keras, then converted for OpenVINO float32",
+    "openvino-bf16": "Keras, then converted for OpenVINO bfloat16",
+}
+# From a cold start to a model ready for its first batch: 7 s on an idle 16-core CPU, up to
+# 38 s on a busy 2-core one (TensorFlow's import, the build, the weights, the conversion).
+LOADING_TIME = "up to about 40 s, on every run"
 # Several one-thread requests, each batch split between them: faster than one request on all
 # cores, and less slowed by decoding workers sharing the cores (bench/embed_bench.py).
 OPENVINO_HINT = "THROUGHPUT"
@@ -137,8 +149,7 @@ def imagenet_weights_path() -> Path:
     WeightsError
         When the file is not cached and cannot be downloaded, saying where to get it.
     """
-    import keras
-
+    keras = start_keras()
     try:
         return Path(
             keras.utils.get_file(
@@ -160,9 +171,7 @@ def imagenet_weights_path() -> Path:
 
 def gpu_visible() -> bool:
     """Whether TensorFlow sees a GPU."""
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
+    return bool(start_tensorflow().config.list_physical_devices("GPU"))
 
 
 def _import_openvino(runtime: str = "openvino"):
@@ -243,8 +252,7 @@ def build_resnet(weights: str, crop_size: int, seed: int = 0, mixed_precision: b
     mixed_precision : bool
         Build under Keras' ``mixed_float16`` policy (float16 compute, float32 variables).
     """
-    import keras
-
+    keras = start_keras()
     if weights == "none":
         source = None
     elif weights == "imagenet":
@@ -294,12 +302,10 @@ def _draw_random_kernels(model, seed: int) -> None:
 @functools.cache
 def _keras_runner(weights: str, crop_size: int, seed: int, runtime: str):
     """A function (N, S, S, 3) float32 -> (N, 2048) float32 on Keras."""
-    import tensorflow as tf
-
     if runtime == "keras":
         # TensorFloat-32 (on by default on Ampere and later GPUs) rounds products to 10 bits:
         # off, so the float32 runtime gives float32 numbers on any device.
-        tf.config.experimental.enable_tensor_float_32_execution(False)
+        start_tensorflow().config.experimental.enable_tensor_float_32_execution(False)
     model = build_resnet(weights, crop_size, seed, mixed_precision=runtime == "keras-mixed")
     # predict_on_batch: as fast as a tf.function of model(x, training=False) and faster
     # than calling the model eagerly, on CPU at batch 32 (bench/embed_bench.py).
@@ -373,6 +379,11 @@ def inference_function(weights: str, crop_size: int, seed: int, runtime: str):
     return (openvino_function if concrete in OPENVINO_PRECISION else _keras_runner)(weights, crop_size, seed, concrete)
 
 
+def loading_line(runtime: str) -> str:
+    """The line to print before `inference_function` starts ``runtime``'s model."""
+    return f"loading TensorFlow and ResNet50 ({LOADING[runtime]}): {LOADING_TIME}"
+
+
 def preprocess(crops: np.ndarray) -> np.ndarray:
     """ImageNet (caffe mode) preprocessing that matches Keras' ResNet50 weights.
 
@@ -386,9 +397,7 @@ def preprocess(crops: np.ndarray) -> np.ndarray:
     np.ndarray
         (N, S, S, 3) float32 BGR with the ImageNet channel means subtracted.
     """
-    from keras.applications.resnet50 import preprocess_input
-
-    return preprocess_input(crops.astype(np.float32))
+    return start_keras().applications.resnet50.preprocess_input(crops.astype(np.float32))
 
 
 def embed_float32(crops: np.ndarray, options: EmbedOptions, seed: int) -> np.ndarray:

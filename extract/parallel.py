@@ -4,7 +4,6 @@ its results into cache records, in job order."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from cache.schema import VideoRecord
 from extract.batching import CropBatcher
 from extract.config import ExtractOptions
 from extract.inputs import Failure, VideoJob, discover, make_job
+from extract.interrupt import StopRequest
 from extract.worker import PreparedVideo, prepare_video
 
 VIDEOS_PER_BLOCK_PER_WORKER = 8  # jobs handed to the pool at once: bounds memory, keeps workers busy
@@ -73,24 +73,32 @@ def _results(
 
 
 def featurize_jobs(
-    jobs: list[VideoJob], options: ExtractOptions, stop: threading.Event | None = None
+    jobs: list[VideoJob], options: ExtractOptions, stop: StopRequest | None = None
 ) -> Iterator[VideoRecord | Failure]:
     """Features of each job's video, in job order (failures as soon as known).
 
-    When ``stop`` is set, no further video is started: the videos already decoded
-    are embedded and yielded, then the generator ends, so a Ctrl-C keeps every
-    video whose work is done.
+    When ``stop`` is requested, no further video is started: the videos already
+    decoded are embedded and yielded, then the generator ends, so a Ctrl-C keeps
+    every video whose work is done. Keeps ``stop``'s count of those up to date.
     """
+    stop = stop or StopRequest()
+    if stop.requested:  # before any video started
+        return
     batcher = CropBatcher(options)
+    remaining = len(jobs)
+    stop.waiting, stop.awaiting = batcher.videos, remaining > 0
     results = _results(jobs, options, embeds_in_workers(options))
     try:
         for result in results:
+            remaining -= 1
+            stop.awaiting = False
             if isinstance(result, PreparedVideo):
                 yield from batcher.add(result)
             else:
                 yield result
-            if stop is not None and stop.is_set():
+            if stop.requested:
                 break
+            stop.awaiting = remaining > 0
     finally:
         # Abandoning the pool mid-run makes joblib warn about the tasks it drops;
         # a requested stop is expected, and what was dropped is said by the caller.

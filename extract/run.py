@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import signal
-import threading
-from collections.abc import Iterator
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,9 +28,10 @@ from cache.remove import ghost_ids, ghost_warning
 from cache.schema import OPTIONS_FILE, VideoRecord
 from cache.writer import CacheWriter
 from extract.config import ExtractOptions
-from extract.embed import check_runtime, imagenet_weights_path, resolve_runtime
+from extract.embed import check_runtime, imagenet_weights_path, inference_function, loading_line, resolve_runtime
 from extract.faces import load_cascade
 from extract.inputs import Failure, VideoJob, check_inputs, discover, identify
+from extract.interrupt import deferred_interrupt
 from extract.parallel import embeds_in_workers, featurize_jobs
 
 # The libraries that produce the cached numbers: their versions are recorded in each shard.
@@ -75,28 +74,6 @@ class Summary:
         if self.failures:
             text += f": see {self.failures_file}"
         return text + f" ({plural(self.cached, 'video')} in the cache, {self.labelled} labelled)"
-
-
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[threading.Event]:
-    """Turn the first Ctrl-C into a request to stop once the videos in hand are
-    written, so that shards and the index are never cut mid-write; a second
-    Ctrl-C stops at once."""
-    requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-
-    def request_stop(signum, frame):
-        if requested.is_set():
-            raise KeyboardInterrupt
-        requested.set()
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield requested
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def check_ready(options: ExtractOptions) -> None:
@@ -158,6 +135,17 @@ def _plan(jobs: list[VideoJob], writer: CacheWriter) -> _Plan:
     return _Plan(list(to_extract.values()), copies, from_cache, skipped)
 
 
+def _load_model(options: ExtractOptions, show_progress: bool) -> None:
+    """Start ResNet50 where the crops are embedded, after a line saying so: its start-up
+    takes long enough (and slows the first videos enough) to need an explanation."""
+    in_workers = embeds_in_workers(options)
+    if show_progress:
+        line = loading_line(options.embed.runtime)
+        tqdm.write(f"each Dask worker is {line}" if in_workers else line, file=sys.stderr)
+    if not in_workers:
+        inference_function(options.embed.weights, options.faces.crop_size, options.seed, options.embed.runtime)
+
+
 def _renamed(record: VideoRecord, job: VideoJob) -> VideoRecord:
     return dataclasses.replace(record, video_id=job.video_id, split=job.split, source=job.path)
 
@@ -197,9 +185,12 @@ def extract_to_cache(
                 ghosts |= ghost_ids([(record, job.video_id)])
                 writer.add(_renamed(record, job))
         with (
-            deferred_interrupt() as stop,
+            deferred_interrupt(show_progress) as stop,
             tqdm(total=len(plan.to_extract), desc="extracting", unit="video", disable=not show_progress) as progress,
         ):
+            if plan.to_extract:
+                _load_model(options, show_progress)
+                progress.reset()  # the bar's rate and time left count from the first video, not the start-up
             for result in featurize_jobs(plan.to_extract, options, stop):
                 if isinstance(result, Failure):
                     failures += [result] + [
@@ -213,7 +204,7 @@ def extract_to_cache(
                         writer.add(_renamed(result, copy))
                         copied += 1
                 progress.update(1)
-            interrupted = stop.is_set()
+            interrupted = stop.requested
         writer.flush()
         cached = writer.index.num_videos()
         # Still under the writer's lock, so no other run or `cache labels` interleaves.

@@ -1,9 +1,3 @@
-"""``python -m train``, with TensorFlow's start-up notices filtered from stderr (see cache/stderr_filter.py)."""
-
-from cache.stderr_filter import quiet_startup
-
-quiet_startup()  # before the CLI is imported, so that nothing has imported TensorFlow yet
-
-from train.cli import app  # noqa: E402
+from train.cli import app
 
 app(prog_name="python -m train")

@@ -18,6 +18,7 @@ import numpy as np
 from cache.errors import OptionError
 from cache.manifest import plural
 from cache.options import replace
+from cache.quiet import QuietStderr, start_keras
 from cache.reader import CacheReader
 from cache.schema import OPTIONS_FILE
 from train.config import FitOptions
@@ -36,6 +37,7 @@ from train.data import (
     source_ids,
     training_stream,
 )
+from train.epochs import epoch_printer
 from train.metrics import aggregate_seeds, baseline_scores, format_table
 from train.predictions import PREDICTIONS_FILE
 from train.report import plot_curves, read_history, write_combined_history
@@ -60,6 +62,7 @@ VALIDATION_BATCH = 256  # videos per validation step: larger than training batch
 FEW_TRAINING_VIDEOS = 20  # below this many training videos a head's scores are noise: warn
 # Batches per compiled call on TensorFlow; callbacks act per epoch, so nothing waits on a step.
 MAX_STEPS_PER_EXECUTION = 32
+KERAS_PROGRESS, EPOCH_LINES = 1, 2  # values of the verbose option: Keras' progress bar, or one line of ours per epoch
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,8 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
     RunError
         ``out`` already holds a run and ``overwrite`` is off (checked before the
         cache is read).
+    cache.quiet.KerasBackendError
+        Keras cannot start its configured backend (checked before the cache is read).
     cache.errors.CacheError
         The cache is missing or damaged.
     train.data.SplitNameError
@@ -181,6 +186,7 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
     out = Path(options.out)
     if not resume:
         _check_folder(out, options.overwrite)
+    start_keras()
     reader = CacheReader(Path(options.cache))
     if reader.splits():
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
@@ -494,13 +500,19 @@ def compile_head(model, lr: float, steps_per_epoch: int) -> None:
     )
 
 
-def _baseline_line(fitting: Fitting) -> str:
-    """The per-epoch metrics' baseline: what predicting the training mean scores."""
-    figures = []
-    for prefix, split in (("", fitting.parts.train), ("val_", fitting.parts.selection)):
-        baseline = baseline_scores(split.labels, fitting.normalization.label_mean)
-        figures.append(" - ".join(f"{prefix}{name} {baseline[name]:.4f}" for name in ("loss", "mae", "mean_accuracy")))
-    return "baseline (predict the training mean): " + " - ".join(figures)
+def _baselines(fitting: Fitting) -> dict[str, float]:
+    """What predicting the training mean scores, under the names of the per-epoch metrics (``val_`` on the selection split)."""
+    label_mean = fitting.normalization.label_mean
+    return {
+        **baseline_scores(fitting.parts.train.labels, label_mean),
+        **{f"val_{name}": value for name, value in baseline_scores(fitting.parts.selection.labels, label_mean).items()},
+    }
+
+
+def _baseline_line(baselines: dict[str, float]) -> str:
+    """The baselines of the metrics Keras' own epoch output shows."""
+    names = [f"{prefix}{name}" for prefix in ("", "val_") for name in ("loss", "mae", "mean_accuracy")]
+    return "baseline (predict the training mean): " + " - ".join(f"{name} {baselines[name]:.4f}" for name in names)
 
 
 def _fit_seed(options: FitOptions, fitting: Fitting, echo: Callable[[str], None]) -> dict[str, dict]:
@@ -533,17 +545,24 @@ def _fit_seed(options: FitOptions, fitting: Fitting, echo: Callable[[str], None]
         echo(
             f"fitting {options.head} head, seed {options.seed}: {plural(len(parts.train), 'training video')}, selecting on {plural(len(parts.selection), 'video')} of {parts.selection_name!r} (val_ metrics), T = {fitting.shape.frames}"
         )
-        echo(_baseline_line(fitting))
-        training.model.fit(
-            training.stream,
-            steps_per_epoch=training.steps,
-            epochs=options.epochs,
-            validation_data=training.validation,
-            validation_batch_size=VALIDATION_BATCH,
-            callbacks=callbacks,
-            shuffle=False,  # training_stream shuffles, seeded
-            verbose=options.verbose,
-        )
+        baselines = _baselines(fitting)
+        if options.verbose == KERAS_PROGRESS:
+            echo(_baseline_line(baselines))
+        elif options.verbose == EPOCH_LINES:
+            callbacks.append(epoch_printer(echo, options.epochs, baselines))
+        # The first step builds the graphs, when oneDNN may give its DT_HALF advice.
+        with QuietStderr() as quiet:
+            callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: quiet.release()))
+            training.model.fit(
+                training.stream,
+                steps_per_epoch=training.steps,
+                epochs=options.epochs,
+                validation_data=training.validation,
+                validation_batch_size=VALIDATION_BATCH,
+                callbacks=callbacks,
+                shuffle=False,  # training_stream shuffles, seeded
+                verbose=KERAS_PROGRESS if options.verbose == KERAS_PROGRESS else 0,
+            )
     best = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
     scores = score_splits(
         best,

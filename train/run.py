@@ -20,6 +20,7 @@ import numpy as np
 
 from cache.errors import TraitcacheError
 from cache.manifest import config_differences, write_atomically
+from cache.quiet import start_keras
 from cache.schema import OPTIONS_FILE
 from train.config import FitOptions
 from train.data import CacheShape, Normalization
@@ -108,8 +109,7 @@ class Run(RecordedCache):
 
     def load_model(self):
         """The trained head, loaded in Keras safe mode (no arbitrary code)."""
-        import keras
-
+        keras = start_keras()
         import train.keras_objects  # noqa: F401  registers the custom objects a head may hold
 
         path = self.path / MODEL_FILE

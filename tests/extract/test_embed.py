@@ -22,6 +22,7 @@ from extract.embed import (
     FLOAT16_SMALLEST_NORMAL,
     IMAGENET_FILE,
     REDUCED_PRECISION_RUNTIMES,
+    RUNTIMES,
     EmbedOptions,
     RuntimeUnavailableError,
     WeightsError,
@@ -31,6 +32,7 @@ from extract.embed import (
     embed_float32,
     gpu_visible,
     imagenet_weights_path,
+    loading_line,
     openvino_model,
     preprocess,
     resolve_runtime,
@@ -242,3 +244,10 @@ def test_a_crops_embedding_does_not_depend_on_the_other_crops_of_its_batch(runti
     together = embed(crops, options, 0)
     np.testing.assert_array_equal(embed(crops[::-1], options, 0)[::-1], together)
     np.testing.assert_array_equal(embed(crops[3:8], replace(options, batch_size=5), 0), together[3:8])
+
+
+def test_every_runtime_says_what_its_start_up_involves():
+    lines = {runtime: loading_line(runtime) for runtime in RUNTIMES}
+    assert all(line.startswith("loading TensorFlow and ResNet50 (Keras") for line in lines.values())
+    assert all("OpenVINO" in lines[runtime] for runtime in ("auto", "openvino", "openvino-bf16"))
+    assert not any("OpenVINO" in lines[runtime] for runtime in ("keras", "keras-mixed"))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 import extract.parallel as parallel
 from extract.config import ExtractOptions
 from extract.inputs import identify
+from extract.interrupt import StopRequest
 from extract.parallel import featurize_jobs
 from extract.synthetic import talking_head_clip
 
@@ -31,11 +30,11 @@ def test_a_stop_after_the_first_record_still_yields_every_video_already_decoded(
         return original(job, *arguments)
 
     monkeypatch.setattr(parallel, "prepare_video", counted)
-    stop = threading.Event()
+    stop = StopRequest()
     records = []
     for record in featurize_jobs(jobs, options, stop):
         records.append(record)
-        stop.set()
+        stop.requested = True
     assert [record.video_id for record in records] == prepared == ["clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
     assert all(record.face_embeddings.shape == (10, 2048) for record in records)
 
