@@ -288,7 +288,7 @@ def test_under_a_terminal_bars_redraw_in_place_errors_show_and_the_summary_is_th
             lines[-1]
             == (
                 f"1 extracted, 0 identical copies, 0 reused, 0 already cached, 1 failed: see {cache / 'failures.csv'}"
-                " (1 video in the cache)"
+                " (1 video in the cache, 0 labelled)"
             ).encode()
         ), output
         assert f"failed: {data / 'broken.mp4'}: ".encode() in output  # an error after start-up
