@@ -12,7 +12,16 @@ contract.
 Weights are ``imagenet`` (Keras' download into ``$KERAS_HOME/models``), ``none``
 (random, seeded, the same in every process: for tests) or a local ``.weights.h5`` /
 ``.h5`` file saved from the same architecture without its top. ResNet50 here is
-``extract.embed``'s model, number for number.
+``extract.embed``'s model, number for number. Random EfficientNetB0 and
+MobileNetV3Small shrink their input to outputs of about 1e-17 and 1e-10 (swish
+and squeeze-excite gates halve small values in every block), below what float16
+storage keeps: ``none`` serves shape and plumbing tests there.
+
+Keras builds EfficientNet's input scaling for ``imagenet`` with one more
+rescaling than for a weights file (Keras' own correction of its ImageNet
+statistics), so a file saved from the ImageNet EfficientNetB0 gives other
+numbers than ``imagenet``: for ImageNet weights use ``imagenet``, with the file
+in Keras' cache folder when offline.
 
 TensorFlow and Keras are imported lazily: importing this module pulls neither.
 """
@@ -29,7 +38,7 @@ import numpy as np
 
 from cache.errors import OptionError
 from cache.schema import EMBEDDING_DIM
-from extract.embed import GLOROT_SCALE, IMAGENET_ORIGIN, WeightsError, keras_home
+from extract.embed import IMAGENET_ORIGIN, WeightsError, _draw_random_kernels, keras_home
 
 MINIMUM_SIDE = 32  # pixels: every shipped network halves its input five times; keras.applications refuses less
 BATCH_SIZE = 32  # images per inference call: as fast as larger batches on CPU (FACTS, ResNet50 at batch 10 and 32)
@@ -188,7 +197,8 @@ def build_backbone(name: str, weights: str, side: int, seed: int = 0):
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if source is None:
-        draw_random_kernels(model, seed)
+        # extract.embed's seeded Glorot draws: the same random ResNet50 as today's caches, in every process.
+        _draw_random_kernels(model, seed)
     model.trainable = False
     return model
 
@@ -223,33 +233,6 @@ def _imagenet_error(backbone: Backbone, error: Exception) -> WeightsError:
         f"{keras_home() / 'models' / backbone.imagenet_file} or pass `weights` /path/to/{backbone.imagenet_file}; "
         "`weights` none runs with random weights"
     )
-
-
-def draw_random_kernels(model, seed: int) -> None:
-    """Give every trainable kernel Keras' default Glorot-uniform values, drawn from numpy with ``seed``.
-
-    Keras' own initial values come from process-wide seed state that other threads
-    consume too, so the same seed gave other weights in other processes; a private
-    generator gives every process the same model. Only trainable variables of rank 2
-    or more are kernels: the mean and variance of EfficientNet's and ConvNeXt's input
-    normalisation have that rank too, but are not trainable and keep their values.
-    ResNet50 has no such statistics, so this draws exactly what ``extract.embed``
-    draws for it.
-
-    Random EfficientNetB0 and MobileNetV3Small shrink their input to outputs of
-    about 1e-17 and 1e-10 (swish and squeeze-excite gates halve small values in
-    every block), below what float16 storage keeps: ``none`` serves shape and
-    plumbing tests there.
-    """
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        if len(shape) < 2 or not variable.trainable:
-            continue
-        receptive_field = int(np.prod(shape[:-2]))
-        fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
-        limit = np.sqrt(GLOROT_SCALE / (fan_in + fan_out))
-        variable.assign(rng.uniform(-limit, limit, shape).astype(variable.dtype))
 
 
 def preprocess(images: np.ndarray, name: str) -> np.ndarray:
