@@ -2,7 +2,7 @@
 
 Each backbone is a ``keras.applications`` network without its classifier
 (``include_top=False, pooling="avg"``), frozen, in float32, built once per process.
-Images go through the family's own ``preprocess_input`` first. ResNet50 and VGG16
+Images go through the family's own ``preprocess_input`` first. ResNet50 and VGG16/19
 need it (caffe mode: BGR with the ImageNet channel means subtracted). EfficientNet,
 ConvNeXt and MobileNetV3 carry their preprocessing inside the model (their first
 layers rescale and normalise raw 0-255 pixels) and their ``preprocess_input`` passes
@@ -89,6 +89,8 @@ BACKBONES = {
         _backbone("resnet50", "ResNet50", "resnet50", EMBEDDING_DIM, False, IMAGENET_ORIGIN),
         # 512: channels of VGG16's block5 convolutions; VGG-Face networks share this architecture.
         _backbone("vgg16", "VGG16", "vgg16", 512, False, "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        # 512: channels of VGG19's block5 convolutions; BU-NKU's scene network (VGG-VD19) is this architecture.
+        _backbone("vgg19", "VGG19", "vgg19", 512, False, "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         # 1280: channels of EfficientNetB0's final 1x1 "top_conv" (kept with include_top=False).
         _backbone(
             "efficientnetb0",

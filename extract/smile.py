@@ -20,7 +20,12 @@ The ``opensmile`` package (and the pandas it needs) is imported lazily.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import importlib.util
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -40,8 +45,29 @@ MINIMUM_MILLISECONDS = 60
 
 
 @functools.cache
+def load_library() -> ctypes.CDLL | None:
+    """Load openSMILE's C library so that it binds its own symbols first: call before ``import opensmile``.
+
+    Loaded into a process where TensorFlow already is, libSMILEapi crashed the process
+    in its first run (segmentation fault; opensmile 2.6.0, TensorFlow 2.21), while
+    loaded first it ran. ``RTLD_DEEPBIND`` makes it resolve its symbols in itself
+    before in what TensorFlow loaded; the package's own later load of the same file
+    gets this handle. A no-op where the package has loaded it already (it then came
+    before TensorFlow, or TensorFlow is not loaded) or where the loader has no
+    ``RTLD_DEEPBIND`` (macOS, Windows).
+    """
+    if "opensmile.core.lib" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
+        return None
+    package = Path(importlib.util.find_spec("opensmile").origin).resolve().parent
+    # The package picks its platform's folder under core/bin; a Linux wheel holds only that one.
+    (library,) = package.glob("core/bin/*/libSMILEapi.so")
+    return ctypes.CDLL(str(library), mode=os.RTLD_NOW | os.RTLD_DEEPBIND)
+
+
+@functools.cache
 def _smile(extractor: str):
     """An ``opensmile.Smile`` for one set's functionals, built once per process."""
+    load_library()
     import opensmile
 
     return opensmile.Smile(

@@ -127,5 +127,5 @@ def test_imagenet_weights_that_cannot_be_downloaded_say_where_to_put_them(tmp_pa
 def test_inputs_below_the_smallest_side_and_unknown_backbones_are_refused():
     with pytest.raises(OptionError, match=f"^crop_size must be at least {MINIMUM_SIDE} pixels"):
         embed_images(face_crops(1, MINIMUM_SIDE - 1), "convnext_tiny", "none")
-    with pytest.raises(OptionError, match="'vgg19' is not a backbone; expected one of resnet50, vgg16"):
-        build_backbone("vgg19", "none", SIDE)
+    with pytest.raises(OptionError, match="'vgg17' is not a backbone; expected one of resnet50, vgg16, vgg19"):
+        build_backbone("vgg17", "none", SIDE)

@@ -25,9 +25,9 @@ AUDIO_PYAA_IDENTITY = "15c669e1a61d9ab5"
 def test_every_shipped_set_parses_back_from_its_name_with_its_dimension():
     dimensions = {name: feature_set(name).dimension for name in NAMES}
     assert [feature_set(name).name for name in NAMES] == list(NAMES)
-    assert len(NAMES) == 13 and set(DEFAULT_SETS) <= set(NAMES)
+    assert len(NAMES) == 15 and set(DEFAULT_SETS) <= set(NAMES)
     assert dimensions["face:resnet50"] == dimensions["scene:resnet50"] == 2048
-    assert (dimensions["face:vgg16"], dimensions["face:efficientnetb0"]) == (512, 1280)
+    assert (dimensions["face:vgg16"], dimensions["scene:vgg19"], dimensions["face:efficientnetb0"]) == (512, 512, 1280)
     assert (dimensions["scene:convnext_tiny"], dimensions["face:mobilenetv3small"]) == (768, 576)
     assert (dimensions["audio:pyaa"], dimensions["audio:egemaps"], dimensions["audio:compare"]) == (68, 88, 6373)
 
@@ -35,7 +35,7 @@ def test_every_shipped_set_parses_back_from_its_name_with_its_dimension():
 @pytest.mark.parametrize(
     ("name", "problem", "suggestion"),
     [
-        ("face:vgg61", "names no face extractor 'vgg61'", "face:vgg16"),
+        ("face:vg16", "names no face extractor 'vg16'", "face:vgg16"),
         ("fac:vgg16", "has an unknown source 'fac'", "face:vgg16"),
         ("vgg16", "is not SOURCE:EXTRACTOR", "face:vgg16"),
         ("face:egemaps", "names no face extractor 'egemaps'", "audio:egemaps"),

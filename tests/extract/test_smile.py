@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
-import opensmile
 import pytest
 
-from extract.smile import SMILE_SETS, segment_bounds, smile_features
+from extract.smile import SMILE_SETS, load_library, segment_bounds, smile_features
 
 RATE = 16000  # Hz: the default audio_rate
 SECONDS = 2.0  # a short sound track keeps ComParE (6373 values per segment) fast
@@ -26,6 +29,10 @@ def voice_like(seconds: float, seed: int = 0) -> np.ndarray:
 
 def reference(extractor: str, samples: np.ndarray) -> np.ndarray:
     """The opensmile package's own functionals of int16 samples, as its documentation feeds them: floats in [-1, 1)."""
+    # Imported here, after its library: TensorFlow, loaded by other test modules, is already in this process.
+    load_library()
+    import opensmile
+
     smile = opensmile.Smile(
         feature_set=opensmile.FeatureSet[SMILE_SETS[extractor][0]], feature_level=opensmile.FeatureLevel.Functionals
     )
@@ -77,3 +84,18 @@ def test_a_sound_track_shorter_than_60_ms_is_padded_with_silence():
 def test_silence_gives_finite_functionals_and_no_sound_track_gives_zeros():
     assert np.isfinite(smile_features(np.zeros(round(SECONDS * RATE), np.int16), RATE, SECONDS, 2, "egemaps")).all()
     np.testing.assert_array_equal(smile_features(None, RATE, SECONDS, 3, "compare"), np.zeros((3, 6373), np.float32))
+
+
+def test_functionals_are_the_same_in_a_process_that_loaded_tensorflow_first(tmp_path):
+    # openSMILE's library crashed such a process until it was loaded binding its own symbols first.
+    signal = voice_like(SECONDS)
+    program = (
+        "import numpy as np, tensorflow\n"
+        "from extract.smile import smile_features\n"
+        f"signal = np.load({str(tmp_path / 'signal.npy')!r})\n"
+        f"np.save({str(tmp_path / 'features.npy')!r}, smile_features(signal, {RATE}, {SECONDS}, {SEGMENTS}, 'compare'))"
+    )
+    np.save(tmp_path / "signal.npy", signal)
+    subprocess.run([sys.executable, "-c", program], check=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})
+    expected = smile_features(signal, RATE, SECONDS, SEGMENTS, "compare")
+    np.testing.assert_array_equal(np.load(tmp_path / "features.npy"), expected)
