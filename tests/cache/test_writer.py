@@ -19,7 +19,7 @@ import cache
 from cache import lock as lock_module
 from cache import writer as writer_module
 from cache.errors import CacheError
-from cache.manifest import Index, config_hash, file_digest
+from cache.manifest import Index, config_hash, file_digest, shard_entry
 from cache.reader import CacheReader
 from cache.schema import (
     CONFIG_FILE,
@@ -169,9 +169,15 @@ def test_shards_without_a_config_are_refused(tmp_path):
     assert not (tmp_path / CONFIG_FILE).exists()
 
 
-def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
+@pytest.mark.parametrize("indexed", [False, True], ids=["unindexed", "indexed"])
+def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path, indexed):
     cache_dir = write_random_cache(tmp_path / "none-cache", range(4))
     foreign = add_foreign_shard(cache_dir, [4, 5], tmp_path)
+    if indexed:  # what the writer did before it checked config hashes, or an index edited by hand
+        index = Index.load(cache_dir)
+        index.shards.append(shard_entry(foreign))
+        index.save(cache_dir)
+    indexed_names = [entry.name for entry in Index.load(cache_dir).shards]
     (cache_dir / shard_name(7)).write_bytes(
         b"not an HDF5 file"
     )  # junk the writer would remove: must stay until the refusal is resolved
@@ -189,7 +195,7 @@ def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
         and "\n" not in message
     )
     assert snapshot(cache_dir) == before
-    assert [entry.name for entry in Index.load(cache_dir).shards] == [shard_name(0), shard_name(1)]
+    assert [entry.name for entry in Index.load(cache_dir).shards] == indexed_names
 
 
 def test_a_shard_without_a_config_hash_is_refused(tmp_path):

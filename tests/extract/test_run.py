@@ -17,11 +17,14 @@ import pytest
 
 from bench.cluster_bench import loopback_cluster
 from bench.extract_bench import extract_command
-from cache.errors import CacheError
+from cache.errors import CacheError, ExitCode
 from cache.labels import load_label_file
+from cache.manifest import Index, shard_entry
 from cache.options import replace
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS
+from cache.verify import repair, verify
+from cache.writer import shard_name, shard_number
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 from extract.synthetic import talking_head_clip
@@ -112,6 +115,37 @@ def test_a_different_config_is_refused_naming_the_difference(built, clip_folder)
     cache_dir, options, _ = built
     with pytest.raises(CacheError, match="frames: 4 -> 5"):
         _run([clip_folder / "train"], cache_dir, replace(options, frames=5))
+
+
+def test_a_foreign_shard_in_the_index_is_refused_and_its_videos_extracted_after_repair(
+    clip_folder, tiny_options, tmp_path
+):
+    inputs = [clip_folder / "train", clip_folder / "validation"]
+    cache_dir = tmp_path / "cache"
+    _run([clip_folder / "train"], cache_dir, tiny_options)
+    _run([clip_folder / "validation"], tmp_path / "other", replace(tiny_options, frames=3))
+    foreign = cache_dir / shard_name(1 + max(shard_number(path.name) for path in cache_dir.glob("shard-*.h5")))
+    shutil.copyfile(next((tmp_path / "other").glob("shard-*.h5")), foreign)
+    index = Index.load(cache_dir)
+    index.shards.append(shard_entry(foreign))  # what a version that did not check config hashes indexed
+    index.save(cache_dir)
+    before = _shard_digests(cache_dir)
+
+    with pytest.raises(CacheError) as caught:  # its video would count as cached, with 3 frames in a 4-frame cache
+        _run(inputs, cache_dir, tiny_options)
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert str(caught.value).startswith(f"{foreign}: foreign shard: built with config ")
+    assert f"python -m cache verify {cache_dir} --repair" in str(caught.value)
+    assert _shard_digests(cache_dir) == before
+
+    repair(cache_dir, verify(cache_dir))  # the advice in the refusal
+    summary = _run(inputs, cache_dir, tiny_options)
+    assert (summary.extracted, summary.skipped, summary.cached) == (1, 3, 4)
+    _run([clip_folder / "validation"], tmp_path / "clean", tiny_options)
+    fields = ALL[1:-2]
+    again, clean = (CacheReader(folder).read("validation", fields) for folder in (cache_dir, tmp_path / "clean"))
+    for name in fields:
+        np.testing.assert_array_equal(again[name], clean[name])
 
 
 def test_renamed_copies_are_reused_and_changed_files_redone(clip_folder, tiny_options, tmp_path):
