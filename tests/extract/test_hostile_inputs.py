@@ -8,6 +8,7 @@ look (rotation, timestamps, truncation points, memory) also call `decode` direct
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 from cache.reader import CacheReader
 from extract.config import ExtractOptions
 from extract.faces import FaceOptions, locate_faces
-from extract.inputs import discover, identify
+from extract.inputs import discover
 from extract.run import extract_to_cache
 from extract.synthetic import compose_frame, face_image, long_clip_with_sound, talking_head_clip, write_timed_clip
 from extract.video import TRUNCATION_TOLERANCE, DecodeOptions, VideoError, decode
@@ -484,18 +485,23 @@ def test_a_named_pipe_called_like_a_video_is_refused_without_reading_it(tmp_path
     assert [failure.reason for failure in failures] == ["a named pipe, not a regular file"] * 2
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="root reads files whatever their mode; the /proc/self/mem case covers a read error"
-)
-def test_a_file_without_read_permission_is_a_failure(tmp_path):
+IDENTIFY_AND_PRINT = """
+import json, sys
+from extract.inputs import discover, identify
+videos, failures = discover(sys.argv[1:])
+jobs, unreadable = identify(videos)
+print(json.dumps([len(jobs), [failure.reason for failure in failures + unreadable]]))
+"""
+
+
+def test_a_file_without_read_permission_is_a_failure(tmp_path, run_obeying_file_modes):
     locked = talking_head_clip(tmp_path / "locked.mp4", seconds=0.4)
     locked.chmod(0)
     try:
-        videos, failures = discover([str(locked)])
-        jobs, unreadable = identify(videos)
+        jobs, reasons = json.loads(run_obeying_file_modes(IDENTIFY_AND_PRINT, str(locked)))
     finally:
         locked.chmod(0o644)
-    assert jobs == [] and [failure.reason for failure in failures + unreadable] == ["cannot read: Permission denied"]
+    assert jobs == 0 and reasons == ["cannot read: Permission denied"]
 
 
 def test_a_folder_named_like_a_video_given_as_input_is_an_empty_folder(corpus):
