@@ -14,6 +14,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from dask.distributed import Client
 
 from bench.cluster_bench import loopback_cluster
 from bench.extract_bench import extract_command
@@ -237,7 +238,10 @@ def test_a_scheduler_and_workers_started_with_the_dask_command_line(clip_folder,
     inputs = [clip_folder / "train", clip_folder / "validation"]
     with loopback_cluster(tmp_path, workers=2) as address:
         summary = _run(inputs, tmp_path / "cluster", replace(tiny_options, backend="dask", scheduler=address))
+        with Client(address) as client:  # the named cluster's own count of the tasks its workers ran
+            executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
     assert (summary.extracted, len(summary.failures)) == (4, 0), (tmp_path / "workers.log").read_text()[-2000:]
+    assert len(executed) == 2 and sum(executed.values()) >= 1, executed
     _run(inputs, tmp_path / "loky", tiny_options)
     _assert_same_cache(tmp_path / "loky", tmp_path / "cluster")
 
