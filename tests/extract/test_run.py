@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -250,44 +250,134 @@ def _extract_command(data: Path, cache_dir: Path, *flags: str) -> list[str]:
     return extract_command(data, cache_dir, "--jobs", "1", *flags)
 
 
-def test_runs_killed_at_random_moments_keep_what_was_finished_and_resume_with_every_video_once(clip_folder, tmp_path):
+# `python -m extract` in a fresh process that signals itself at one moment of its run. The
+# moment is the COUNT-th occurrence of its phase's event, seen through the interpreter's
+# own instrumentation, the code under test unchanged: audit events (an import, opening a
+# file, a rename) and, from hashing on, a profile function (calls and returns).
+# Just before signalling it writes the phase, what it hit and the ids then in index.json
+# (the videos finished) to MARKS; after a first Ctrl-C it adds every video decoded later.
+SIGNAL_AT_A_MOMENT = """
+import atexit, json, os, runpy, signal, sys
+from pathlib import Path
+
+marks, phase, count, number = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), getattr(signal, sys.argv[4])
+cache_dir = Path(sys.argv[sys.argv.index("--cache") + 1])
+del sys.argv[1:5]
+seen, decoded, record = [], [], {}
+
+
+def indexed():
+    index = cache_dir / "index.json"
+    return [name for shard in json.loads(index.read_text())["shards"] for name in shard["video_ids"]] if index.exists() else []
+
+
+def hit(detail):
+    seen.append(detail)
+    if len(seen) == count:
+        record.update(phase=phase, detail=detail, finished=indexed(), decoded=list(decoded))
+        marks.write_text(json.dumps(record))
+        os.kill(os.getpid(), number)
+
+
+def audit(event, arguments):
+    if phase == "start-up" and event == "import" and arguments[0] == "tensorflow":
+        hit("import tensorflow")
+    elif event == "open" and str(arguments[0]).endswith(".mp4"):
+        if phase == "hashing":
+            hit(f"open {Path(arguments[0]).name}")
+        elif phase in PROFILED and sys.getprofile() is None:
+            sys.setprofile(profile)  # from hashing on: imports run at full speed
+    elif phase == "renaming" and event == "os.rename" and str(arguments[0]).endswith(".h5.tmp"):
+        hit(f"rename {Path(arguments[0]).name}")
+    elif phase == "rewriting the index" and event == "os.rename" and str(arguments[1]).endswith("index.json"):
+        hit(f"rename {Path(arguments[0]).name}")
+
+
+def profile(frame, event, argument):
+    code = frame.f_code
+    if event == "call" and code.co_name == "decode" and code.co_filename.endswith("video.py"):
+        if phase == "decoding":
+            hit(f"decode {Path(frame.f_locals['path']).name}")
+    elif event == "c_call" and argument is os.fsync and code.co_name == "write_shard" and phase == "writing a shard":
+        hit(f"fsync {Path(frame.f_locals['path']).name}")
+    elif event == "return" and code.co_name == "prepare_video" and code.co_filename.endswith("worker.py"):
+        decoded.append(frame.f_locals["job"].video_id)
+        if phase == "decoded":
+            hit(f"decoded {decoded[-1]}")
+
+
+def after_the_signal():
+    if record:
+        marks.write_text(json.dumps({**record, "decoded_after": decoded[len(record["decoded"]) :]}))
+
+
+PROFILED = ("decoding", "writing a shard", "decoded")
+sys.addaudithook(audit)
+atexit.register(after_the_signal)
+runpy.run_module("extract", run_name="__main__", alter_sys=True)
+"""
+KILL_PHASES = ("start-up", "hashing", "decoding", "writing a shard", "renaming", "rewriting the index")
+RUN_TIMEOUT = 300  # seconds for one tiny extraction on a busy 2-core machine
+
+
+def _signal_at(
+    command: list[str], marks: Path, phase: str, count: int, signal_name: str
+) -> subprocess.CompletedProcess:
+    """Run ``command`` (a ``python -m extract`` command line) so that it sends itself
+    ``signal_name`` at the ``count``-th event of ``phase`` (see SIGNAL_AT_A_MOMENT)."""
+    wrapped = [sys.executable, "-c", SIGNAL_AT_A_MOMENT, str(marks), phase, str(count), signal_name, *command[3:]]
+    return subprocess.run(wrapped, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+
+
+def _datasets(cache_dir: Path, split: str) -> dict[str, dict[str, np.ndarray]]:
+    """video id -> every dataset of its record in the cache."""
+    arrays = CacheReader(cache_dir).read(split, ALL)
+    return {video_id: {name: arrays[name][row] for name in ALL} for row, video_id in enumerate(arrays["video_id"])}
+
+
+def _assert_same_videos(actual: dict, expected: dict) -> None:
+    for video_id, datasets in actual.items():
+        for name in ALL:
+            np.testing.assert_array_equal(datasets[name], expected[video_id][name], err_msg=f"{video_id} {name}")
+
+
+def test_runs_killed_in_each_phase_keep_what_was_finished_and_resume_with_every_video_once(
+    clip_folder, tiny_options, tmp_path
+):
     data = tmp_path / "train"
-    shutil.copytree(clip_folder / "train", data)
-    for index in range(9):
-        talking_head_clip(data / f"extra{index}.mp4", seconds=1.0, brightness=0.4 + 0.07 * index)
-    expected = sorted(path.name for path in data.glob("*.mp4"))
-    cache_dir = tmp_path / "cache"
-    command = _extract_command(
-        data, cache_dir, "--frames", "4", "--crop-size", "32", "--videos-per-shard", "1", "--batch-size", "4"
-    )
-    start = time.monotonic()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    full_run = time.monotonic() - start
-    shutil.rmtree(cache_dir)
-    seen: dict[str, np.ndarray] = {}
-    # Seeded moments spread over a whole run: interpreter start-up, hashing, decoding and writing.
-    for moment in np.random.default_rng(0).uniform(0.0, full_run, 6):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            process.wait(timeout=moment)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-        if not (cache_dir / "index.json").exists():
-            continue
-        # What a reader sees after a kill is whole, no id twice, and nothing finished before is lost or changed.
-        arrays = CacheReader(cache_dir).read("train", ("video_id", "face_embeddings"))
-        ids = list(arrays["video_id"])
-        assert len(ids) == len(set(ids)) and set(ids) <= set(expected)
-        assert set(seen) <= set(ids)
-        for video_id, embeddings in zip(ids, arrays["face_embeddings"]):
-            np.testing.assert_array_equal(seen.setdefault(video_id, embeddings), embeddings)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    ids = list(CacheReader(cache_dir).read("train", ("video_id",))["video_id"])
-    assert sorted(ids) == expected
-    assert not list(cache_dir.glob("*.tmp"))
-    with h5py.File(next(cache_dir.glob("shard-*.h5"))) as shard:
-        assert shard["face_embeddings"].shape[1:] == (4, EMBEDDING_DIM)
+    data.mkdir()
+    for index in range(2):
+        shutil.copyfile(clip_folder / "train" / f"train{index}.mp4", data / f"clip{index}.mp4")
+    options = replace(tiny_options, videos_per_shard=1, batch_size=tiny_options.decode.frames)  # a shard per video
+    base = tmp_path / "base"
+    _run([data], base, options)  # the state every trial starts from: two videos cached
+    for index in range(2, 6):
+        talking_head_clip(data / f"clip{index}.mp4", seconds=1.0, brightness=0.4 + 0.07 * index)
+    expected_cache = tmp_path / "unkilled"
+    shutil.copytree(base, expected_cache)
+    _run([data], expected_cache, options)
+    expected = _datasets(expected_cache, "train")
+    assert sorted(expected) == [f"clip{index}.mp4" for index in range(6)]
+    for phase in KILL_PHASES:
+        cache_dir, marks = tmp_path / phase, tmp_path / f"{phase}.json"
+        shutil.copytree(base, cache_dir)
+        command = _extract_command(data, cache_dir, "--frames", "4", "--crop-size", "32")
+        command += ["--videos-per-shard", "1", "--batch-size", "4"]
+        count = 1 if phase in ("start-up", "hashing") else 2  # past the start, one new video finished first
+        killed = _signal_at(command, marks, phase, count, "SIGKILL")
+        assert killed.returncode == -signal.SIGKILL, f"{phase}: {killed.returncode} {killed.stderr[-2000:]}"
+        moment = json.loads(marks.read_text())
+        assert moment["phase"] == phase and len(moment["finished"]) == (2 if count == 1 else 3), moment
+        # A reader sees whole shards only: exactly the videos finished before the kill, each as the unkilled run made it.
+        after_kill = _datasets(cache_dir, "train")
+        assert sorted(after_kill) == sorted(moment["finished"]), moment
+        _assert_same_videos(after_kill, expected)
+        summary = _run([data], cache_dir, options)
+        assert summary.cached == 6 and not list(cache_dir.glob("*.tmp")) and not list(cache_dir.glob(".*.tmp"))
+        resumed = _datasets(cache_dir, "train")
+        assert sorted(resumed) == sorted(expected)  # every video exactly once: ids are the keys
+        assert len(CacheReader(cache_dir).read("train", ("video_id",))["video_id"]) == 6
+        _assert_same_videos(resumed, expected)
 
 
 def test_real_chalearn_clips_end_to_end(chalearn, tiny_options, tmp_path):
