@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.memory_bench import extraction_growths
 from cache.reader import CacheReader
 from extract.config import ExtractOptions
 from extract.faces import FaceOptions, locate_faces
@@ -415,71 +414,26 @@ def test_a_resolution_change_mid_stream_keeps_the_first_size(tmp_path):
     assert decoded.duration == pytest.approx(2.0)
 
 
-# Run in a fresh process: `python -m extract` on a warm-up clip, then the two clips measured,
-# one video per shard and per embedding batch (4 crops), so each is written before the next
-# is decoded. After each shard appears, the peak resident size (VmHWM) is read and reset
-# (Linux's /proc/self/clear_refs, "5"), so TensorFlow's start-up peak hides nothing: the
-# growth of each clip's whole extraction (decode, faces, audio, embedding, writing) is its
-# peak minus the resident size at its start.
-PEAKS_OF_EXTRACTION = """
-import atexit, json, runpy, sys, threading, time
-from pathlib import Path
-
-output, cache_dir = Path(sys.argv.pop(1)), Path(sys.argv.pop(1))
-marks = []
-
-
-def status(key):
-    with open("/proc/self/status") as lines:
-        return 1024 * int(next(line for line in lines if line.startswith(key)).split()[1])
-
-
-def reset_after_each_shard():
-    for number in (0, 1):
-        while not (cache_dir / f"shard-{number:05d}.h5").exists():
-            time.sleep(0.002)
-        peak = status("VmHWM")
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        marks.append([peak, status("VmRSS")])
-
-
-threading.Thread(target=reset_after_each_shard, daemon=True).start()
-atexit.register(lambda: output.write_text(json.dumps(marks + [[status("VmHWM"), None]])))
-runpy.run_module("extract", run_name="__main__", alter_sys=True)
-"""
-
-
-def _memory_growth_of_extraction(warm_up: Path, short: Path, long: Path, work: Path) -> tuple[int, int]:
-    """Bytes of peak resident memory the whole extraction of ``short`` and of ``long`` adds
-    to the process that extracted ``warm_up`` just before them."""
-    marks, cache_dir = work / "marks.json", work / "cache"
-    flags = ["--cache", str(cache_dir), "--weights", "none", "--crop-size", "32", "--frames", str(FRAMES)]
-    flags += ["--jobs", "1", "--videos-per-shard", "1", "--batch-size", str(FRAMES), "--quiet"]
-    command = [
-        sys.executable,
-        "-c",
-        PEAKS_OF_EXTRACTION,
-        str(marks),
-        str(cache_dir),
-        str(warm_up),
-        str(short),
-        str(long),
-        *flags,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
-    (_, warm_rss), (short_peak, short_rss), (long_peak, _) = json.loads(marks.read_text())
-    return short_peak - warm_rss, long_peak - short_rss
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads and resets peak memory in Linux's /proc")
 def test_decoding_ten_minutes_keeps_memory_bounded(tmp_path):
     width, height = MEMORY_CLIP_SIZE
     warm_up = long_clip_with_sound(tmp_path / "a-warm-up.mp4", FRAMES, fps=LONG_FPS, width=width, height=height)
     short = long_clip_with_sound(tmp_path / "b-ten-seconds.mp4", 10, fps=LONG_FPS, width=width, height=height)
     long = long_clip_with_sound(tmp_path / "c-ten-minutes.mp4", LONG_SECONDS, fps=LONG_FPS, width=width, height=height)
-    short_growth, long_growth = _memory_growth_of_extraction(warm_up, short, long, tmp_path)
+    # One process extracts the three in turn, one video per shard and per batch; see extraction_growths.
+    flags = [
+        "--weights",
+        "none",
+        "--crop-size",
+        "32",
+        "--frames",
+        str(FRAMES),
+        "--batch-size",
+        str(FRAMES),
+        "--jobs",
+        "1",
+    ]
+    short_growth, long_growth = extraction_growths([warm_up, short, long], tmp_path, flags)
     sound_track = SOUND_SAMPLE_BYTES * RATE * (LONG_SECONDS - 10)
     assert long_growth - short_growth < sound_track + LONG_MEMORY_BUDGET, (
         f"10 minutes with sound took {(long_growth - short_growth) / 2**20:.0f} MiB more than 10 s "
