@@ -167,6 +167,7 @@ class CacheWriter:
         try:
             self._check_config()
             self.index = Index.load(self.cache_dir)
+            self._refuse_foreign_shards()
             self._remove_temporary_files()
             self._adopt_unindexed_shards()
         except OSError as error:
@@ -201,20 +202,23 @@ class CacheWriter:
         for stale in self.cache_dir.glob(f"*{TEMPORARY_SUFFIX}"):
             stale.unlink()
 
-    def _adopt_unindexed_shards(self) -> None:
-        # A run killed between renaming a shard and saving the index leaves a
-        # complete shard the index does not name: adopt it rather than redo it.
-        # A shard of another config (copied in by hand) is refused before anything
-        # changes: adopting it would mix incompatible features.
-        indexed = {entry.name for entry in self.index.shards}
-        orphans = [path for path in shard_files(self.cache_dir) if path.name not in indexed]
-        for path in orphans:
+    def _refuse_foreign_shards(self) -> None:
+        # A shard of another config, copied in by hand or indexed by a version that
+        # did not check, would have its videos counted as cached and mixed with ours:
+        # refuse before anything changes, indexed or not.
+        for path in shard_files(self.cache_dir):
             try:
                 problem = foreign_problem(read_shard_attributes(path), self.config)
             except OSError:
-                continue  # unreadable: removed below
+                continue  # unreadable: an unindexed one is removed below, an indexed one is the reader's damage
             if problem:
                 raise CacheError(f"{path}: {problem}; {foreign_advice(self.cache_dir)}")
+
+    def _adopt_unindexed_shards(self) -> None:
+        # A run killed between renaming a shard and saving the index leaves a
+        # complete shard the index does not name: adopt it rather than redo it.
+        indexed = {entry.name for entry in self.index.shards}
+        orphans = [path for path in shard_files(self.cache_dir) if path.name not in indexed]
         for path in orphans:
             try:
                 self.index.shards.append(shard_entry(path))

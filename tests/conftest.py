@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,28 @@ def tiny_options() -> ExtractOptions:
 def tiny_flags() -> list[str]:
     """``python -m extract`` flags of ``tiny_options``, without progress bars."""
     return [*(text for name, value in TINY_EXTRACTION.items() for text in (flag_name(name), str(value))), "--quiet"]
+
+
+# Root reads and lists whatever the mode through these two capabilities; a child without them
+# (its bounding set, which a root child's capabilities are drawn from at exec) obeys file modes.
+FILE_MODE_CAPABILITIES = "-dac_override,-dac_read_search"
+CHILD_TIMEOUT = 60  # seconds for a child Python that imports extract and looks at a few files
+
+
+@pytest.fixture
+def run_obeying_file_modes():
+    """Run a Python snippet in a child that obeys file modes even when the tests run as root
+    (``setpriv`` drops the capabilities that let root ignore them); its stdout, or fail the test."""
+
+    def run(code: str, *arguments: str) -> str:
+        prefix = ["setpriv", f"--bounding-set={FILE_MODE_CAPABILITIES}", "--"] if os.geteuid() == 0 else []
+        result = subprocess.run(
+            [*prefix, sys.executable, "-c", code, *arguments], capture_output=True, text=True, timeout=CHILD_TIMEOUT
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ FRAMES = 4  # T of the test caches: samples at 0.24, 0.76, 1.24 and 1.76 s of a 
 CLIP_RATE = 25  # frames per second
 FACE_FRAMES = 25  # the half-face clip shows the face for its first second, then grey
 COLOUR_TOLERANCE = 0.02  # of full scale: PNG stores 8 bits per channel
+IMPORT_TIMEOUT = 60  # seconds for a child Python to import the cache package; subprocess.run kills it after
 
 
 def tiny(**changes) -> ExtractOptions:
@@ -202,5 +203,5 @@ def test_info_points_to_show(crops_cache):
 
 def test_show_imports_no_tensorflow():
     code = "import sys, cache, cache.cli, cache.show; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=IMPORT_TIMEOUT)
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,6 @@ import json
 import random
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import cache
 from cache import lock as lock_module
 from cache import writer as writer_module
 from cache.errors import CacheError
-from cache.manifest import Index, config_hash, file_digest
+from cache.manifest import Index, config_hash, file_digest, shard_entry
 from cache.reader import CacheReader
 from cache.schema import (
     CONFIG_FILE,
@@ -41,12 +40,15 @@ from cache.synthetic import (
 )
 from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number, write_shard
 
-MOUNT_TIMEOUT = 30  # seconds for mount/umount of a small tmpfs
-
 
 def snapshot(cache_dir: Path) -> dict[str, str]:
     """SHA-256 of every file in the folder, by name."""
     return {path.name: file_digest(path) for path in sorted(cache_dir.iterdir()) if path.is_file()}
+
+
+def but_the_lock(files: dict[str, str]) -> dict[str, str]:
+    """A snapshot without the lock file, which names the pid of the last writer."""
+    return {name: digest for name, digest in files.items() if name != lock_module.LOCK_FILE}
 
 
 # --- shards and the index --------------------------------------------------------------
@@ -169,9 +171,15 @@ def test_shards_without_a_config_are_refused(tmp_path):
     assert not (tmp_path / CONFIG_FILE).exists()
 
 
-def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
+@pytest.mark.parametrize("indexed", [False, True], ids=["unindexed", "indexed"])
+def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path, indexed):
     cache_dir = write_random_cache(tmp_path / "none-cache", range(4))
     foreign = add_foreign_shard(cache_dir, [4, 5], tmp_path)
+    if indexed:  # what the writer did before it checked config hashes, or an index edited by hand
+        index = Index.load(cache_dir)
+        index.shards.append(shard_entry(foreign))
+        index.save(cache_dir)
+    indexed_names = [entry.name for entry in Index.load(cache_dir).shards]
     (cache_dir / shard_name(7)).write_bytes(
         b"not an HDF5 file"
     )  # junk the writer would remove: must stay until the refusal is resolved
@@ -189,7 +197,7 @@ def test_a_foreign_shard_is_refused_on_open_and_nothing_changes(tmp_path):
         and "\n" not in message
     )
     assert snapshot(cache_dir) == before
-    assert [entry.name for entry in Index.load(cache_dir).shards] == [shard_name(0), shard_name(1)]
+    assert [entry.name for entry in Index.load(cache_dir).shards] == indexed_names
 
 
 def test_a_shard_without_a_config_hash_is_refused(tmp_path):
@@ -408,41 +416,51 @@ def test_a_real_write_error_from_the_kernel_leaves_the_cache_intact(tmp_path, ch
     output, errors = children.finish(child)
     assert child.returncode == 3, errors[-2000:]
     assert shard_name(2) in output and "the cache is intact (4 videos already cached)" in output
-    assert {name: digest for name, digest in snapshot(tmp_path).items() if name != lock_module.LOCK_FILE} == {
-        name: digest for name, digest in before.items() if name != lock_module.LOCK_FILE
-    }
+    assert but_the_lock(snapshot(tmp_path)) == but_the_lock(before)
     assert temporaries(tmp_path) == []
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 512 KiB tmpfs (skip where mounting is not allowed); unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        timeout=MOUNT_TIMEOUT,
+def test_a_full_disk_leaves_the_cache_intact(tmp_path, temporaries):
+    write_random_cache(tmp_path, range(4), videos_per_shard=2)
+    before = snapshot(tmp_path)
+    with pytest.raises(CacheError) as caught:
+        with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=2) as writer:
+            # The kernel answers every write to /dev/full with ENOSPC, as it does on a full disk:
+            # the shard's temporary name leads there (no mount rights needed).
+            (tmp_path / f"{shard_name(2)}{TEMPORARY_SUFFIX}").symlink_to("/dev/full")
+            for number in range(4, 6):
+                writer.add(random_record(number))
+    assert str(caught.value).startswith(
+        f"{tmp_path / shard_name(2)}: cannot write shard ([Errno 28] No space left on device"
     )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True, timeout=MOUNT_TIMEOUT)
+    assert "the cache is intact (4 videos already cached)" in str(caught.value)
+    assert temporaries(tmp_path) == [] and snapshot(tmp_path) == before
+    assert check_every_shard_reads(tmp_path) == [random_record(number).video_id for number in range(4)]
 
 
-def test_a_full_disk_and_a_read_only_disk_leave_the_cache_intact(small_disk, temporaries):
-    write_random_cache(small_disk, range(4), videos_per_shard=2)
-    before = snapshot(small_disk)
-    with pytest.raises(CacheError, match="No space left on device"):
-        write_random_cache(small_disk, range(4, 100), videos_per_shard=40)
-    assert temporaries(small_disk) == []
-    assert check_every_shard_reads(small_disk) == [random_record(number).video_id for number in range(4)]
-    assert {name: digest for name, digest in snapshot(small_disk).items() if name.startswith("shard-")} == {
-        name: digest for name, digest in before.items() if name.startswith("shard-")
-    }
+WRITE_TO_A_READ_ONLY_FOLDER = """
+import sys
+from cache.errors import CacheError
+from cache.synthetic import SMALL_CONFIG, random_record
+from cache.writer import CacheWriter
+try:
+    with CacheWriter(sys.argv[1], SMALL_CONFIG, videos_per_shard=2) as writer:
+        for number in range(4, 6):
+            writer.add(random_record(number))
+except CacheError as error:
+    print(error)
+"""
 
-    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=MOUNT_TIMEOUT)
-    with pytest.raises(CacheError, match="Read-only file system"):
-        write_random_cache(small_disk, [200])
-    assert check_every_shard_reads(small_disk) == [random_record(number).video_id for number in range(4)]
+
+def test_a_read_only_folder_leaves_the_cache_intact(tmp_path, temporaries, run_obeying_file_modes):
+    cache_dir = write_random_cache(tmp_path / "cache", range(4), videos_per_shard=2)
+    before = snapshot(cache_dir)
+    cache_dir.chmod(0o555)
+    try:
+        output = run_obeying_file_modes(WRITE_TO_A_READ_ONLY_FOLDER, str(cache_dir))
+    finally:
+        cache_dir.chmod(0o755)
+    assert output.startswith(f"{cache_dir / shard_name(2)}: cannot write shard ([Errno 13] Permission denied")
+    assert "the cache is intact (4 videos already cached)" in output and output.count("\n") == 1
+    assert temporaries(cache_dir) == [] and but_the_lock(snapshot(cache_dir)) == but_the_lock(before)
+    assert check_every_shard_reads(cache_dir) == [random_record(number).video_id for number in range(4)]

@@ -8,10 +8,9 @@ look (rotation, timestamps, truncation points, memory) also call `decode` direct
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -21,10 +20,11 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.memory_bench import extraction_growths
 from cache.reader import CacheReader
 from extract.config import ExtractOptions
 from extract.faces import FaceOptions, locate_faces
-from extract.inputs import discover, identify
+from extract.inputs import discover
 from extract.run import extract_to_cache
 from extract.synthetic import compose_frame, face_image, long_clip_with_sound, talking_head_clip, write_timed_clip
 from extract.video import TRUNCATION_TOLERANCE, DecodeOptions, VideoError, decode
@@ -34,11 +34,13 @@ RATE = 16000  # Hz, the default --audio-rate
 DECODING = DecodeOptions(frames=FRAMES, audio_rate=RATE)
 LONG_SECONDS = 600  # the "long video" of the issue: 10 minutes
 LONG_FPS = 1  # frames per second of the long clip, so that it encodes in about a second
-# Peak resident memory that decoding 10 minutes with sound and computing its audio
-# features may add over 10 seconds, beyond the sound track itself held once as int16
-# (2 bytes a sample: 19 MB at 16 kHz). Keeping every 320x240 frame of the long clip as
-# RGB would add 138 MB; the sound as float64 with every analysis window, over 100 MB.
-LONG_MEMORY_BUDGET = 20 * 2**20
+# The memory test's clips: frames large enough that keeping all 600 of the long clip (RGB:
+# 414 MiB) or 10 minutes of sound as float32 beside the int16 track (37 MiB) breaks the bound.
+MEMORY_CLIP_SIZE = (640, 360)
+# Peak resident memory the 10-minute clip may add over the 10-second one, beyond the sound
+# track held once as int16 (2 bytes a sample: 18 MiB at 16 kHz): decoder and resampler
+# buffers, the audio windows of one batch. Measured: 5-7 MiB.
+LONG_MEMORY_BUDGET = 16 * 2**20
 SOUND_SAMPLE_BYTES = 2  # int16
 SPLIT = "data"
 NON_UTF8_NAME = os.fsdecode(b"caf\xe9 latin-1.mp4")  # a Latin-1 name, as old Windows tools write them
@@ -412,37 +414,32 @@ def test_a_resolution_change_mid_stream_keeps_the_first_size(tmp_path):
     assert decoded.duration == pytest.approx(2.0)
 
 
-def _peak_memory_of_decode(path: Path) -> int:
-    """Peak resident bytes of a fresh process that decodes ``path`` and computes its audio features.
-
-    VmHWM belongs to the process's own address space, unlike ru_maxrss, which a
-    child inherits from its (here much larger) parent across exec.
-    """
-    script = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from extract.audio import AudioOptions, audio_features\n"
-        "from extract.video import DecodeOptions, decode\n"
-        f"decoded = decode(Path(sys.argv[1]), DecodeOptions(frames={FRAMES}, audio_rate={RATE}))\n"
-        "assert decoded.audio is not None\n"
-        f"audio_features(decoded.audio, {RATE}, decoded.duration, {FRAMES}, AudioOptions())\n"
-        "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True, timeout=300
-    )
-    return int(result.stdout) * 1024
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak memory from Linux's /proc")
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads and resets peak memory in Linux's /proc")
 def test_decoding_ten_minutes_keeps_memory_bounded(tmp_path):
-    short = long_clip_with_sound(tmp_path / "ten-seconds.mp4", 10, fps=LONG_FPS, audio_rate=RATE)
-    long = long_clip_with_sound(tmp_path / "ten-minutes.mp4", LONG_SECONDS, fps=LONG_FPS, audio_rate=RATE)
-    extra = _peak_memory_of_decode(long) - _peak_memory_of_decode(short)
+    width, height = MEMORY_CLIP_SIZE
+    warm_up = long_clip_with_sound(tmp_path / "a-warm-up.mp4", FRAMES, fps=LONG_FPS, width=width, height=height)
+    short = long_clip_with_sound(tmp_path / "b-ten-seconds.mp4", 10, fps=LONG_FPS, width=width, height=height)
+    long = long_clip_with_sound(tmp_path / "c-ten-minutes.mp4", LONG_SECONDS, fps=LONG_FPS, width=width, height=height)
+    # One process extracts the three in turn, one video per shard and per batch; see extraction_growths.
+    flags = [
+        "--weights",
+        "none",
+        "--crop-size",
+        "32",
+        "--frames",
+        str(FRAMES),
+        "--batch-size",
+        str(FRAMES),
+        "--jobs",
+        "1",
+    ]
+    short_growth, long_growth = extraction_growths([warm_up, short, long], tmp_path, flags)
     sound_track = SOUND_SAMPLE_BYTES * RATE * (LONG_SECONDS - 10)
-    assert extra < sound_track + LONG_MEMORY_BUDGET, (
-        f"10 minutes with sound took {extra / 2**20:.0f} MiB more than 10 s (the int16 sound itself: {sound_track / 2**20:.0f} MiB)"
+    assert long_growth - short_growth < sound_track + LONG_MEMORY_BUDGET, (
+        f"10 minutes with sound took {(long_growth - short_growth) / 2**20:.0f} MiB more than 10 s "
+        f"(the int16 sound itself: {sound_track / 2**20:.0f} MiB, allowed beyond it: {LONG_MEMORY_BUDGET / 2**20:.0f} MiB)"
     )
+    assert CacheReader(tmp_path / "cache").splits() == {tmp_path.name: 3}
 
 
 def _decode_outcome(path: Path, skip_frames: bool):
@@ -484,18 +481,23 @@ def test_a_named_pipe_called_like_a_video_is_refused_without_reading_it(tmp_path
     assert [failure.reason for failure in failures] == ["a named pipe, not a regular file"] * 2
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="root reads files whatever their mode; the /proc/self/mem case covers a read error"
-)
-def test_a_file_without_read_permission_is_a_failure(tmp_path):
+IDENTIFY_AND_PRINT = """
+import json, sys
+from extract.inputs import discover, identify
+videos, failures = discover(sys.argv[1:])
+jobs, unreadable = identify(videos)
+print(json.dumps([len(jobs), [failure.reason for failure in failures + unreadable]]))
+"""
+
+
+def test_a_file_without_read_permission_is_a_failure(tmp_path, run_obeying_file_modes):
     locked = talking_head_clip(tmp_path / "locked.mp4", seconds=0.4)
     locked.chmod(0)
     try:
-        videos, failures = discover([str(locked)])
-        jobs, unreadable = identify(videos)
+        jobs, reasons = json.loads(run_obeying_file_modes(IDENTIFY_AND_PRINT, str(locked)))
     finally:
         locked.chmod(0o644)
-    assert jobs == [] and [failure.reason for failure in failures + unreadable] == ["cannot read: Permission denied"]
+    assert jobs == 0 and reasons == ["cannot read: Permission denied"]
 
 
 def test_a_folder_named_like_a_video_given_as_input_is_an_empty_folder(corpus):

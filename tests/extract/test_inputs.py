@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -158,15 +159,22 @@ def test_a_split_name_that_is_not_utf8_is_refused(tmp_path):
     assert videos == [] and failures[0].reason.startswith("path is not valid UTF-8")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root lists folders whatever their mode")
-def test_a_folder_that_cannot_be_listed_is_reported(tmp_path):
+LIST_AND_PRINT = """
+import json, sys
+from extract.inputs import discover
+videos, failures = discover(sys.argv[1:])
+print(json.dumps([[path.name for path, _ in videos], [failure.reason for failure in failures]]))
+"""
+
+
+def test_a_folder_that_cannot_be_listed_is_reported(tmp_path, run_obeying_file_modes):
     _touch(tmp_path / "data" / "a.mp4")
     locked = tmp_path / "data" / "locked"
     _touch(locked / "b.mp4")
     locked.chmod(0)
     try:
-        videos, failures = discover([str(tmp_path / "data")])
+        names, reasons = json.loads(run_obeying_file_modes(LIST_AND_PRINT, str(tmp_path / "data")))
     finally:
         locked.chmod(0o755)
-    assert [path.name for path, _ in videos] == ["a.mp4"]
-    assert [failure.reason for failure in failures] == ["cannot list folder: Permission denied"]
+    assert names == ["a.mp4"]
+    assert reasons == ["cannot list folder: Permission denied"]

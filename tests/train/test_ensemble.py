@@ -87,6 +87,13 @@ def test_validation_weighting_follows_each_members_gain_over_the_baseline(member
     assert result.exit_code == 0, result.output
     weights = [member["weight"] for member in json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"]]
     assert weights == pytest.approx([0.75, 0.25])
+    members_predictions = [read_predictions(tmp_path / head / "predictions.csv") for head in ("seed", "audio")]
+    for split, weighted in read_predictions(tmp_path / "ens" / "predictions.csv").items():
+        seed, audio = (predictions[split] for predictions in members_predictions)
+        assert list(weighted.video_ids) == list(seed.video_ids)
+        assert weighted.predictions == pytest.approx(
+            0.75 * seed.predictions.astype(np.float64) + 0.25 * audio.predictions.astype(np.float64), abs=1e-6
+        )
     assert "optimistic" in result.stdout
     for head in ("seed", "audio"):
         metrics = json.loads((tmp_path / head / "metrics.json").read_text())

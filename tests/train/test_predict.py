@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cache.errors import ExitCode
 from cache.schema import TRAITS
 from extract.config import ExtractOptions
+from extract.run import extract_to_cache
 from train.cli import app
 from train.config import FitOptions
 from train.fit import fit
@@ -193,9 +194,19 @@ def test_predict_on_a_run_trained_with_several_frames_per_segment(face_clip, tmp
     rows = read_rows(result.stdout)
     assert [row["video_id"] for row in rows] == [face_clip.name]
     scores = np.array([float(rows[0][trait]) for trait in TRAITS])
-    assert np.all((scores > 0) & (scores < 1))
     again = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(face_clip)])
     assert read_rows(again.stdout) == rows
+    # The same video extracted into a cache and scored by `evaluate`: labelled 0 on every
+    # trait, its per-trait accuracy 1 - |0 - score| gives back the score evaluate predicted.
+    labels = tmp_path / "zeros.csv"
+    labels.write_text(",".join(("video_id", *TRAITS)) + f"\n{face_clip.name}" + ",0" * len(TRAITS) + "\n")
+    extract_to_cache([f"new={face_clip}"], tmp_path / "new-cache", [labels], extraction, show_progress=False)
+    evaluated = CliRunner().invoke(
+        app, ["evaluate", str(tmp_path / "run"), "--cache", str(tmp_path / "new-cache"), "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    accuracies = json.loads(evaluated.stdout)["new"]["traits"]
+    np.testing.assert_allclose(scores, [1.0 - accuracies[trait] for trait in TRAITS], atol=2e-6)
 
 
 def test_predict_writes_the_targets_the_run_was_trained_on(face_clip, tmp_path):
