@@ -1,15 +1,39 @@
-"""Option dataclasses: each field carries its own help, a stage's options nest one small
-options object per step, and every option keeps one flat name (its flag and its key in
+"""Option dataclasses: each field carries its own help and role, a stage's options nest one
+small options object per step, and every option keeps one flat name (its flag and its key in
 the recorded JSON), so nesting changes neither the flags nor the files."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 Options = TypeVar("Options")
+
+
+class Role(enum.Enum):
+    """What an option decides, declared on the option itself; every list of options by kind
+    (a cache's identity, a sweep's axes, what a resumed run must match) is derived from it.
+
+    IDENTITY
+        Decides the numbers: hashed into a cache's identity, matched when a sweep resumes a
+        run, shown among a run's changed options. The default, so that an option declared
+        without thought counts rather than being silently ignored.
+    PLACE
+        Where inputs are read and outputs written (``cache``, ``out``).
+    RUN
+        How a run goes, never its numbers: workers, batches, backend, what it prints,
+        whether it replaces an earlier result.
+    EXTRA
+        Output beside the results that any run may also write (TensorBoard logs).
+    """
+
+    IDENTITY = "identity"
+    PLACE = "place"
+    RUN = "run"
+    EXTRA = "extra"
 
 
 def option(
@@ -19,6 +43,8 @@ def option(
     metavar: str | None = None,
     flag: str | None = None,
     parse: Callable[[str], Any] | None = None,
+    role: Role = Role.IDENTITY,
+    legacy: tuple = (),
 ) -> Any:
     """A dataclass field that also describes its command-line flag.
 
@@ -36,8 +62,16 @@ def option(
     parse : callable, optional
         Turns the flag's text into the field's value, for fields no flag type holds
         (a tuple of seeds written ``1,2,3``); raises ValueError on bad text.
+    role : Role
+        What the option decides (see ``Role``).
+    legacy : tuple
+        Values with which an IDENTITY option gives the numbers of the time before it
+        existed: with one of them it is left out of ``identity``, so results made before
+        it keep their identity. Give the new option's default here when it reproduces the
+        old numbers.
     """
-    return dataclasses.field(default=default, metadata={"help": help, "metavar": metavar, "flag": flag, "parse": parse})
+    metadata = {"help": help, "metavar": metavar, "flag": flag, "parse": parse, "role": role, "legacy": legacy}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def step(options_class: type) -> Any:
@@ -67,6 +101,25 @@ def leaf_fields(options_class: type) -> dict[str, tuple[dataclasses.Field, Any]]
                 raise TypeError(f"{options_class.__name__}: option {name} is defined twice")
             leaves[name] = leaf
     return leaves
+
+
+def roles(options_class: type) -> dict[str, Role]:
+    """Every option's role by its flat name, steps opened, in field order (IDENTITY where
+    a field declares none)."""
+    return {name: field.metadata.get("role", Role.IDENTITY) for name, (field, _) in leaf_fields(options_class).items()}
+
+
+def named(options_class: type, *wanted: Role) -> list[str]:
+    """The flat names of the options of ``options_class`` with one of the ``wanted`` roles, in field order."""
+    return [name for name, role in roles(options_class).items() if role in wanted]
+
+
+def identity(options: Any) -> dict[str, Any]:
+    """``{flat name: value}`` of the options that decide the numbers, leaving out an option
+    at one of its ``legacy`` values (it gives the numbers of the time before it existed)."""
+    deciding = named(type(options), Role.IDENTITY)
+    legacy = {name: field.metadata.get("legacy", ()) for name, (field, _) in leaf_fields(type(options)).items()}
+    return {name: value for name, value in flatten(options).items() if name in deciding and value not in legacy[name]}
 
 
 def flatten(options: Any) -> dict[str, Any]:

@@ -8,16 +8,13 @@ from dataclasses import dataclass
 
 from cache.errors import OptionError
 from cache.manifest import file_digest
-from cache.options import build, flatten, option, step
+from cache.options import Role, build, identity, option, step
 from extract.audio import AudioOptions
-from extract.embed import REDUCED_PRECISION_RUNTIMES, EmbedOptions
+from extract.embed import EmbedOptions
 from extract.faces import FaceOptions
 from extract.video import DecodeOptions
 
 BACKENDS = ("loky", "dask")
-
-# Options that change the numbers in the cache; the rest only change how fast they come.
-RUN_ONLY_FIELDS = ("jobs", "backend", "scheduler", "videos_per_shard", "batch_size", "one_split")
 
 
 @dataclass(frozen=True)
@@ -38,14 +35,16 @@ class ExtractOptions:
     embed: EmbedOptions = step(EmbedOptions)
     audio: AudioOptions = step(AudioOptions)
     keep_crops: bool = option(True, "Store the face crops in the cache.", flag="--keep-crops/--no-crops")
-    jobs: int = option(0, "Parallel decoding workers; 0 = all cores.", metavar="N")
-    backend: str = option("loky", "loky | dask.", metavar="BACKEND")
+    jobs: int = option(0, "Parallel decoding workers; 0 = all cores.", metavar="N", role=Role.RUN)
+    backend: str = option("loky", "loky | dask.", metavar="BACKEND", role=Role.RUN)
     scheduler: str | None = option(
-        None, "Dask scheduler address; without it a local cluster is started.", metavar="ADDRESS"
+        None, "Dask scheduler address; without it a local cluster is started.", metavar="ADDRESS", role=Role.RUN
     )
-    videos_per_shard: int = option(64, "Videos per HDF5 shard.", metavar="N")
+    videos_per_shard: int = option(64, "Videos per HDF5 shard.", metavar="N", role=Role.RUN)
     one_split: bool = option(
-        False, "Extract a folder whose subfolders are named like splits (train/, test/) into one split anyway."
+        False,
+        "Extract a folder whose subfolders are named like splits (train/, test/) into one split anyway.",
+        role=Role.RUN,
     )
 
     def __post_init__(self):
@@ -71,13 +70,9 @@ class ExtractOptions:
         return dataclasses.replace(self, embed=self.embed.resolved())
 
     def feature_config(self) -> dict:
-        """The options that decide the cached numbers, by flat name: the cache's identity."""
-        config = {
-            name: value for name, value in flatten(self).items() if name not in RUN_ONLY_FIELDS and name != "runtime"
-        }
-        # Float32 runtimes give Keras' numbers within float16 storage precision: one cache.
-        if self.embed.runtime in REDUCED_PRECISION_RUNTIMES:
-            config["runtime"] = self.embed.runtime
+        """The options that decide the cached numbers, by flat name: the cache's identity
+        (``cache.options.identity``: the options of role IDENTITY, each left out at its legacy values)."""
+        config = identity(self)
         if self.embed.weights_file is not None:
             config["weights_sha256"] = file_digest(self.embed.weights_file)
         return config

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cache.errors import OptionError
-from cache.options import option
+from cache.options import Role, option
 from cache.quiet import start_keras, start_tensorflow
 from cache.schema import EMBEDDING_DIM
 
@@ -47,6 +47,9 @@ RUNTIMES = ("auto", "keras", "openvino", "openvino-bf16", "keras-mixed")
 # Runtimes whose numbers differ from Keras float32 by more than float16 storage precision:
 # they are part of the cache config. The others give the same cache.
 REDUCED_PRECISION_RUNTIMES = ("openvino-bf16", "keras-mixed")
+# Runtimes that give Keras float32's numbers within float16 storage precision, those of
+# caches built before runtimes existed: a cache's identity leaves them out (``legacy``).
+FLOAT32_RUNTIMES = tuple(runtime for runtime in RUNTIMES if runtime not in REDUCED_PRECISION_RUNTIMES)
 OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}  # INFERENCE_PRECISION_HINT
 FLOAT16_ROUNDOFF = 2.0**-11  # relative rounding error of float16 storage (10-bit mantissa)
 FLOAT16_SMALLEST_NORMAL = 2.0**-14  # below it float16 keeps less than full relative precision
@@ -104,8 +107,9 @@ class EmbedOptions:
         "auto",
         "ResNet50 runtime: auto (keras on a GPU, else openvino if installed) | keras | openvino (float32, same cache) | openvino-bf16 | keras-mixed (faster, a cache config of their own).",
         metavar="RUNTIME",
+        legacy=FLOAT32_RUNTIMES,
     )
-    batch_size: int = option(32, "Face crops per ResNet50 batch (gathered across videos).", metavar="N")
+    batch_size: int = option(32, "Face crops per ResNet50 batch (gathered across videos).", metavar="N", role=Role.RUN)
 
     def __post_init__(self):
         _check_runtime_name(self.runtime)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cache.errors import OptionError
-from cache.options import build, flatten, option
+from cache.options import Role, build, flatten, named, option
 from cache.schema import DEFAULT_CACHE, LABEL_NAMES, TRAITS
 
 HEADS = ("seed", "bilstm", "attention", "visual", "audio")
 TRAIN_SPLIT = "train"  # default train_split; when absent, a cache's only labelled split is fitted on
 VALIDATION_SPLIT = "validation"  # default validation_split; when absent, a share of the training videos is held out
+# Options that decide the numbers but name a run on their own (compare shows them in columns
+# of their own), so they are not among its changed options.
+NAMED_APART = ("head", "seed", "seeds")
 # Options that must be at least 1: layer widths and patiences.
 POSITIVE_COUNTS = (
     "visual_units",
@@ -75,8 +78,8 @@ class FitOptions:
         Empty: every video is its own source.
     """
 
-    cache: str = option(DEFAULT_CACHE, "Cache folder to train from.", metavar="DIR")
-    out: str = option("runs/seed-head", "Run folder to write (runs/<name>).", metavar="DIR")
+    cache: str = option(DEFAULT_CACHE, "Cache folder to train from.", metavar="DIR", role=Role.PLACE)
+    out: str = option("runs/seed-head", "Run folder to write (runs/<name>).", metavar="DIR", role=Role.PLACE)
     head: str = option("seed", f"Head: {', '.join(HEADS)}.", metavar="NAME")
     epochs: int = option(300, "Most epochs; early stopping usually ends sooner.", metavar="N")
     lr: float = option(1e-4, "Adam learning rate.", metavar="RATE")
@@ -129,10 +132,12 @@ class FitOptions:
         False, "Compute in float16 (mixed_float16 policy).", flag="--mixed-precision/--no-mixed-precision"
     )
     tensorboard: bool = option(
-        False, "Also write TensorBoard logs under OUT/logs.", flag="--tensorboard/--no-tensorboard"
+        False, "Also write TensorBoard logs under OUT/logs.", flag="--tensorboard/--no-tensorboard", role=Role.EXTRA
     )
-    overwrite: bool = option(False, "Replace a run already in OUT.", flag="--overwrite/--no-overwrite")
-    verbose: int = option(2, "Keras output: 0 silent, 1 progress bar, 2 a line per epoch.", metavar="0|1|2")
+    overwrite: bool = option(False, "Replace a run already in OUT.", flag="--overwrite/--no-overwrite", role=Role.RUN)
+    verbose: int = option(
+        2, "Keras output: 0 silent, 1 progress bar, 2 a line per epoch.", metavar="0|1|2", role=Role.RUN
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
@@ -183,7 +188,8 @@ class FitOptions:
         return build(cls, values)
 
     def changed(self) -> dict:
-        """Options that differ from the defaults, except where and with which seed."""
-        default = FitOptions().to_dict()
-        skip = {"cache", "out", "head", "seed", "seeds", "overwrite", "verbose", "tensorboard"}
-        return {name: value for name, value in self.to_dict().items() if name not in skip and value != default[name]}
+        """The options that decide the numbers and differ from the defaults, except those that
+        name a run on their own (``NAMED_APART``)."""
+        default = type(self)().to_dict()
+        shown = [name for name in named(type(self), Role.IDENTITY) if name not in NAMED_APART]
+        return {name: value for name, value in self.to_dict().items() if name in shown and value != default[name]}

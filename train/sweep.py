@@ -25,41 +25,58 @@ import numpy as np
 from cache.errors import OptionError, TraitcacheError
 from cache.lock import CacheLock
 from cache.manifest import write_atomically
-from cache.options import build, flatten, leaf_fields, option
+from cache.options import Role, build, flatten, leaf_fields, named, option, roles
 from cache.schema import DEFAULT_CACHE, OPTIONS_FILE
 from train.config import FitOptions, parse_seeds
 from train.run import METRICS_FILE, RUN_FILE
 
 SWEEP_FILE = "sweep.json"
 SEARCHES = ("grid", "random")
-# Fit options the sweep sets itself, and why: neither grid axes nor fixed values.
-SET_BY_SWEEP = {
-    "cache": "every configuration reads the sweep's cache",
-    "out": "every configuration gets its own folder in the sweep's out",
-    "seeds": "every configuration runs the sweep's seeds",
-    "overwrite": "a sweep never replaces a finished run",
-    "verbose": "a sweep prints one line per configuration",
+# Why the sweep sets the fit options of these roles itself, for every configuration.
+SET_BY_ROLE = {
+    Role.PLACE: "every configuration reads the sweep's cache and gets its own folder in the sweep's out",
+    Role.RUN: "a sweep prints one line per configuration and never replaces a finished run",
 }
-# Fit options that cannot be grid axes, and why.
-NOT_AXES = {
-    **SET_BY_SWEEP,
-    "targets": "its value is a list; give it as the fixed value `targets` for every configuration",
-}
-# Options that do not change what a run computes (the cache is matched by its resolved path).
-IGNORED_IN_MATCH = ("cache", "out", "overwrite", "verbose")
 BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 SWEEP_VERBOSE = 0  # Keras output per fit: the sweep prints one line per finished configuration instead
 UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder name
 
 
+def set_by_sweep() -> dict[str, str]:
+    """Fit options the sweep sets itself, with why: neither grid axes nor fixed values.
+
+    Those of role PLACE or RUN, and those SweepOptions declares itself (its ``seeds``).
+    """
+    own = leaf_fields(SweepOptions)
+    reasons = {}
+    for name, role in roles(FitOptions).items():
+        if role in SET_BY_ROLE:
+            reasons[name] = SET_BY_ROLE[role]
+        elif name in own:
+            reasons[name] = f"every configuration takes the sweep's own `{name}`"
+    return reasons
+
+
+def not_axes() -> dict[str, str]:
+    """Fit options that cannot be grid axes, with why: those the sweep sets, and lists."""
+    lists = {
+        name: f"its value is a list; give it as the fixed value `{name}` for every configuration"
+        for name, (_, kind) in leaf_fields(FitOptions).items()
+        if typing.get_origin(kind) is tuple
+    }
+    return {**lists, **set_by_sweep()}
+
+
 def grid_axes() -> dict[str, type]:
     """Fit options that can be grid axes, with their types."""
-    return {name: kind for name, (_, kind) in leaf_fields(FitOptions).items() if name not in NOT_AXES}
+    excluded = not_axes()
+    return {name: kind for name, (_, kind) in leaf_fields(FitOptions).items() if name not in excluded}
 
 
 def fixed_options() -> list[str]:
     """Fit options that ``sweep`` takes as fixed values: all but those it sets itself."""
-    return [name for name in leaf_fields(FitOptions) if name not in SET_BY_SWEEP]
+    excluded = set_by_sweep()
+    return [name for name in leaf_fields(FitOptions) if name not in excluded]
 
 
 def _parse_value(name: str, kind: type, text: str):
@@ -90,15 +107,15 @@ def parse_grid(entries: list[str]) -> tuple[tuple[str, tuple], ...]:
         Of ``grid``: an entry without ``=``, an option that is not a fit option (the
         valid ones are listed), a value of the wrong type, a repeated option or value.
     """
-    axes = grid_axes()
+    axes, excluded = grid_axes(), not_axes()
     grid: dict[str, tuple] = {}
     for entry in entries:
         name, separator, values = entry.partition("=")
         name = name.strip().replace("-", "_")
         if not separator or not values.strip():
             raise OptionError("grid", f"{entry!r}: expected OPTION=V1,V2,... such as lr=1e-3,1e-4")
-        if name in NOT_AXES:
-            raise OptionError("grid", f"{name}: not a grid axis; {NOT_AXES[name]}")
+        if name in excluded:
+            raise OptionError("grid", f"{name}: not a grid axis; {excluded[name]}")
         if name not in axes:
             raise OptionError("grid", f"{name}: no fit option of that name; grid axes are: {', '.join(axes)}")
         if name in grid:
@@ -171,10 +188,11 @@ class SweepOptions:
         for name, passed, problem in checks:
             if not passed:
                 raise OptionError(name, problem)
-        unknown = [name for name, _ in self.fixed if name not in fixed_options()]
+        fixable = fixed_options()
+        unknown = [name for name, _ in self.fixed if name not in fixable]
         if unknown:
             raise OptionError(
-                unknown[0], "cannot be fixed for a sweep; " + SET_BY_SWEEP.get(unknown[0], "no fit option")
+                unknown[0], "cannot be fixed for a sweep; " + set_by_sweep().get(unknown[0], "no fit option")
             )
         both = sorted(dict(self.grid).keys() & dict(self.fixed).keys())
         if both:
@@ -284,12 +302,13 @@ def is_finished(folder: Path) -> bool:
 def _mismatch(folder: Path, planned: FitOptions) -> str | None:
     """How a finished run differs from the planned configuration, or None."""
     # Rebuilt, so that options added since the run was made count as their defaults.
-    saved = FitOptions.from_dict(json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))).to_dict()
+    saved = type(planned).from_dict(json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))).to_dict()
     wanted = planned.to_dict()
+    # Only the options that decide the numbers (the cache is matched by its resolved path).
     differences = [
-        f"{name}: {saved.get(name)!r} -> {wanted[name]!r}"
-        for name in wanted
-        if name not in IGNORED_IN_MATCH and saved.get(name) != wanted[name]
+        f"{name}: {saved[name]!r} -> {wanted[name]!r}"
+        for name in named(type(planned), Role.IDENTITY)
+        if saved[name] != wanted[name]
     ]
     cache = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("cache")
     if cache != str(Path(planned.cache).resolve()):

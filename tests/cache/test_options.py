@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from cache.errors import OptionError
-from cache.options import build, flatten, leaf_fields, option, replace, step
+from cache.options import Role, build, flatten, identity, leaf_fields, named, option, replace, roles, step
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Stage:
     frames: int = option(10, "Segments per video.")
     faces: Faces = step(Faces)
     seeds: tuple[int, ...] = option((), "Seeds.")
-    scheduler: str | None = option(None, "Address.")
+    scheduler: str | None = option(None, "Address.", role=Role.RUN)
 
 
 def test_leaf_fields_open_the_steps_in_field_order():
@@ -76,3 +76,35 @@ def test_one_name_in_two_steps_is_refused():
 
     with pytest.raises(TypeError, match="detect_height is defined twice"):
         leaf_fields(Clash)
+
+
+@dataclass(frozen=True)
+class Placed:
+    stage: Stage = step(Stage)
+    out: str = option("runs/a", "Where.", role=Role.PLACE)
+    logs: bool = option(False, "Also logs.", role=Role.EXTRA)
+    precision: str = option("float32", "Arithmetic.", legacy=("float32", "tf32"))
+
+
+def test_each_option_declares_its_role_and_identity_is_the_default():
+    assert roles(Placed) == {
+        "frames": Role.IDENTITY,
+        "detect_height": Role.IDENTITY,
+        "min_face": Role.IDENTITY,
+        "seeds": Role.IDENTITY,
+        "scheduler": Role.RUN,
+        "out": Role.PLACE,
+        "logs": Role.EXTRA,
+        "precision": Role.IDENTITY,
+    }
+    assert named(Placed, Role.RUN, Role.PLACE) == ["scheduler", "out"]
+    assert named(Placed, Role.IDENTITY) == ["frames", "detect_height", "min_face", "seeds", "precision"]
+
+
+def test_identity_holds_the_options_that_decide_the_numbers_and_skips_legacy_values():
+    base = Placed()
+    assert identity(base) == {"frames": 10, "detect_height": 240, "min_face": 0.125, "seeds": ()}
+    elsewhere = replace(base, scheduler="tcp://host:8786", out="runs/b", logs=True, precision="tf32")
+    assert identity(elsewhere) == identity(base)
+    assert identity(replace(base, precision="bfloat16")) == {**identity(base), "precision": "bfloat16"}
+    assert identity(replace(base, min_face=0.25))["min_face"] == 0.25

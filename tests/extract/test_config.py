@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from cache.errors import OptionError
-from cache.options import flatten, replace
-from extract.config import RUN_ONLY_FIELDS, ExtractOptions
+from cache.errors import CacheError, OptionError
+from cache.manifest import config_hash
+from cache.options import Role, flatten, named, option, replace
+from cache.reader import CacheReader
+from cache.synthetic import random_record, write_random_cache
+from cache.writer import CacheWriter
+from extract.config import ExtractOptions
+
+# ExtractOptions as a later release that adds two options would define it: each new option
+# is its one field, whose role (and, for one that decides the numbers, the value that gives
+# the old numbers) sits in its own definition.
+NewerExtractOptions = dataclasses.make_dataclass(
+    "NewerExtractOptions",
+    [
+        ("denoise", bool, option(False, "Denoise the sound track first.", legacy=(False,))),
+        ("progress_every", int, option(10, "Report progress every N videos.", metavar="N", role=Role.RUN)),
+    ],
+    bases=(ExtractOptions,),
+    frozen=True,
+)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +67,7 @@ def test_speed_options_do_not_change_the_cache_identity():
     base = ExtractOptions.from_dict({"weights": "none"})
     faster = replace(base, jobs=2, backend="dask", videos_per_shard=8, batch_size=64)
     assert base.feature_config() == faster.feature_config()
-    assert not set(RUN_ONLY_FIELDS) & set(base.feature_config())
+    assert not set(named(ExtractOptions, Role.RUN)) & set(base.feature_config())
     assert base.feature_config() != replace(base, frames=16).feature_config()
 
 
@@ -73,3 +92,28 @@ def test_recorded_config_rebuilds_the_same_options():
     )
     rebuilt = ExtractOptions.from_dict(options.feature_config())
     assert rebuilt == options
+
+
+def test_an_added_extraction_option_is_placed_by_its_own_role():
+    assert named(NewerExtractOptions, Role.RUN) == [*named(ExtractOptions, Role.RUN), "progress_every"]
+    assert named(NewerExtractOptions, Role.IDENTITY) == [*named(ExtractOptions, Role.IDENTITY), "denoise"]
+    for change in ({}, {"frames": 6, "sampling": "random"}, {"runtime": "keras-mixed"}):
+        older = ExtractOptions.from_dict(change)
+        newer = NewerExtractOptions.from_dict({**change, "progress_every": 3})
+        assert config_hash(newer.feature_config()) == config_hash(older.feature_config())
+        # A config recorded before the options existed reads as their defaults.
+        assert NewerExtractOptions.from_dict(older.feature_config()).feature_config() == older.feature_config()
+    denoised = NewerExtractOptions.from_dict({"denoise": True}).feature_config()
+    assert denoised == {**ExtractOptions().feature_config(), "denoise": True}
+
+
+def test_a_cache_built_before_an_option_existed_keeps_its_identity(tiny_options, tmp_path):
+    cache = write_random_cache(tmp_path / "cache", [0, 1], config=tiny_options.feature_config())
+    newer = NewerExtractOptions.from_dict({**flatten(tiny_options), "progress_every": 1})
+    assert CacheReader(cache).config_hash == config_hash(newer.feature_config())
+    with CacheWriter(cache, newer.feature_config(), newer.videos_per_shard) as writer:
+        writer.add(random_record(2))
+    assert CacheReader(cache).index.num_videos() == 3
+    with pytest.raises(CacheError, match="different extraction config.*denoise"):
+        with CacheWriter(cache, replace(newer, denoise=True).feature_config(), newer.videos_per_shard):
+            pass

@@ -1,5 +1,6 @@
 """``python -m train sweep``: grids over fit options, one run per configuration, resumed after a real kill."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,12 +12,24 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import train.sweep
 from cache.errors import OptionError
-from cache.options import leaf_fields
+from cache.options import Role, leaf_fields, option
 from train.cli import app
 from train.config import FitOptions
 from train.run import METRICS_FILE
-from train.sweep import NOT_AXES, SweepOptions, configurations, folder_name, is_finished, parse_grid
+from train.sweep import (
+    SweepOptions,
+    configurations,
+    fixed_options,
+    folder_name,
+    grid_axes,
+    is_finished,
+    not_axes,
+    parse_grid,
+    plan,
+    set_by_sweep,
+)
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
@@ -58,11 +71,11 @@ def test_grid_values_are_typed_and_checked_against_the_fit_options():
 
 
 def test_every_fit_option_but_the_sweeps_own_is_a_grid_axis():
-    defaults = FitOptions()
+    defaults, excluded = FitOptions(), not_axes()
     for name, (_, kind) in leaf_fields(FitOptions).items():
         value = getattr(defaults, name)
         text = str(value).lower() if kind is bool else repr(value) if kind is float else str(value)
-        if name in NOT_AXES:
+        if name in excluded:
             with pytest.raises(OptionError, match=f"grid {name}: not a grid axis"):
                 parse_grid([f"{name}={text}"])
             continue
@@ -280,3 +293,35 @@ def test_a_rerun_keeps_the_seeds_an_interrupted_configuration_had_finished(cache
     combined = json.loads((run / METRICS_FILE).read_text())
     assert combined["validation"]["seeds"]["1"] == seed_one["validation"]["mean_accuracy"]
     assert set(combined["validation"]["seeds"]) == {"1", "2"}
+
+
+# FitOptions as a later release that adds two options would define it: each new option is
+# its one field, whose role sits in its own definition.
+NewerFitOptions = dataclasses.make_dataclass(
+    "NewerFitOptions",
+    [
+        ("label_smoothing", float, option(0.0, "Pull the targets toward their mean by this share.", metavar="SHARE")),
+        ("progress_file", str, option("", "Also append progress lines to FILE.", metavar="FILE", role=Role.RUN)),
+    ],
+    bases=(FitOptions,),
+    frozen=True,
+)
+
+
+def test_an_added_fit_option_is_placed_by_its_role_and_runs_saved_before_it_still_resume(cache, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    arguments = ["sweep", "--cache", str(cache), "--out", str(out), "--epochs", "1", "--grid", "head=audio"]
+    assert CliRunner().invoke(app, [*arguments, *TINY_FIXED, "--resamples", "200"]).exit_code == 0
+    axes, fixed_before, set_before = list(grid_axes()), fixed_options(), set_by_sweep()
+    monkeypatch.setattr(train.sweep, "FitOptions", NewerFitOptions)  # the release that adds the options
+    assert list(grid_axes()) == [*axes, "label_smoothing"]
+    assert fixed_options() == [*fixed_before, "label_smoothing"]
+    assert set_by_sweep() == {**set_before, "progress_file": set_before["verbose"]}
+    fixed = (("epochs", 1), ("visual_units", 8), ("visual_projection", 4), ("audio_units", 4), ("lstm_units", 4))
+    sweep = SweepOptions(out=str(out), cache=str(cache), grid=parse_grid(["head=audio"]), fixed=fixed)
+    finished, to_do = plan(sweep)
+    assert [type(options) for options in finished] == [NewerFitOptions] and not to_do
+    assert finished[0].out == str(out / "head=audio")
+    smoothed = dataclasses.replace(sweep, fixed=(*fixed, ("label_smoothing", 0.1)))
+    with pytest.raises(OptionError, match=r"other options than this sweep's \(label_smoothing: 0.0 -> 0.1\)"):
+        plan(smoothed)
