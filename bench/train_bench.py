@@ -9,7 +9,7 @@ seconds are reported apart).
 
 The input-path comparison trains the seed head at batch 8 twice, epoch for epoch in
 turn so that machine drift hits both alike: fit's path (``train.fit.prepare_training``:
-``train.data.training_stream`` and ``train.fit.compile_head``) and, as the reference,
+``train.batches.training_stream`` and ``train.fit.compile_head``) and, as the reference,
 the path before it: the seed head with TimeDistributed per-frame layers, the numpy
 generator ``training_batches`` handed to Keras, Keras' own Adam, one step per compiled
 call. The limit is SPEED_LIMIT times the reference. Run: ``python -m bench.train_bench --out FILE.json``.
@@ -31,8 +31,9 @@ import numpy as np
 from cache.options import replace
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM
+from train.batches import training_batches
 from train.config import HEADS, FitOptions
-from train.data import load_cache, training_batches
+from train.dataset import load_cache
 from train.fit import (
     VALIDATION_BATCH,
     Fitting,

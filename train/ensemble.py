@@ -21,7 +21,7 @@ from cache.errors import OptionError
 from cache.manifest import config_differences
 from cache.options import flatten, option
 from cache.schema import OPTIONS_FILE
-from train.data import SplitData
+from train.dataset import SplitData
 from train.evaluate import predict_split
 from train.metrics import format_table, score
 from train.predictions import PREDICTIONS_FILE, SplitPredictions, read_predictions, write_predictions

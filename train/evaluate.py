@@ -8,9 +8,11 @@ import numpy as np
 
 from cache.reader import CacheReader
 from cache.schema import TRAITS
-from train.data import CacheData, CacheShape, Normalization, SplitData, evaluation_inputs, load_cache
+from train.batches import evaluation_inputs
+from train.dataset import CacheData, CacheShape, SplitData, load_cache
 from train.metrics import score
 from train.model import input_names
+from train.normalization import Normalization
 from train.predictions import SplitPredictions, write_predictions
 from train.run import TRAINING_FILE, Run, RunError, read_json
 

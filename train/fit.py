@@ -21,24 +21,12 @@ from cache.options import replace
 from cache.quiet import QuietStderr, start_keras
 from cache.reader import CacheReader
 from cache.schema import OPTIONS_FILE
+from train.batches import centre_frames, model_inputs, training_stream
 from train.config import FitOptions
-from train.data import (
-    CacheData,
-    CacheShape,
-    Normalization,
-    Partition,
-    centre_frames,
-    count_sources,
-    fit_normalization,
-    load_cache,
-    model_inputs,
-    partition,
-    resolve_splits,
-    source_ids,
-    training_stream,
-)
+from train.dataset import CacheData, CacheShape, load_cache
 from train.epochs import epoch_printer
 from train.metrics import aggregate_seeds, baseline_scores, format_table
+from train.normalization import Normalization, fit_normalization
 from train.predictions import PREDICTIONS_FILE
 from train.report import plot_curves, read_history, write_combined_history
 from train.run import (
@@ -56,6 +44,7 @@ from train.run import (
     weights_warning,
     write_json,
 )
+from train.splits import Partition, count_sources, partition, resolve_splits, source_ids
 
 MONITOR = "val_mean_accuracy"  # the ChaLearn metric selects, stops and lowers the rate
 VALIDATION_BATCH = 256  # videos per validation step: larger than training batches, same result
@@ -89,9 +78,9 @@ def prepare_fitting(data: CacheData, options: FitOptions) -> Fitting:
 
     Raises
     ------
-    train.data.SplitNameError
+    train.splits.SplitNameError
         ``train_split`` or ``validation_split`` names a split the cache lacks.
-    train.data.DataError
+    train.dataset.DataError
         No labelled videos, or too few training sources to hold some out.
     """
     parts = partition(data.splits, options)
@@ -108,7 +97,7 @@ class Training:
     steps : int
         Training steps per epoch.
     stream
-        Endless training batches (``train.data.training_stream``).
+        Endless training batches (``train.batches.training_stream``).
     validation : (dict of str to np.ndarray, np.ndarray)
         Inputs (centre frames) and (N, k) labels of the selection videos.
     """
@@ -178,9 +167,9 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
         Keras cannot start its configured backend (checked before the cache is read).
     cache.errors.CacheError
         The cache is missing or damaged.
-    train.data.SplitNameError
+    train.splits.SplitNameError
         ``train_split`` or ``validation_split`` names a split the cache lacks.
-    train.data.DataError
+    train.dataset.DataError
         The cache has no usable training data.
     """
     out = Path(options.out)

@@ -16,7 +16,7 @@ import numpy as np
 
 from cache.manifest import file_digest
 from cache.schema import TRAITS, VideoRecord
-from train.data import SplitData
+from train.dataset import SplitData
 from train.ensemble import open_run_or_ensemble, predict_with
 from train.run import RunError, weights_warning
 

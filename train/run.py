@@ -23,7 +23,8 @@ from cache.manifest import config_differences, write_atomically
 from cache.quiet import start_keras
 from cache.schema import OPTIONS_FILE
 from train.config import FitOptions
-from train.data import CacheShape, Normalization
+from train.dataset import CacheShape
+from train.normalization import Normalization
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"

@@ -140,7 +140,7 @@ def test_ghosts_are_records_found_under_a_new_name_whose_file_is_gone(tmp_path):
 
 def test_a_renamed_clip_leaves_a_ghost_that_the_run_reports_and_prune_removes(clip_folder, tiny_flags, tmp_path):
     from extract.cli import app as extract_app
-    from train.data import load_cache
+    from train.dataset import load_cache
 
     data, cache_dir = tmp_path / "train", tmp_path / "cache"
     data.mkdir()

@@ -13,8 +13,8 @@ from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
 from cache.schema import TRAITS
 from train.config import HEADS, FitOptions
-from train.data import SplitNameError
 from train.fit import fit
+from train.splits import SplitNameError
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
