@@ -26,9 +26,9 @@ from cache.errors import OptionError, TraitcacheError
 from cache.lock import CacheLock
 from cache.manifest import write_atomically
 from cache.options import build, flatten, leaf_fields, option
-from cache.schema import DEFAULT_CACHE, OPTIONS_FILE
+from cache.schema import DEFAULT_CACHE
 from train.config import FitOptions, parse_seeds
-from train.run import METRICS_FILE, RUN_FILE
+from train.run import is_finished, open_run, selection_split_of, training_split_of
 
 SWEEP_FILE = "sweep.json"
 SEARCHES = ("grid", "random")
@@ -270,28 +270,18 @@ def configurations(options: SweepOptions) -> list[dict]:
     return result
 
 
-def is_finished(folder: Path) -> bool:
-    """A run whose metrics.json, run.json and options.json are all there and readable."""
-    try:
-        return all(
-            isinstance(json.loads((folder / name).read_text(encoding="utf-8")), dict)
-            for name in (METRICS_FILE, RUN_FILE, OPTIONS_FILE)
-        )
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-
-
 def _mismatch(folder: Path, planned: FitOptions) -> str | None:
     """How a finished run differs from the planned configuration, or None."""
     # Rebuilt, so that options added since the run was made count as their defaults.
-    saved = FitOptions.from_dict(json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))).to_dict()
+    finished = open_run(folder)
+    saved = finished.options.to_dict()
     wanted = planned.to_dict()
     differences = [
         f"{name}: {saved.get(name)!r} -> {wanted[name]!r}"
         for name in wanted
         if name not in IGNORED_IN_MATCH and saved.get(name) != wanted[name]
     ]
-    cache = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("cache")
+    cache = finished.cache
     if cache != str(Path(planned.cache).resolve()):
         differences.append(f"cache: {cache} -> {Path(planned.cache).resolve()}")
     return "; ".join(differences) or None
@@ -344,8 +334,6 @@ def _fit_one(options: FitOptions, threads: int | None) -> dict:
 
 def _summary(result: dict) -> str:
     """One line per finished configuration, every score beside its baseline."""
-    from train.ensemble import selection_split_of, training_split_of
-
     name = Path(result["out"]).name
     if "error" in result:
         return f"{name}: failed: {result['error']}"
