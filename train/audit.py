@@ -33,11 +33,10 @@ from cache.manifest import plural, write_atomically
 from cache.options import option
 from cache.schema import TRAITS
 from train.bootstrap import BOOTSTRAP_BATCH, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, mean_intervals
-from train.ensemble import Ensemble, open_run_or_ensemble
 from train.groups import GroupsError, GroupTable, read_groups
 from train.metrics import aligned, format_number
 from train.predictions import PREDICTIONS_FILE, read_predictions, trait_accuracies
-from train.run import SEED_FOLDER, RunError, weights_warning
+from train.run import RunError, open_folder, weights_warning
 
 AUDIT_FILE = "audit.json"
 # Videos a group needs before its figures are read: assuming a per-video accuracy spread
@@ -131,10 +130,8 @@ def read_audited_split(folder: Path, split: str) -> AuditedSplit:
         No (or a damaged) predictions.csv.
     """
     folder = Path(folder)
-    opened = open_run_or_ensemble(folder)
-    seeds = () if isinstance(opened, Ensemble) else opened.options.run_seeds
-    folders = [folder / SEED_FOLDER.format(seed=seed) for seed in seeds] if len(seeds) > 1 else [folder]
-    per_folder = [read_predictions(path / PREDICTIONS_FILE) for path in folders]
+    opened = open_folder(folder)
+    per_folder = [read_predictions(path / PREDICTIONS_FILE) for path in opened.prediction_folders]
     if split not in per_folder[0]:
         scored = ", ".join(per_folder[0]) or "none"
         raise RunError(f"{folder}: no predictions for split {split!r} (it was scored on {scored}); pass `split`")

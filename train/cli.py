@@ -50,28 +50,19 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of tables."),
 ) -> None:
     """Score a run on splits of a cache built with the same extraction config."""
-    from train.ensemble import Ensemble, open_run_or_ensemble
     from train.evaluate import evaluate as evaluate_run
     from train.metrics import format_table
+    from train.run import open_folder
 
-    cache_path = cache or Path(open_run_or_ensemble(run).info["cache"])
+    cache_path = cache or Path(open_folder(run).cache)
     opened, metrics, leaks = evaluate_run(run, cache_path, tuple(split) if split else None)
-    warning = opened.info.get("warning")
+    warning = opened.warning
     if as_json:
         typer.echo(json.dumps(metrics, indent=1))
     else:
         typer.echo(f"{run} on {cache_path} (baseline: the run's training-split mean)")
-        if isinstance(opened, Ensemble):
-            typer.echo(
-                "ensemble of "
-                + ", ".join(
-                    f"{member.path} (weight {weight:.3f})" for member, weight in zip(opened.members, opened.weights)
-                )
-            )
-        if "selected_seed" in opened.info:
-            typer.echo(
-                f"scoring the model of seed {opened.info['selected_seed']}, the best of seeds {', '.join(map(str, opened.info['seeds']))} on validation"
-            )
+        for line in opened.summary_lines():
+            typer.echo(line)
         typer.echo(format_table(metrics))
     for line in ([warning] if warning else []) + leaks:
         typer.echo(line, err=as_json)

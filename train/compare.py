@@ -18,12 +18,10 @@ import numpy as np
 from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX
 from train.audit import MIN_GROUP_VIDEOS, audit_split, read_audited_split, summarize
 from train.bootstrap import BOOTSTRAP_RESAMPLES, mean_intervals, paired_p_value
-from train.config import FitOptions
-from train.ensemble import ENSEMBLE_FILE, selection_split_of, training_split_of
 from train.groups import GroupsError, GroupTable
 from train.metrics import aligned, format_number
 from train.predictions import PREDICTIONS_FILE, PredictionsError, read_predictions, trait_accuracies
-from train.run import METRICS_FILE, RANDOM_WEIGHTS, RUN_FILE, SEED_FOLDER, RunError, read_json
+from train.run import ENSEMBLE_FILE, METRICS_FILE, RunError, RunFolder, open_folder
 
 PLOT_RUNS = 8  # runs drawn in --plot, best first: more makes the trait groups unreadable
 
@@ -63,13 +61,13 @@ def _split_entries(metrics: dict) -> dict[str, dict]:
     return {name: entry for name, entry in metrics.items() if isinstance(entry, dict) and "mean_accuracy" in entry}
 
 
-def _video_accuracies(folder: Path, seeds: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _video_accuracies(folders: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """split -> (video ids, (k + 1, N) accuracies: k targets and their mean), averaged over seeds.
 
-    A run of several seeds reports the mean over seeds, so its per-video accuracy
-    is the mean of the seeds' per-video accuracies: the two agree exactly.
+    ``folders`` are a run's ``prediction_folders``. A run of several seeds reports the
+    mean over seeds, so its per-video accuracy is the mean of the seeds' per-video
+    accuracies: the two agree exactly.
     """
-    folders = [folder / SEED_FOLDER.format(seed=seed) for seed in seeds] if len(seeds) > 1 else [folder]
     per_folder = [read_predictions(path / PREDICTIONS_FILE) for path in folders]
     result = {}
     for name, first in per_folder[0].items():
@@ -82,36 +80,26 @@ def _video_accuracies(folder: Path, seeds: list[int]) -> dict[str, tuple[np.ndar
     return result
 
 
-def _describe(folder: Path, root: Path) -> dict:
+def _describe(opened: RunFolder, root: Path) -> dict:
     """The row of one finished run or ensemble, before intervals and tests."""
-    info = read_json(folder / RUN_FILE)
-    metrics = read_json(folder / METRICS_FILE)
-    if (folder / ENSEMBLE_FILE).exists():
-        ensemble = read_json(folder / ENSEMBLE_FILE)
-        head, seeds = "ensemble", []
-        options = {"weighting": ensemble["weighting"], "members": len(ensemble["members"])}
-        training = set(ensemble.get("train_splits", []))
-    else:
-        fit_options = FitOptions.from_dict(read_json(folder / OPTIONS_FILE))
-        head, seeds, options = fit_options.head, list(fit_options.run_seeds), fit_options.changed()
-        training = {training_split_of(metrics, fit_options.train_split)}
-    splits = _split_entries(metrics)
-    selection = selection_split_of(info, metrics)
-    reported = [name for name in splits if name not in training]
+    folder = opened.path
+    splits = _split_entries(opened.metrics)
+    selection = opened.selection_split
+    reported = [name for name in splits if name not in opened.training_splits]
     reported.sort(key=lambda name: name != selection)  # the selection split first, then the cache's order
     return {
         "run": str(folder.relative_to(root)) if folder != root else folder.name,
-        "kind": "ensemble" if head == "ensemble" else "run",
-        "head": head,
-        "seeds": seeds,
-        "options": options,
-        "cache": info.get("cache", ""),
-        "config_hash": info.get("config_hash", ""),
+        "kind": opened.kind,
+        "head": opened.head,
+        "seeds": opened.seeds,
+        "options": opened.shown_options,
+        "cache": opened.cache,
+        "config_hash": opened.config_hash,
         "selection_split": selection,
         "targets": ",".join(next(iter(splits.values()), {}).get("traits", {})),
-        "date": info.get("created", ""),
+        "date": opened.created,
         "folder": str(folder.resolve()),
-        "random_weights": info.get("extraction_config", {}).get("weights") == RANDOM_WEIGHTS,
+        "random_weights": opened.random_weights,
         "splits": {
             name: {
                 "n": splits[name].get("n"),
@@ -213,10 +201,11 @@ def collect_runs(roots: Path | list[Path], resamples: int = BOOTSTRAP_RESAMPLES)
         if not (folder / METRICS_FILE).exists():
             unfinished.append(str(folder))
             continue
-        row = _describe(folder, names_from)
+        opened = open_folder(folder, members=False)
+        row = _describe(opened, names_from)
         rows.append(row)
         try:
-            per_split = _video_accuracies(folder, row["seeds"])
+            per_split = _video_accuracies(opened.prediction_folders)
         except PredictionsError as error:
             warnings.append(f"warning: no intervals or tests for {row['run']}: {error}")
             continue

@@ -1,18 +1,14 @@
 """Ensembles: the weighted average of several runs' trait predictions.
 
-An ensemble folder (``runs/<name>``) holds ``ensemble.json`` (the resolved
-EnsembleOptions, member folders and weights), ``run.json`` (the members' common
-extraction config, as a run's), ``predictions.csv`` and ``metrics.json``. It
-refers to its members' folders instead of copying their models; ``evaluate``,
-``predict`` and ``compare`` accept it wherever they accept a run.
+``build_ensemble`` writes an ensemble folder (its files: ``train.run``), which refers
+to its members' folders instead of copying their models; ``evaluate``, ``predict``,
+``audit`` and ``compare`` accept it wherever they accept a run.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,48 +16,21 @@ import numpy as np
 from cache.errors import OptionError
 from cache.manifest import config_differences
 from cache.options import flatten, option
-from cache.schema import OPTIONS_FILE
-from train.dataset import SplitData
-from train.evaluate import predict_split
 from train.metrics import format_table, score
 from train.predictions import PREDICTIONS_FILE, SplitPredictions, read_predictions, write_predictions
 from train.run import (
-    METRICS_FILE,
-    RUN_FILE,
-    RecordedCache,
+    ENSEMBLE_FILE,
+    FolderWriter,
     Run,
     RunError,
     open_run,
-    read_json,
+    run_record,
+    weighted_label_mean,
     weights_warning,
-    write_json,
 )
 
-ENSEMBLE_FILE = "ensemble.json"
 WEIGHTINGS = ("equal", "validation")
-DEFAULT_SELECTION_SPLIT = "validation"  # runs written before run.json named their selection split chose on it
 LABEL_TOLERANCE = 1e-6  # members' labels of one video must agree to float32 rounding
-
-
-def _roles(metrics: dict) -> dict[str, str]:
-    return {name: entry["role"] for name, entry in metrics.items() if isinstance(entry, dict) and "role" in entry}
-
-
-def selection_split_of(info: dict, metrics: dict) -> str:
-    """The split that selected a run's model: the one metrics.json gives the role
-    ``selection``, else run.json's or metrics.json's ``selection_split``, else validation."""
-    selected = [name for name, role in _roles(metrics).items() if role == "selection"]
-    if selected:
-        return selected[0]
-    for source in (info, metrics):
-        if isinstance(source.get("selection_split"), str):
-            return source["selection_split"]
-    return DEFAULT_SELECTION_SPLIT
-
-
-def training_split_of(metrics: dict, default: str) -> str:
-    """The split a run was fitted on: the one metrics.json gives the role ``train``, else ``default``."""
-    return next((name for name, role in _roles(metrics).items() if role == "train"), default)
 
 
 @dataclass(frozen=True)
@@ -104,98 +73,6 @@ class EnsembleOptions:
         return {**flatten(self), "members": list(self.members)}
 
 
-@dataclass(frozen=True)
-class Ensemble(RecordedCache):
-    """A finished ensemble, opened for evaluation or prediction.
-
-    Attributes
-    ----------
-    path : Path
-    members : tuple of Run
-    weights : np.ndarray
-        (M,) float64, summing to 1.
-    info : dict
-        Contents of the ensemble's run.json.
-    """
-
-    path: Path
-    members: tuple[Run, ...]
-    weights: np.ndarray
-    info: dict
-
-    @property
-    def label_mean(self) -> np.ndarray:
-        """(k,) the ensemble's baseline prediction (``weighted_label_mean``)."""
-        return weighted_label_mean(self.members, self.weights)
-
-    @property
-    def targets(self) -> tuple[str, ...]:
-        """The labels the members predict (``build_ensemble`` refuses members with other ones)."""
-        return self.members[0].targets
-
-    def check_cache(self, config: dict, config_hash: str, cache: Path) -> None:
-        """Refuse a cache built with another extraction config, naming the differences."""
-        if config_hash != self.info["config_hash"]:
-            differences = "; ".join(config_differences(self.extraction_config, config))
-            raise RunError(
-                f"{cache} was built with a different extraction config than ensemble {self.path}'s members were trained on (ensemble -> cache: {differences}); use a cache built with their options"
-            )
-
-    def predict(self, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
-        """Split -> (N, k) float32: the members' predictions, weighted (each model loaded once)."""
-        per_member = [_predict_run(member, splits) for member in self.members]
-        return {
-            name: np.tensordot(self.weights, np.stack([predicted[name] for predicted in per_member]), axes=1).astype(
-                np.float32
-            )
-            for name in splits
-        }
-
-
-def weighted_label_mean(members: tuple[Run, ...] | list[Run], weights: np.ndarray) -> np.ndarray:
-    """(5,) float64 the members' training means, weighted by (M,) ``weights``: an ensemble's baseline prediction."""
-    return weights @ np.stack([member.label_mean for member in members]).astype(np.float64)
-
-
-def open_ensemble(path: Path) -> Ensemble:
-    """Open a finished ensemble folder.
-
-    Raises
-    ------
-    RunError
-        A member is gone, or was trained again after the ensemble was built.
-    """
-    path = Path(path)
-    recorded = read_json(path / ENSEMBLE_FILE)
-    info = read_json(path / RUN_FILE)
-    members = []
-    for member in recorded["members"]:
-        opened = open_run(Path(member["path"]))
-        if opened.info.get("created") != member["created"]:
-            raise RunError(
-                f"{path}: member {member['path']} was trained again after the ensemble was built; build it again with `python -m train ensemble`"
-            )
-        members.append(opened)
-    return Ensemble(
-        path, tuple(members), np.array([member["weight"] for member in recorded["members"]], dtype=np.float64), info
-    )
-
-
-def open_run_or_ensemble(path: Path) -> Run | Ensemble:
-    """A run folder, or an ensemble folder (it holds ENSEMBLE_FILE)."""
-    return open_ensemble(path) if (Path(path) / ENSEMBLE_FILE).exists() else open_run(path)
-
-
-def _predict_run(run: Run, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
-    model = run.load_model()
-    return {name: predict_split(model, split, run.normalization, run.shape) for name, split in splits.items()}
-
-
-def predict_with(opened: Run | Ensemble, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
-    """Split -> (N, k) float32 predictions of a run's model, or of an ensemble's members weighted."""
-    return opened.predict(splits) if isinstance(opened, Ensemble) else _predict_run(opened, splits)
-
-
 def _open_members(paths: tuple[str, ...]) -> list[Run]:
     members = []
     for path in paths:
@@ -227,8 +104,7 @@ def member_weights(members: list[Run], weighting: str) -> np.ndarray:
         return np.full(len(members), 1.0 / len(members))
     gains = []
     for member in members:
-        metrics = read_json(member.path / METRICS_FILE)
-        entry = metrics[selection_split_of(member.info, metrics)]
+        entry = member.metrics[member.selection_split]
         gains.append(max(entry["mean_accuracy"] - entry["baseline_mean_accuracy"], 0.0))
     if sum(gains) <= 0:
         raise OptionError(
@@ -266,17 +142,119 @@ def _common_splits(members: list[Run]) -> tuple[dict[str, list[SplitPredictions]
     return common, left_out
 
 
-def _prepare_folder(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not (out / ENSEMBLE_FILE).exists():
-            kind = "a run" if (out / OPTIONS_FILE).exists() else "no ensemble"
-            raise OptionError("out", f"{out}: folder is not empty and holds {kind}; choose another folder")
-        if not overwrite:
-            raise OptionError(
-                "out", f"{out}: already holds an ensemble; pass `overwrite` to replace it or choose another folder"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+def _check_targets(members: list[Run]) -> None:
+    if len({member.targets for member in members}) > 1:
+        raise RunError(
+            "the members predict different targets ("
+            + "; ".join(f"{member.path}: {','.join(member.targets)}" for member in members)
+            + "); ensemble runs trained with the same --targets"
+        )
+
+
+def _average(common: dict[str, list[SplitPredictions]], weights: np.ndarray) -> dict[str, SplitPredictions]:
+    """Split -> the members' (M) aligned predictions averaged with (M,) ``weights``."""
+    return {
+        name: SplitPredictions(
+            splits[0].video_ids,
+            np.tensordot(weights, np.stack([split.predictions for split in splits]), axes=1).astype(np.float32),
+            splits[0].labels,
+            splits[0].targets,
+        )
+        for name, splits in common.items()
+    }
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which splits the members trained on and selected on.
+
+    Attributes
+    ----------
+    train_splits : list of str
+        Every split some member was fitted on, sorted.
+    selections : set of str
+        The members' selection splits.
+    """
+
+    train_splits: list[str]
+    selections: set[str]
+
+    @property
+    def selection(self) -> str:
+        """The ensemble's selection split: the first of the members'."""
+        return sorted(self.selections)[0]
+
+    def of(self, name: str) -> str:
+        return "train" if name in self.train_splits else "selection" if name == self.selection else "report"
+
+
+def _roles(members: list[Run]) -> Roles:
+    return Roles(
+        sorted({split for member in members for split in member.training_splits}),
+        {member.selection_split for member in members},
+    )
+
+
+def _write_folder(
+    writer: FolderWriter,
+    options: EnsembleOptions,
+    members: list[Run],
+    weights: np.ndarray,
+    roles: Roles,
+    averaged: dict[str, SplitPredictions],
+    left_out: dict[str, str],
+    metrics: dict[str, dict],
+) -> None:
+    first = members[0]
+    writer.write(
+        ENSEMBLE_FILE,
+        {
+            **options.to_dict(),
+            "members": [
+                {"path": str(member.path.resolve()), "weight": float(weight), "created": member.info.get("created")}
+                for member, weight in zip(members, weights)
+            ],
+            "train_splits": roles.train_splits,
+        },
+    )
+    writer.write_record(
+        run_record(
+            first.info["cache"],
+            first.info["config_hash"],
+            first.extraction_config,
+            first.shape,
+            videos={name: len(split.video_ids) for name, split in averaged.items()},
+            selection_split=roles.selection,
+            left_out_splits=left_out,
+        )
+    )
+    write_predictions(writer.path / PREDICTIONS_FILE, averaged)
+    writer.finish(metrics)
+
+
+def _report(
+    options: EnsembleOptions,
+    members: list[Run],
+    weights: np.ndarray,
+    roles: Roles,
+    left_out: dict[str, str],
+    metrics: dict[str, dict],
+) -> list[str]:
+    """The lines ``build_ensemble`` prints: weights, left-out splits, warnings, scores."""
+    lines = [
+        f"ensemble of {len(members)} runs, {options.weighting} weights: "
+        + ", ".join(f"{member.path.name} {weight:.3f}" for member, weight in zip(members, weights))
+    ]
+    lines += [f"left out split {name}: {why}" for name, why in left_out.items()]
+    if len(roles.selections) > 1:
+        lines.append(f"warning: the members were selected on different splits ({', '.join(sorted(roles.selections))})")
+    if options.weighting == "validation":
+        lines.append(
+            f"note: the weights were fitted on {', '.join(sorted(roles.selections))}, so the ensemble's score there is optimistic; judge it on another split"
+        )
+    lines.append(format_table(metrics))
+    warning = weights_warning(members[0].extraction_config)
+    return lines + ([warning] if warning else []) + [f"ensemble saved to {Path(options.out)}"]
 
 
 def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print) -> dict[str, dict]:
@@ -304,88 +282,24 @@ def build_ensemble(options: EnsembleOptions, echo: Callable[[str], None] = print
         A member has no predictions.csv.
     """
     members = _open_members(options.members)
-    targets = {member.targets for member in members}
-    if len(targets) > 1:
-        raise RunError(
-            "the members predict different targets ("
-            + "; ".join(f"{member.path}: {','.join(member.targets)}" for member in members)
-            + "); ensemble runs trained with the same --targets"
-        )
+    _check_targets(members)
     weights = member_weights(members, options.weighting)
     common, left_out = _common_splits(members)
     if not common:
         raise RunError(
             f"the members share no split scored on the same videos ({'; '.join(f'{name}: {why}' for name, why in left_out.items())})"
         )
-    out = Path(options.out)
-    _prepare_folder(out, options.overwrite)
+    writer = FolderWriter(Path(options.out), "ensemble")
+    writer.refuse_existing(options.overwrite)
+    writer.clear()
     baseline = weighted_label_mean(members, weights)
-    averaged = {
-        name: SplitPredictions(
-            splits[0].video_ids,
-            np.tensordot(weights, np.stack([split.predictions for split in splits]), axes=1).astype(np.float32),
-            splits[0].labels,
-            splits[0].targets,
-        )
-        for name, splits in common.items()
-    }
-    member_metrics = [read_json(member.path / METRICS_FILE) for member in members]
-    selections = {selection_split_of(member.info, metrics) for member, metrics in zip(members, member_metrics)}
-    train_splits = sorted(
-        {training_split_of(metrics, member.options.train_split) for member, metrics in zip(members, member_metrics)}
-    )
-    selection = sorted(selections)[0]
-
-    def role(name: str) -> str:
-        return "train" if name in train_splits else "selection" if name == selection else "report"
-
+    averaged = _average(common, weights)
+    roles = _roles(members)
     metrics = {
-        name: {**score(split.labels, split.predictions, baseline, split.targets), "role": role(name)}
+        name: {**score(split.labels, split.predictions, baseline, split.targets), "role": roles.of(name)}
         for name, split in averaged.items()
     }
-    first = members[0]
-    write_json(
-        out / ENSEMBLE_FILE,
-        {
-            **options.to_dict(),
-            "members": [
-                {"path": str(member.path.resolve()), "weight": float(weight), "created": member.info.get("created")}
-                for member, weight in zip(members, weights)
-            ],
-            "train_splits": train_splits,
-        },
-    )
-    write_json(
-        out / RUN_FILE,
-        {
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "cache": first.info["cache"],
-            "config_hash": first.info["config_hash"],
-            "extraction_config": first.extraction_config,
-            "frames": first.shape.frames,
-            "frames_per_segment": first.shape.frames_per_segment,
-            "videos": {name: len(split.video_ids) for name, split in averaged.items()},
-            "selection_split": selection,
-            "left_out_splits": left_out,
-            "warning": weights_warning(first.extraction_config),
-        },
-    )
-    write_predictions(out / PREDICTIONS_FILE, averaged)
-    write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished ensemble
-    echo(
-        f"ensemble of {len(members)} runs, {options.weighting} weights: "
-        + ", ".join(f"{member.path.name} {weight:.3f}" for member, weight in zip(members, weights))
-    )
-    for name, why in left_out.items():
-        echo(f"left out split {name}: {why}")
-    if len(selections) > 1:
-        echo(f"warning: the members were selected on different splits ({', '.join(sorted(selections))})")
-    if options.weighting == "validation":
-        echo(
-            f"note: the weights were fitted on {', '.join(sorted(selections))}, so the ensemble's score there is optimistic; judge it on another split"
-        )
-    echo(format_table(metrics))
-    if weights_warning(first.extraction_config):
-        echo(weights_warning(first.extraction_config))
-    echo(f"ensemble saved to {out}")
+    _write_folder(writer, options, members, weights, roles, averaged, left_out, metrics)
+    for line in _report(options, members, weights, roles, left_out, metrics):
+        echo(line)
     return metrics

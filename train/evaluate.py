@@ -4,45 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from cache.reader import CacheReader
 from cache.schema import TRAITS
-from train.batches import evaluation_inputs
 from train.dataset import CacheData, CacheShape, SplitData, load_cache
+from train.inference import predict_split
 from train.metrics import score
-from train.model import input_names
 from train.normalization import Normalization
 from train.predictions import SplitPredictions, write_predictions
-from train.run import TRAINING_FILE, Run, RunError, read_json
-
-PREDICT_CHUNK = 512  # videos per model call: bounds memory at ~40 MB of float32 inputs (T = 10)
-
-
-def predict_split(model, split: SplitData, normalization: Normalization, shape: CacheShape) -> np.ndarray:
-    """Trait predictions for every video of a split, from its centre frames.
-
-    Parameters
-    ----------
-    model : keras.Model
-        A head from ``train.model.build_head``.
-    split : SplitData
-        N videos.
-    normalization : Normalization
-    shape : CacheShape
-        T and k of the cache.
-
-    Returns
-    -------
-    np.ndarray
-        (N, k) float32 scores in [0, 1], one column per target of the model.
-    """
-    names = tuple(input_names(model))
-    parts = [
-        np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
-        for inputs in evaluation_inputs(split, normalization, shape, names, PREDICT_CHUNK)
-    ]
-    return np.concatenate(parts)
+from train.run import RunError, RunFolder, open_folder
 
 
 def score_splits(
@@ -74,16 +43,6 @@ def score_splits(
     }
 
 
-def trained_videos(runs: list[Run]) -> dict[str, str] | None:
-    """Video id -> content hash of every video the runs were fitted on; None when a run predates that record."""
-    videos: dict[str, str] = {}
-    for run in runs:
-        if not (run.path / TRAINING_FILE).exists():
-            return None
-        videos.update(read_json(run.path / TRAINING_FILE)["videos"])
-    return videos
-
-
 def overlap_warnings(trained: dict[str, str], data: CacheData) -> list[str]:
     """Warnings, with counts, for the splits of ``data`` that hold videos the run was fitted on, by id or by content."""
     contents = set(trained.values())
@@ -101,7 +60,7 @@ def overlap_warnings(trained: dict[str, str], data: CacheData) -> list[str]:
 
 def evaluate(
     run_path: Path, cache_path: Path, splits: tuple[str, ...] | None = None
-) -> tuple[Run, dict[str, dict], list[str]]:
+) -> tuple[RunFolder, dict[str, dict], list[str]]:
     """Score a run or an ensemble on splits of a cache built with its extraction config.
 
     Parameters
@@ -115,7 +74,7 @@ def evaluate(
 
     Returns
     -------
-    (Run or Ensemble, dict, list of str)
+    (train.run.RunFolder, dict, list of str)
         The opened run, split -> scores as ``train.metrics.score`` gives them, and
         warnings for splits that hold videos the run (or a member) was trained on,
         by video id or content hash, with counts (none for runs that predate
@@ -127,16 +86,14 @@ def evaluate(
         The cache was built with another extraction config (the differing keys are
         named), or none of the splits has labelled videos.
     """
-    from train.ensemble import Ensemble, open_run_or_ensemble, predict_with  # ensemble builds on predict_split above
-
-    opened = open_run_or_ensemble(run_path)
+    opened = open_folder(run_path)
     reader = CacheReader(cache_path)
     opened.check_cache(reader.config, reader.config_hash, Path(cache_path))
     data = load_cache(reader, splits, opened.targets)
     if not data.splits:
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
-    predicted = predict_with(opened, data.splits)
-    trained = trained_videos(list(opened.members) if isinstance(opened, Ensemble) else [opened])
+    predicted = opened.predict(data.splits)
+    trained = opened.training_videos()
     warnings = [] if trained is None else overlap_warnings(trained, data)
     scores = {
         name: score(split.labels, predicted[name], opened.label_mean, opened.targets)

@@ -9,7 +9,6 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,12 @@ from train.run import (
     METRICS_FILE,
     MODEL_FILE,
     NORMALIZATION_FILE,
-    RUN_FILE,
     SEED_FOLDER,
     TRAINING_FILE,
+    FolderWriter,
     RunError,
-    read_json,
-    weights_warning,
-    write_json,
+    open_run,
+    run_record,
 )
 from train.splits import Partition, count_sources, partition, resolve_splits, source_ids
 
@@ -172,17 +170,50 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
     train.dataset.DataError
         The cache has no usable training data.
     """
-    out = Path(options.out)
+    writer = FolderWriter(Path(options.out), "run")
     if not resume:
-        _check_folder(out, options.overwrite)
+        writer.refuse_existing(options.overwrite)
     start_keras()
+    data, fitting = _read_cache(options, echo)
+    parts = fitting.parts
+    warnings = data_warnings(fitting) + leak_warnings(parts, options.source_delimiter, data.content_hashes)
+    for warning in warnings:
+        echo(warning)
+    info = _run_info(options, data, parts)
+    seeds = options.run_seeds
+    kept = _finished_seeds(writer.path, options, info, fitting) if resume and len(seeds) > 1 else {}
+    # Only now that the cache proved usable may --overwrite remove the old run.
+    writer.clear(keep=tuple(writer.path / SEED_FOLDER.format(seed=seed) for seed in kept))
+    # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
+    _write_run_files(writer, options, info, fitting, data.content_hashes)
+    if len(seeds) == 1:
+        metrics = _fit_seed(replace(options, seed=seeds[0], seeds=()), fitting, echo)
+        best = metrics[parts.selection_name]
+    else:
+        metrics, best, selected = _fit_seeds(options, info, fitting, data.content_hashes, kept, echo)
+        info = {**info, "selected_seed": selected}
+    if best["mean_accuracy"] < best["baseline_mean_accuracy"]:
+        warnings.append(
+            f"warning: the best {parts.selection_name!r} mean accuracy, {best['mean_accuracy']:.4f}, is below the baseline of predicting the training mean, "
+            f"{best['baseline_mean_accuracy']:.4f}: this head learned nothing useful here"
+        )
+    writer.write_record({**info, "warnings": warnings})
+    writer.finish(metrics)
+    echo(format_table(metrics))
+    for warning in ([info["warning"]] if info["warning"] else []) + warnings:
+        echo(warning)
+    echo(f"run saved to {writer.path}")
+    return metrics
+
+
+def _read_cache(options: FitOptions, echo: Callable[[str], None]) -> tuple[CacheData, Fitting]:
+    """Read the cache's labelled videos and partition them as the options say, reporting what was read and used."""
     reader = CacheReader(Path(options.cache))
     if reader.splits():
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
     started = time.perf_counter()
     data = load_cache(reader, targets=options.targets)
     fitting = prepare_fitting(data, options)
-    parts = fitting.parts
     echo(
         f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s"
     )
@@ -190,64 +221,54 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
         echo(
             f"left out {plural(sum(data.unlabelled.values()), 'video')} lacking a label of {', '.join(options.targets)}"
         )
-    for line in describe_partition(parts, options):
+    for line in describe_partition(fitting.parts, options):
         echo(line)
-    warnings = data_warnings(fitting) + leak_warnings(parts, options.source_delimiter, data.content_hashes)
-    for warning in warnings:
-        echo(warning)
-    info = _run_info(options, data, parts)
-    seeds = options.run_seeds
-    kept = _finished_seeds(out, options, info, fitting) if resume and len(seeds) > 1 else {}
-    # Only now that the cache proved usable may --overwrite remove the old run.
-    _clear_folder(out, keep=tuple(out / SEED_FOLDER.format(seed=seed) for seed in kept))
-    # The top folder is a run from the start, so a crash leaves it replaceable with --overwrite.
-    _write_run_files(out, options, info, fitting, data.content_hashes)
-    if len(seeds) == 1:
-        metrics = _fit_seed(replace(options, seed=seeds[0], seeds=()), fitting, echo)
-        best = metrics[parts.selection_name]
-    else:
-        per_seed, histories = {}, {}
-        for seed in seeds:
-            folder = out / SEED_FOLDER.format(seed=seed)
-            seed_options = replace(options, seed=seed, seeds=(), out=str(folder))
-            if seed in kept:
-                echo(f"seed {seed}: kept as an interrupted run had finished it ({folder})")
-                per_seed[seed] = kept[seed]
-            else:
-                _write_run_files(folder, seed_options, {**info, "seeds": [seed]}, fitting, data.content_hashes)
-                per_seed[seed] = _fit_seed(seed_options, fitting, echo)
-            histories[seed] = read_history(folder / HISTORY_FILE)
-        metrics = aggregate_seeds(per_seed)
-        selected = max(seeds, key=lambda seed: per_seed[seed][parts.selection_name]["mean_accuracy"])
-        best = per_seed[selected][parts.selection_name]
-        info = {**info, "selected_seed": selected}
-        shutil.copy2(out / SEED_FOLDER.format(seed=selected) / MODEL_FILE, out / MODEL_FILE)
-        # The predictions of that model go with it.
-        shutil.copy2(out / SEED_FOLDER.format(seed=selected) / PREDICTIONS_FILE, out / PREDICTIONS_FILE)
-        write_combined_history(histories, out / HISTORY_FILE)
-        plot_curves(
-            histories,
-            out / CURVES_FILE,
-            f"{options.head} head, seeds {', '.join(map(str, seeds))}",
-            baseline_scores(parts.selection.labels, fitting.normalization.label_mean),
-            parts.selection_name,
-        )
-        echo(
-            f"\nmean ± std over seeds {', '.join(map(str, seeds))}; {MODEL_FILE} is seed {selected} (best {parts.selection_name!r} mean accuracy)"
-        )
-    if best["mean_accuracy"] < best["baseline_mean_accuracy"]:
-        warnings.append(
-            f"warning: the best {parts.selection_name!r} mean accuracy, {best['mean_accuracy']:.4f}, is below the baseline of predicting the training mean, "
-            f"{best['baseline_mean_accuracy']:.4f}: this head learned nothing useful here"
-        )
-    write_json(out / RUN_FILE, {**info, "warnings": warnings})
-    if len(seeds) > 1:
-        write_json(out / METRICS_FILE, metrics)  # last: metrics.json marks a finished run
-    echo(format_table(metrics))
-    for warning in ([info["warning"]] if info["warning"] else []) + warnings:
-        echo(warning)
-    echo(f"run saved to {out}")
-    return metrics
+    return data, fitting
+
+
+def _fit_seeds(
+    options: FitOptions,
+    info: dict,
+    fitting: Fitting,
+    content_hashes: dict[str, str],
+    kept: dict[int, dict],
+    echo: Callable[[str], None],
+) -> tuple[dict[str, dict], dict, int]:
+    """Fit every seed into its own folder under ``options.out`` (but those in ``kept``) and combine them.
+
+    Returns the scores aggregated over seeds, the best seed's selection-split scores,
+    and that seed, whose model and predictions the top folder gets.
+    """
+    out, seeds, selection_name = Path(options.out), options.run_seeds, fitting.parts.selection_name
+    per_seed, histories = {}, {}
+    for seed in seeds:
+        folder = out / SEED_FOLDER.format(seed=seed)
+        seed_options = replace(options, seed=seed, seeds=(), out=str(folder))
+        if seed in kept:
+            echo(f"seed {seed}: kept as an interrupted run had finished it ({folder})")
+            per_seed[seed] = kept[seed]
+        else:
+            seed_writer = FolderWriter(folder, "run")
+            _write_run_files(seed_writer, seed_options, {**info, "seeds": [seed]}, fitting, content_hashes)
+            per_seed[seed] = _fit_seed(seed_options, fitting, echo)
+            seed_writer.finish(per_seed[seed])
+        histories[seed] = read_history(folder / HISTORY_FILE)
+    selected = max(seeds, key=lambda seed: per_seed[seed][selection_name]["mean_accuracy"])
+    shutil.copy2(out / SEED_FOLDER.format(seed=selected) / MODEL_FILE, out / MODEL_FILE)
+    # The predictions of that model go with it.
+    shutil.copy2(out / SEED_FOLDER.format(seed=selected) / PREDICTIONS_FILE, out / PREDICTIONS_FILE)
+    write_combined_history(histories, out / HISTORY_FILE)
+    plot_curves(
+        histories,
+        out / CURVES_FILE,
+        f"{options.head} head, seeds {', '.join(map(str, seeds))}",
+        baseline_scores(fitting.parts.selection.labels, fitting.normalization.label_mean),
+        selection_name,
+    )
+    echo(
+        f"\nmean ± std over seeds {', '.join(map(str, seeds))}; {MODEL_FILE} is seed {selected} (best {selection_name!r} mean accuracy)"
+    )
+    return aggregate_seeds(per_seed), per_seed[selected][selection_name], selected
 
 
 def describe_partition(parts: Partition, options: FitOptions) -> list[str]:
@@ -315,31 +336,6 @@ def leak_warnings(parts: Partition, delimiter: str, content_hashes: dict[str, st
     return warnings
 
 
-def _check_folder(out: Path, overwrite: bool) -> None:
-    if out.is_file():
-        raise OptionError("out", f"{out}: is a file, not a run folder; choose another folder")
-    if out.exists() and any(out.iterdir()):
-        if not (out / OPTIONS_FILE).exists():
-            raise OptionError("out", f"{out}: folder is not empty and holds no run; choose another folder")
-        if not overwrite:
-            raise OptionError(
-                "out", f"{out}: already holds a run; pass `overwrite` to replace it or choose another folder"
-            )
-
-
-def _clear_folder(out: Path, keep: tuple[Path, ...] = ()) -> None:
-    """Remove the run ``_check_folder`` allowed to be replaced, except the folders in ``keep``, and make the folder."""
-    if out.exists():
-        for path in out.iterdir():
-            if path in keep:
-                continue
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _finished_seeds(out: Path, options: FitOptions, info: dict, fitting: Fitting) -> dict[int, dict]:
     """Seed -> metrics of the seed folders under ``out`` that an interrupted run finished as it would now.
 
@@ -353,20 +349,18 @@ def _finished_seeds(out: Path, options: FitOptions, info: dict, fitting: Fitting
         if not all((folder / name).exists() for name in (MODEL_FILE, PREDICTIONS_FILE, HISTORY_FILE, METRICS_FILE)):
             continue
         try:
-            saved = FitOptions.from_dict(read_json(folder / OPTIONS_FILE))
-            recorded = read_json(folder / RUN_FILE)
-            normalization = Normalization.load(folder / NORMALIZATION_FILE)
-            metrics = read_json(folder / METRICS_FILE)
+            finished = open_run(folder)
+            metrics = finished.metrics
         except (RunError, OptionError, OSError, ValueError, KeyError, zipfile.BadZipFile):
             continue  # damaged: fitted again
         same_data = all(
-            np.array_equal(getattr(normalization, name), getattr(fitting.normalization, name))
+            np.array_equal(getattr(finished.normalization, name), getattr(fitting.normalization, name))
             for name in ("visual_mean", "visual_std", "audio_mean", "audio_std", "label_mean")
         )
         recorded_keys = ("cache", "config_hash", "train_split", "selection_split", "report_splits", "videos")
         if (
-            saved == replace(options, seed=seed, seeds=(), out=str(folder))
-            and all(recorded.get(key) == info[key] for key in recorded_keys)
+            finished.options == replace(options, seed=seed, seeds=(), out=str(folder))
+            and all(finished.info.get(key) == info[key] for key in recorded_keys)
             and same_data
         ):
             kept[seed] = metrics
@@ -380,43 +374,41 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
         selection = f"{options.validation_fraction} of the source videos of split {parts.train_name!r} held out (holdout seed {options.holdout_seed}; ids in {HOLDOUT_FILE})"
     else:
         selection = f"split {parts.selection_name!r}"
-    return {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cache": str(Path(options.cache).resolve()),
-        "config_hash": data.config_hash,
-        "extraction_config": data.config,
-        "frames": data.shape.frames,
-        "frames_per_segment": data.shape.frames_per_segment,
-        "train_split": parts.train_name,
-        "selection_split": parts.selection_name,
-        "report_splits": list(parts.others),
-        "videos": {name: len(split) for name, split in parts.named().items()},
-        "source_videos": {
+    return run_record(
+        str(Path(options.cache).resolve()),
+        data.config_hash,
+        data.config,
+        data.shape,
+        train_split=parts.train_name,
+        selection_split=parts.selection_name,
+        report_splits=list(parts.others),
+        videos={name: len(split) for name, split in parts.named().items()},
+        source_videos={
             name: count_sources(split.video_ids, options.source_delimiter) for name, split in parts.named().items()
         },
-        "unlabelled_left_out": data.unlabelled,
-        "selection": selection,
-        "warning": weights_warning(data.config),
-        "seeds": list(options.run_seeds),
-        "versions": {"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__},
-    }
+        unlabelled_left_out=data.unlabelled,
+        selection=selection,
+        seeds=list(options.run_seeds),
+        versions={"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__},
+    )
 
 
 def _write_run_files(
-    folder: Path, options: FitOptions, info: dict, fitting: Fitting, content_hashes: dict[str, str]
+    writer: FolderWriter, options: FitOptions, info: dict, fitting: Fitting, content_hashes: dict[str, str]
 ) -> None:
+    """The files a run holds before its first epoch: options, record, training videos, normalisation, hold-out."""
     parts = fitting.parts
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / OPTIONS_FILE, options.to_dict())
-    write_json(folder / RUN_FILE, info)
-    write_json(
-        folder / TRAINING_FILE,
+    writer.path.mkdir(parents=True, exist_ok=True)
+    writer.write(OPTIONS_FILE, options.to_dict())
+    writer.write_record(info)
+    writer.write(
+        TRAINING_FILE,
         {"split": parts.train_name, "videos": {str(video): content_hashes[video] for video in parts.train.video_ids}},
     )
-    fitting.normalization.save(folder / NORMALIZATION_FILE)
+    fitting.normalization.save(writer.path / NORMALIZATION_FILE)
     if parts.held_out:
-        write_json(
-            folder / HOLDOUT_FILE,
+        writer.write(
+            HOLDOUT_FILE,
             {
                 "split": parts.train_name,
                 "validation_fraction": options.validation_fraction,
@@ -505,7 +497,10 @@ def _baseline_line(baselines: dict[str, float]) -> str:
 
 
 def _fit_seed(options: FitOptions, fitting: Fitting, echo: Callable[[str], None]) -> dict[str, dict]:
-    """Train one seed (``options.seed``) into ``options.out``, which holds its run files; score the best checkpoint on every split."""
+    """Train one seed (``options.seed``) into ``options.out``, which holds its run files; score the best checkpoint on every split.
+
+    Returns the scores with each split's role; the caller writes them (``FolderWriter.finish``) last.
+    """
     import keras
 
     from train.evaluate import score_splits
@@ -562,7 +557,6 @@ def _fit_seed(options: FitOptions, fitting: Fitting, echo: Callable[[str], None]
         targets=options.targets,
     )
     metrics = {name: {**scores[name], "role": role} for name, role in parts.roles().items()}
-    write_json(folder / METRICS_FILE, metrics)
     history = read_history(folder / HISTORY_FILE)
     plot_curves(
         {options.seed: history},

@@ -17,8 +17,7 @@ import numpy as np
 from cache.manifest import file_digest
 from cache.schema import TRAITS, VideoRecord
 from train.dataset import SplitData
-from train.ensemble import open_run_or_ensemble, predict_with
-from train.run import RunError, weights_warning
+from train.run import RunError, open_folder, weights_warning
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     from extract.config import ExtractOptions
     from extract.parallel import featurize
 
-    run = open_run_or_ensemble(run_path)
+    run = open_folder(run_path)
     options = ExtractOptions.from_dict(run.extraction_config)
     _check_weights_file(run.extraction_config)
     records: list[VideoRecord] = []
@@ -104,7 +103,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     warning = weights_warning(run.extraction_config)
     if not records:
         return Predictions([], np.zeros((0, len(run.targets)), np.float32), failures, warning, run.targets)
-    scores = predict_with(run, {"new": records_to_split(records, run.targets)})["new"]
+    scores = run.predict({"new": records_to_split(records, run.targets)})["new"]
     return Predictions([record.video_id for record in records], scores, failures, warning, run.targets)
 
 

@@ -31,10 +31,9 @@ from train.audit import AUDIT_FILE, MIN_GROUP_VIDEOS, AuditOptions, audit, forma
 from train.bootstrap import BOOTSTRAP_RESAMPLES
 from train.compare import add_groups, collect_runs, runs_json
 from train.config import HEADS, FitOptions, parse_seeds
-from train.ensemble import selection_split_of
 from train.groups import read_groups
 from train.metrics import format_number
-from train.run import METRICS_FILE, RUN_FILE, read_json
+from train.run import METRICS_FILE, open_folder
 from train.sweep import folder_name, parse_grid
 
 PROTOCOL_FILE = "protocol.json"
@@ -321,8 +320,8 @@ class Protocol:
         """The ``ensemble_size`` best runs by mean accuracy on the split that selected each one."""
 
         def selection_score(folder: Path) -> float:
-            metrics = read_json(folder / METRICS_FILE)
-            return metrics[selection_split_of(read_json(folder / RUN_FILE), metrics)]["mean_accuracy"]
+            run = open_folder(folder)
+            return run.metrics[run.selection_split]["mean_accuracy"]
 
         return sorted(head_runs, key=selection_score, reverse=True)[: self.options.ensemble_size]
 

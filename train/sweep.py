@@ -26,9 +26,9 @@ from cache.errors import OptionError, TraitcacheError
 from cache.lock import CacheLock
 from cache.manifest import write_atomically
 from cache.options import Role, build, flatten, leaf_fields, named, option, roles
-from cache.schema import DEFAULT_CACHE, OPTIONS_FILE
+from cache.schema import DEFAULT_CACHE
 from train.config import FitOptions, parse_seeds
-from train.run import METRICS_FILE, RUN_FILE
+from train.run import is_finished, open_run, selection_split_of, training_split_of
 
 SWEEP_FILE = "sweep.json"
 SEARCHES = ("grid", "random")
@@ -288,21 +288,11 @@ def configurations(options: SweepOptions) -> list[dict]:
     return result
 
 
-def is_finished(folder: Path) -> bool:
-    """A run whose metrics.json, run.json and options.json are all there and readable."""
-    try:
-        return all(
-            isinstance(json.loads((folder / name).read_text(encoding="utf-8")), dict)
-            for name in (METRICS_FILE, RUN_FILE, OPTIONS_FILE)
-        )
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-
-
 def _mismatch(folder: Path, planned: FitOptions) -> str | None:
     """How a finished run differs from the planned configuration, or None."""
     # Rebuilt, so that options added since the run was made count as their defaults.
-    saved = type(planned).from_dict(json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))).to_dict()
+    finished = open_run(folder)
+    saved = type(planned).from_dict(finished.options.to_dict()).to_dict()
     wanted = planned.to_dict()
     # Only the options that decide the numbers (the cache is matched by its resolved path).
     differences = [
@@ -310,7 +300,7 @@ def _mismatch(folder: Path, planned: FitOptions) -> str | None:
         for name in named(type(planned), Role.IDENTITY)
         if saved[name] != wanted[name]
     ]
-    cache = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("cache")
+    cache = finished.cache
     if cache != str(Path(planned.cache).resolve()):
         differences.append(f"cache: {cache} -> {Path(planned.cache).resolve()}")
     return "; ".join(differences) or None
@@ -363,8 +353,6 @@ def _fit_one(options: FitOptions, threads: int | None) -> dict:
 
 def _summary(result: dict) -> str:
     """One line per finished configuration, every score beside its baseline."""
-    from train.ensemble import selection_split_of, training_split_of
-
     name = Path(result["out"]).name
     if "error" in result:
         return f"{name}: failed: {result['error']}"

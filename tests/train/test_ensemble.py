@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 from cache.errors import ExitCode
 from train.cli import app
 from train.config import FitOptions
-from train.ensemble import open_ensemble
 from train.fit import fit
 from train.metrics import score
 from train.predictions import read_predictions
+from train.run import open_folder
 from train.synthetic import synthetic_config, write_synthetic_cache
 
 FRAMES = 4
@@ -212,7 +212,7 @@ def test_a_member_trained_again_makes_the_ensemble_stale(members, tmp_path):
         .exit_code
         == 0
     )
-    assert len(open_ensemble(tmp_path / "ens").members) == 2
+    assert len(open_folder(tmp_path / "ens").members) == 2
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     (tmp_path / "a" / "run.json").write_text(json.dumps({**info, "created": "2030-01-01T00:00:00+00:00"}))
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "ens"), "--split", "test"])
