@@ -13,7 +13,7 @@ from cache.schema import TRAITS
 from train.audit import read_audited_split
 from train.compare import collect_runs
 from train.config import FitOptions
-from train.data import CacheShape
+from train.dataset import CacheShape
 from train.fit import fit
 from train.run import FolderWriter, RunError, open_folder
 from train.synthetic import write_synthetic_cache
