@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cache.manifest import write_atomically
+from common.files import write_atomically
 from extract.embed import (
     REDUCED_PRECISION_RUNTIMES,
     RUNTIMES,

@@ -34,9 +34,9 @@ import av
 import cv2
 import numpy as np
 
-from cache.options import replace
 from cache.schema import VideoRecord
 from cache.writer import write_shard
+from common.options import replace
 from extract.audio import audio_features
 from extract.config import ExtractOptions
 from extract.embed import RuntimeUnavailableError, embed, resolve_runtime

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.embed_bench import face_crops
-from cache.manifest import write_atomically
+from common.files import write_atomically
 from extract.embed import build_resnet, gpu_visible, inference_function, preprocess, within_float16_storage
 
 BATCH_SIZES = (32, 64, 128, 256)  # 32 is the extraction default; larger ones show where the GPU saturates

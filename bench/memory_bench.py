@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from bench.extract_bench import distinct_copies
-from cache.manifest import write_atomically
+from common.files import write_atomically
 from extract.synthetic import long_clip_with_sound, talking_head_clip
 
 SAMPLE_SECONDS = 0.05  # RSS polling interval

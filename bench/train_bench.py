@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.options import replace
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM
+from common.options import replace
 from train.batches import training_batches
 from train.config import HEADS, FitOptions
 from train.dataset import load_cache

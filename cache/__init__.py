@@ -3,10 +3,10 @@
 Needs only the standard library, numpy and h5py; never imports TensorFlow.
 """
 
-from cache.errors import CacheError, LabelError
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS, VideoRecord
 from cache.writer import CacheWriter
+from common.errors import CacheError, LabelError
 
 __all__ = [
     "AUDIO_DIM",

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import typer
 
-from cache.command import PlainHelp, reports_errors
-from cache.errors import CacheError, ExitCode
 from cache.labels import attach_labels
 from cache.lock import lock_holder
 from cache.manifest import plural
 from cache.remove import prune_missing, remove_videos
 from cache.report import describe, export_csv
 from cache.verify import repair, verify
+from common.command import PlainHelp, reports_errors
+from common.errors import CacheError, ExitCode
 
 app = typer.Typer(
     add_completion=False,

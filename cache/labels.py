@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import CacheError, LabelError
 from cache.lock import CacheLock
-from cache.manifest import Index, check_cache_folder, plural, write_atomically
+from cache.manifest import Index, check_cache_folder, plural
 from cache.schema import CONFIG_FILE, LABEL_NAMES, LABELS_FILE
+from common.errors import CacheError, LabelError
+from common.files import write_atomically
 
 LabelTable = dict[str, dict[str, float]]  # video_id -> {label name -> score in [0, 1]}
 

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from cache.errors import CacheError
+from common.errors import CacheError
 
 LOCK_FILE = ".lock"
 # `cache info` probes the lock with a shared lock held for microseconds; a writer

@@ -10,23 +10,15 @@ import csv
 import hashlib
 import io
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 
-from cache.errors import CacheError
-from cache.schema import (
-    CONFIG_FILE,
-    FAILURES_FILE,
-    FOREIGN_FOLDER,
-    INDEX_FILE,
-    LABELS_FILE,
-    SHARD_PATTERN,
-    TEMPORARY_SUFFIX,
-)
+from cache.schema import CONFIG_FILE, FAILURES_FILE, FOREIGN_FOLDER, INDEX_FILE, LABELS_FILE, SHARD_PATTERN
+from common.errors import CacheError
+from common.files import write_atomically
 
 
 def file_digest(path: Path) -> str:
@@ -39,23 +31,6 @@ def config_hash(config: dict) -> str:
     """Short stable hash of a JSON-able config (key order does not matter)."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write text to a temporary sibling, fsync, then rename over ``path``.
-
-    On any failure (a full disk, a read-only folder) ``path`` keeps its old content
-    and the temporary file is removed.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # already renamed when all went well
 
 
 @dataclass

@@ -9,7 +9,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cache.errors import CacheError
 from cache.labels import label_matrix, read_label_table
 from cache.manifest import (
     Index,
@@ -22,6 +21,7 @@ from cache.manifest import (
     shard_file_problem,
 )
 from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
+from common.errors import CacheError
 
 FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
 DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")

@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.errors import CacheError, OptionError
 from cache.lock import CacheLock
 from cache.manifest import Index, plural
 from cache.reader import CacheReader
 from cache.schema import VideoRecord
+from common.errors import CacheError, OptionError
 
 SUGGESTIONS = 3  # near matches named for an unknown id
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import CacheError
 from cache.labels import read_label_table
 from cache.lock import lock_holder
 from cache.manifest import read_failures
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES
+from common.errors import CacheError
 
 
 def describe(cache_dir: Path) -> dict:

@@ -21,9 +21,6 @@ DEFAULT_CACHE = "features"  # default cache folder of every command; not `cache/
 # Shards built with another extraction config go here on ``verify --repair``: moved,
 # never deleted, since they are someone's features.
 FOREIGN_FOLDER = "foreign"
-# Files being written end with this until complete (shard-00003.h5.tmp, .index.json.<pid>.tmp),
-# so that a writer opening the folder and ``verify`` can find what a killed run left.
-TEMPORARY_SUFFIX = ".tmp"
 
 # Datasets every shard holds, with their per-video shape suffix and dtype.
 # "frames" is T*k (k frames per segment); "segments" is T.

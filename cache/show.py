@@ -7,7 +7,6 @@ decode the source videos again at their recorded frame times.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +14,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from cache.errors import CacheError
 from cache.reader import CacheReader
-from cache.schema import TEMPORARY_SUFFIX
+from common.errors import CacheError
+from common.files import replace_atomically
 
 FOUND_COLOUR = (0.0, 0.62, 0.0)  # green border: the face was detected in this very frame
 BORROWED_COLOUR = (1.0, 0.5, 0.0)  # orange border: no face here, the crop uses the nearest frame's box
@@ -184,15 +183,12 @@ def write_sheet(figure: Figure, out: Path) -> None:
         When matplotlib cannot write that format, or the file cannot be written.
     """
     out = Path(out)
-    temporary = out.with_name(out.name + TEMPORARY_SUFFIX)
     try:
-        figure.savefig(temporary, format=out.suffix.lstrip(".").lower() or "png")
-        os.replace(temporary, out)
+        with replace_atomically(out) as temporary:
+            figure.savefig(temporary, format=out.suffix.lstrip(".").lower() or "png")
     except ValueError as error:
-        temporary.unlink(missing_ok=True)
         raise CacheError(f"{out}: cannot write this image format ({error}); use a .png name") from error
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise CacheError(f"{out}: cannot write ({error.strerror})") from error
 
 

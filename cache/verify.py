@@ -7,7 +7,6 @@ from pathlib import Path
 
 import h5py
 
-from cache.errors import CacheError
 from cache.lock import CacheLock, lock_holder
 from cache.manifest import (
     Index,
@@ -20,8 +19,10 @@ from cache.manifest import (
     shard_entry,
     shard_file_problem,
 )
-from cache.schema import CONFIG_FILE, INDEX_FILE, TEMPORARY_SUFFIX
+from cache.schema import CONFIG_FILE, INDEX_FILE
 from cache.writer import shard_files
+from common.errors import CacheError
+from common.files import TEMPORARY_SUFFIX
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cache.errors import CacheError
 from cache.lock import CacheLock
 from cache.manifest import (
     Index,
@@ -31,7 +30,6 @@ from cache.manifest import (
     read_config,
     read_shard_attributes,
     shard_entry,
-    write_atomically,
 )
 from cache.schema import (
     CONFIG_FILE,
@@ -41,9 +39,10 @@ from cache.schema import (
     SCHEMA_VERSION,
     SHARD_PATTERN,
     STRING_DATASETS,
-    TEMPORARY_SUFFIX,
     VideoRecord,
 )
+from common.errors import CacheError
+from common.files import TEMPORARY_SUFFIX, replace_atomically, write_atomically
 
 SHARD_PREFIX, SHARD_SUFFIX = SHARD_PATTERN.split("*")  # shard-00003.h5
 DEFAULT_VIDEOS_PER_SHARD = 64  # bounds what a crash can lose and what one shard holds in memory (~100 MB with crops)
@@ -251,8 +250,8 @@ class CacheWriter:
             "library_versions": json.dumps(self.versions, sort_keys=True),
         }
         try:
-            write_shard(temporary, self.buffer, attributes)
-            os.replace(temporary, final)
+            with replace_atomically(final, temporary) as shard:
+                write_shard(shard, self.buffer, attributes)
             entry = ShardEntry(
                 name=final.name,
                 sha256=file_digest(final),
@@ -268,8 +267,6 @@ class CacheWriter:
             raise CacheError(
                 f"{final}: cannot write shard ({error}); the cache is intact ({plural(self.index.num_videos(), 'video')} already cached)"
             ) from error
-        finally:
-            temporary.unlink(missing_ok=True)  # already renamed when all went well
         self.index.shards.append(entry)
         self.written += len(self.buffer)
         self.buffer = []

@@ -19,9 +19,9 @@ import numpy as np
 import scipy.fft
 from pyAudioAnalysis import ShortTermFeatures
 
-from cache.errors import OptionError
-from cache.options import option
 from cache.schema import AUDIO_DIM
+from common.errors import OptionError
+from common.options import option
 
 AUDIO_MODES = ("mean", "window")  # mean of short windows per segment, or one window per segment (original project)
 

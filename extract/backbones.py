@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import OptionError
 from cache.schema import EMBEDDING_DIM
+from common.errors import OptionError
 from extract.embed import IMAGENET_ORIGIN, WeightsError, _draw_random_kernels, keras_home
 
 MINIMUM_SIDE = 32  # pixels: every shipped network halves its input five times; keras.applications refuses less

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from cache.command import PlainHelp, reports_errors, with_flags
-from cache.errors import ExitCode
-from cache.quiet import show_everything
 from cache.schema import DEFAULT_CACHE
+from common.command import PlainHelp, reports_errors, with_flags
+from common.errors import ExitCode
+from common.quiet import show_everything
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 

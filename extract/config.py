@@ -6,9 +6,9 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from cache.errors import OptionError
 from cache.manifest import file_digest
-from cache.options import Role, build, identity, option, step
+from common.errors import OptionError
+from common.options import Role, build, identity, option, step
 from extract.audio import AudioOptions
 from extract.embed import EmbedOptions
 from extract.faces import FaceOptions
@@ -71,7 +71,7 @@ class ExtractOptions:
 
     def feature_config(self) -> dict:
         """The options that decide the cached numbers, by flat name: the cache's identity
-        (``cache.options.identity``: the options of role IDENTITY, each left out at its legacy values)."""
+        (``common.options.identity``: the options of role IDENTITY, each left out at its legacy values)."""
         config = identity(self)
         if self.embed.weights_file is not None:
             config["weights_sha256"] = file_digest(self.embed.weights_file)

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import OptionError
-from cache.options import Role, option
-from cache.quiet import start_keras, start_tensorflow
 from cache.schema import EMBEDDING_DIM
+from common.errors import OptionError
+from common.options import Role, option
+from common.quiet import start_keras, start_tensorflow
 
 # Keras' own origin and checksum for the ImageNet ResNet50 without its top layer.
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cache.errors import OptionError, TraitcacheError
-from cache.options import option
+from common.errors import OptionError, TraitcacheError
+from common.options import option
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 NEIGHBOR_STEP = 2  # minNeighbors is lowered by this much per retry on a faceless frame

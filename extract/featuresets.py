@@ -15,9 +15,9 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.errors import OptionError
 from cache.manifest import config_hash, file_digest
 from cache.schema import AUDIO_DIM
+from common.errors import OptionError
 from extract.backbones import BACKBONES, check_side
 from extract.embed import NAMED_WEIGHTS, WeightsError
 from extract.smile import SMILE_SETS

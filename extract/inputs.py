@@ -8,8 +8,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.errors import TraitcacheError, command_line_text, via_make
 from cache.manifest import file_digest
+from common.errors import TraitcacheError, command_line_text, via_make
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 

@@ -21,12 +21,13 @@ from cache.labels import (
     read_label_table,
     write_labels,
 )
-from cache.manifest import check_cache_folder, config_hash, plural, write_atomically, write_failures
-from cache.options import flatten
+from cache.manifest import check_cache_folder, config_hash, plural, write_failures
 from cache.reader import CacheReader
 from cache.remove import ghost_ids, ghost_warning
 from cache.schema import OPTIONS_FILE, VideoRecord
 from cache.writer import CacheWriter
+from common.files import write_atomically
+from common.options import flatten
 from extract.config import ExtractOptions
 from extract.embed import check_runtime, imagenet_weights_path, inference_function, loading_line, resolve_runtime
 from extract.faces import load_cascade

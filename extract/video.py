@@ -9,8 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from cache.errors import OptionError, TraitcacheError
-from cache.options import option
+from common.errors import OptionError, TraitcacheError
+from common.options import option
 
 SAMPLING_MODES = ("centre", "random")
 MIN_AUDIO_RATE = 8000  # Hz: pyAudioAnalysis' filter bank needs at least this

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cache.command import reports_errors, with_flags
+from common.command import reports_errors, with_flags
 from train.protocol import ProtocolOptions, run_protocol
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"max_content_width": 120})

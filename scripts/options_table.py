@@ -2,7 +2,7 @@
 
 Each table lies in README.md between ``<!-- options:NAME -->`` and ``<!-- /options:NAME -->``,
 one row per argument and flag of the command NAME, in ``--help`` order. The flags are the
-ones ``cache.command.with_flags`` builds from the options dataclasses' fields plus those a
+ones ``common.command.with_flags`` builds from the options dataclasses' fields plus those a
 command declares itself (``--cache``, ``--labels``), so a new option reaches its table by
 ``make docs`` and ``tests/test_readme.py`` fails until it does.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import typer
 
-from cache.manifest import write_atomically
+from common.files import write_atomically
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Table name -> (module holding the typer app, its sub-command; None for a single-command app).

@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cache.errors import flag_name  # noqa: E402
+from common.errors import flag_name  # noqa: E402
 from extract.config import ExtractOptions  # noqa: E402
 from extract.synthetic import talking_head_clip  # noqa: E402
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from cache.command import with_flags
-from cache.options import option
+from common.command import with_flags
+from common.options import option
 from scripts.options_table import generated_tables, options_table, readme_tables, with_tables
 from train.config import FitOptions
 

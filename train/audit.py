@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import OptionError
-from cache.manifest import plural, write_atomically
-from cache.options import option
+from cache.manifest import plural
 from cache.schema import TRAITS
+from common.errors import OptionError
+from common.files import write_atomically
+from common.options import option
 from train.bootstrap import BOOTSTRAP_BATCH, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, mean_intervals
 from train.groups import GroupsError, GroupTable, read_groups
 from train.metrics import aligned, format_number

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from cache.command import reports_errors, with_flags
-from cache.errors import ExitCode
+from common.command import reports_errors, with_flags
+from common.errors import ExitCode
 from train.audit import AuditOptions
 from train.config import FitOptions
 from train.ensemble import EnsembleOptions, build_ensemble

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.schema import OPTIONS_FILE, TEMPORARY_SUFFIX
+from cache.schema import OPTIONS_FILE
+from common.files import replace_atomically
 from train.audit import MIN_GROUP_VIDEOS, audit_split, read_audited_split, summarize
 from train.bootstrap import BOOTSTRAP_RESAMPLES, mean_intervals, paired_p_value
 from train.groups import GroupsError, GroupTable
@@ -369,13 +370,11 @@ def plot_runs(comparison: Comparison, path: Path, resamples: int = BOOTSTRAP_RES
         axis.legend(fontsize="small", loc="best")
     figure.suptitle("mean accuracy per trait with bootstrap 95% intervals over videos")
     figure.tight_layout()
-    temporary = Path(path).with_name(f".{Path(path).stem}.{os.getpid()}{TEMPORARY_SUFFIX}{Path(path).suffix}")
     try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
+        with replace_atomically(Path(path)) as temporary:
+            figure.savefig(temporary, dpi=100, format=Path(path).suffix.lstrip(".").lower() or "png")
     finally:
         pyplot.close(figure)
-        temporary.unlink(missing_ok=True)
 
 
 def add_groups(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cache.errors import OptionError
-from cache.options import Role, build, flatten, named, option
 from cache.schema import DEFAULT_CACHE, LABEL_NAMES, TRAITS
+from common.errors import OptionError
+from common.options import Role, build, flatten, named, option
 
 HEADS = ("seed", "bilstm", "attention", "visual", "audio")
 TRAIN_SPLIT = "train"  # default train_split; when absent, a cache's only labelled split is fitted on

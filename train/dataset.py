@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cache.errors import TraitcacheError
 from cache.reader import CacheReader
 from cache.schema import LABEL_NAMES, TRAITS
+from common.errors import TraitcacheError
 
 CACHE_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
 

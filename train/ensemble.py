@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import OptionError
 from cache.manifest import config_differences
-from cache.options import flatten, option
+from common.errors import OptionError
+from common.options import flatten, option
 from train.metrics import format_table, score
 from train.predictions import PREDICTIONS_FILE, SplitPredictions, read_predictions, write_predictions
 from train.run import (

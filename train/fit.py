@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from cache.errors import OptionError
 from cache.manifest import plural
-from cache.options import replace
-from cache.quiet import QuietStderr, start_keras
 from cache.reader import CacheReader
 from cache.schema import OPTIONS_FILE
+from common.errors import OptionError
+from common.options import replace
+from common.quiet import QuietStderr, start_keras
 from train.batches import centre_frames, model_inputs, training_stream
 from train.config import FitOptions
 from train.dataset import CacheData, CacheShape, load_cache
@@ -161,9 +161,9 @@ def fit(options: FitOptions, echo: Callable[[str], None] = print, resume: bool =
     RunError
         ``out`` already holds a run and ``overwrite`` is off (checked before the
         cache is read).
-    cache.quiet.KerasBackendError
+    common.quiet.KerasBackendError
         Keras cannot start its configured backend (checked before the cache is read).
-    cache.errors.CacheError
+    common.errors.CacheError
         The cache is missing or damaged.
     train.splits.SplitNameError
         ``train_split`` or ``validation_split`` names a split the cache lacks.

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import TraitcacheError
 from cache.manifest import plural
+from common.errors import TraitcacheError
 
 VIDEO_COLUMN = "video_id"
 CHALEARN_VIDEO_COLUMN = "VideoName"

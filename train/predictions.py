@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import TraitcacheError
-from cache.manifest import write_atomically
 from cache.schema import TRAITS
+from common.errors import TraitcacheError
+from common.files import write_atomically
 
 PREDICTIONS_FILE = "predictions.csv"
 LABEL_SUFFIX = "_label"

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cache.errors import ExitCode, OptionError, TraitcacheError
-from cache.manifest import file_digest, plural, write_atomically
-from cache.options import option
+from cache.manifest import file_digest, plural
 from cache.schema import DEFAULT_CACHE
+from common.errors import ExitCode, OptionError, TraitcacheError
+from common.files import write_atomically
+from common.options import option
 from train.audit import AUDIT_FILE, MIN_GROUP_VIDEOS, AuditOptions, audit, format_audit
 from train.bootstrap import BOOTSTRAP_RESAMPLES
 from train.compare import add_groups, collect_runs, runs_json

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import OptionError, TraitcacheError
-from cache.manifest import config_differences, write_atomically
-from cache.quiet import start_keras
+from cache.manifest import config_differences
 from cache.schema import OPTIONS_FILE
+from common.errors import OptionError, TraitcacheError
+from common.files import write_atomically
+from common.quiet import start_keras
 from train.config import FitOptions
 from train.dataset import CacheShape, SplitData
 from train.inference import predict_split
@@ -475,7 +476,7 @@ class FolderWriter:
 
         Raises
         ------
-        cache.errors.OptionError
+        common.errors.OptionError
             Of ``out`` (a refusal: nothing is done).
         """
         out = self.path

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cache.errors import OptionError
 from cache.manifest import plural
+from common.errors import OptionError
 from train.config import TRAIN_SPLIT, VALIDATION_SPLIT, FitOptions
 from train.dataset import DataError, SplitData
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from cache.errors import OptionError, TraitcacheError
 from cache.lock import CacheLock
-from cache.manifest import write_atomically
-from cache.options import Role, build, flatten, leaf_fields, named, option, roles
 from cache.schema import DEFAULT_CACHE
+from common.errors import OptionError, TraitcacheError
+from common.files import write_atomically
+from common.options import Role, build, flatten, leaf_fields, named, option, roles
 from train.config import FitOptions, parse_seeds
 from train.run import is_finished, open_run, selection_split_of, training_split_of
 
@@ -103,7 +103,7 @@ def parse_grid(entries: list[str]) -> tuple[tuple[str, tuple], ...]:
 
     Raises
     ------
-    cache.errors.OptionError
+    common.errors.OptionError
         Of ``grid``: an entry without ``=``, an option that is not a fit option (the
         valid ones are listed), a value of the wrong type, a repeated option or value.
     """
@@ -232,7 +232,7 @@ class SweepOptions:
 
         Raises
         ------
-        cache.errors.OptionError
+        common.errors.OptionError
             Of ``grid``: the configuration is not a valid fit (its option and problem named).
         """
         own = {"cache": self.cache, "out": str(Path(self.out) / folder_name(values)), "seeds": self.seeds}
@@ -245,7 +245,7 @@ class SweepOptions:
 def sweep_flags() -> type:
     """The dataclass ``sweep``'s command line is built from: SweepOptions' options and every fit option that can vary.
 
-    Its fields carry their own help and defaults (``cache.command.with_flags``); ``SweepOptions.from_flags``
+    Its fields carry their own help and defaults (``common.command.with_flags``); ``SweepOptions.from_flags``
     turns an instance into SweepOptions, fixing the fit options the user gave.
     """
     hints = typing.get_type_hints(SweepOptions)
@@ -311,7 +311,7 @@ def plan(options: SweepOptions) -> tuple[list[FitOptions], list[FitOptions]]:
 
     Raises
     ------
-    cache.errors.OptionError
+    common.errors.OptionError
         Of ``out``: a finished run in the sweep folder was made with other options (another
         cache or seeds): it would be neither redone nor comparable.
     """
@@ -402,9 +402,9 @@ def sweep(options: SweepOptions, echo: Callable[[str], None] = print) -> list[di
 
     Raises
     ------
-    cache.errors.OptionError
+    common.errors.OptionError
         Of ``out``: a finished run disagrees with the sweep's options.
-    cache.errors.CacheError
+    common.errors.CacheError
         Another sweep is writing into the same folder.
     """
     out = Path(options.out)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cache.schema import TEMPORARY_SUFFIX
+from common.files import TEMPORARY_SUFFIX
 
 CHILD_TIMEOUT = 30  # seconds for a child Python to import h5py and open the cache, or to end once told
 HOLD_LOCK = """

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cache.cli import app
-from cache.errors import ExitCode
 from cache.labels import read_label_table
 from cache.manifest import config_hash, write_failures
 from cache.synthetic import SMALL_CONFIG, add_foreign_shard, random_record, write_random_cache
 from cache.writer import CacheWriter, shard_name
+from common.errors import ExitCode
 
 VIDEOS = 6
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.errors import LabelError
 from cache.labels import (
     attach_labels,
     label_file_warnings,
@@ -25,6 +24,7 @@ from cache.labels import (
 )
 from cache.schema import LABEL_NAMES, LABELS_FILE, TRAITS
 from cache.synthetic import random_record, write_random_cache
+from common.errors import LabelError
 
 ANNOTATIONS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "chalearn" / "annotations"
 PICKLE_PROTOCOL = 2  # the protocol of the official ChaLearn pickles

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 import pytest
 
 from cache import lock as lock_module
-from cache.errors import CacheError
 from cache.lock import CacheLock, lock_holder
 from cache.manifest import Index
 from cache.synthetic import SMALL_CONFIG, random_record, write_random_cache
 from cache.writer import CacheWriter
+from common.errors import CacheError
 
 
 def test_second_writer_is_refused_while_the_first_is_open(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 
@@ -10,8 +9,6 @@ import h5py
 import numpy as np
 import pytest
 
-from cache import manifest
-from cache.errors import CacheError
 from cache.manifest import (
     Index,
     ShardEntry,
@@ -24,10 +21,10 @@ from cache.manifest import (
     read_failures,
     shard_entry,
     shard_file_problem,
-    write_atomically,
     write_failures,
 )
-from cache.schema import CONFIG_FILE, INDEX_FILE, TEMPORARY_SUFFIX
+from cache.schema import CONFIG_FILE, INDEX_FILE
+from common.errors import CacheError
 
 
 def entry(name: str, video_ids: list[str], splits: list[str] | None = None) -> ShardEntry:
@@ -66,42 +63,6 @@ def test_config_differences_name_each_differing_key():
     lines = config_differences(old, new)
     assert lines == ["frames: 10 -> 16", "seed: None -> 1", "weights: 'imagenet' -> None"]
     assert config_differences(old, dict(old)) == []
-
-
-def test_write_atomically_replaces_and_leaves_no_temporary(tmp_path):
-    path = tmp_path / "notes.json"
-    write_atomically(path, "first")
-    write_atomically(path, "second \u00e9")
-    assert path.read_text(encoding="utf-8") == "second \u00e9"
-    assert sorted(tmp_path.iterdir()) == [path]
-
-
-def test_write_atomically_writes_under_a_temporary_name(tmp_path, monkeypatch):
-    renamed = []
-    real_replace = manifest.os.replace
-
-    def recording_replace(source, target):
-        renamed.append((source, target))
-        real_replace(source, target)
-
-    monkeypatch.setattr(manifest.os, "replace", recording_replace)
-    write_atomically(tmp_path / INDEX_FILE, "{}")
-    [(source, target)] = renamed
-    assert str(source).endswith(TEMPORARY_SUFFIX) and target == tmp_path / INDEX_FILE
-
-
-def test_write_atomically_failure_keeps_the_old_file(tmp_path, monkeypatch):
-    path = tmp_path / INDEX_FILE
-    write_atomically(path, "old")
-
-    def full_disk(descriptor):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(manifest.os, "fsync", full_disk)
-    with pytest.raises(OSError, match="No space"):
-        write_atomically(path, "new")
-    assert path.read_text() == "old"
-    assert sorted(tmp_path.iterdir()) == [path]
 
 
 def test_index_round_trip_and_missing_index(tmp_path):

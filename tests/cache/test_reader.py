@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import cache
-from cache.errors import CacheError
 from cache.labels import write_labels
 from cache.manifest import Index, config_hash, shard_entry
 from cache.reader import DEFAULT_DATASETS, CacheReader
@@ -26,6 +25,7 @@ from cache.synthetic import (
     write_random_cache,
 )
 from cache.writer import CacheWriter, shard_name
+from common.errors import CacheError
 
 EVERY_DATASET = (*STRING_DATASETS, *NUMERIC_DATASETS, CROPS_DATASET)
 SPLITS = ("train", "validation", "test")

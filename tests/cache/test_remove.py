@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from cache.cli import app as cache_app
-from cache.errors import CacheError, OptionError
 from cache.manifest import Index, file_digest
 from cache.reader import CacheReader
 from cache.remove import ghost_ids, prune_missing, remove_videos
@@ -19,6 +18,7 @@ from cache.schema import INDEX_FILE
 from cache.synthetic import SMALL_CONFIG, random_record, write_random_cache
 from cache.verify import verify
 from cache.writer import CacheWriter
+from common.errors import CacheError, OptionError
 
 VIDEOS = 6
 

@@ -11,7 +11,6 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from cache.cli import app
-from cache.errors import ExitCode
 from cache.reader import CacheReader
 from cache.show import (
     BORROWED_COLOUR,
@@ -23,6 +22,7 @@ from cache.show import (
     TITLE_INCHES,
     read_rows,
 )
+from common.errors import ExitCode
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 from extract.synthetic import compose_frame, face_image, talking_head_clip, write_clip, write_timed_clip

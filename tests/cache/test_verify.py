@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from cache.errors import CacheError
 from cache.manifest import Index, config_hash, file_digest, shard_entry
 from cache.reader import CacheReader
 from cache.schema import INDEX_FILE, NUMERIC_DATASETS, STRING_DATASETS
@@ -18,6 +17,7 @@ from cache.synthetic import (
 )
 from cache.verify import Problem, Repaired, repair, verify
 from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name
+from common.errors import CacheError
 
 VIDEOS = 9
 PER_SHARD = 3  # three shards: damage one, keep two

@@ -17,7 +17,6 @@ import pytest
 import cache
 from cache import lock as lock_module
 from cache import writer as writer_module
-from cache.errors import CacheError
 from cache.manifest import Index, config_hash, file_digest, shard_entry
 from cache.reader import CacheReader
 from cache.schema import (
@@ -39,6 +38,7 @@ from cache.synthetic import (
     write_random_cache,
 )
 from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number, write_shard
+from common.errors import CacheError
 
 
 def snapshot(cache_dir: Path) -> dict[str, str]:
@@ -392,7 +392,7 @@ def test_a_failed_index_update_keeps_the_old_index_and_adopts_the_shard_later(tm
 WRITE_PAST_A_SIZE_LIMIT = """
     import resource, signal, sys
     from cache.synthetic import SMALL_CONFIG, random_record
-    from cache.errors import CacheError
+    from common.errors import CacheError
     from cache.writer import CacheWriter
     limit = int(sys.argv[2])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of dying
@@ -440,7 +440,7 @@ def test_a_full_disk_leaves_the_cache_intact(tmp_path, temporaries):
 
 WRITE_TO_A_READ_ONLY_FOLDER = """
 import sys
-from cache.errors import CacheError
+from common.errors import CacheError
 from cache.synthetic import SMALL_CONFIG, random_record
 from cache.writer import CacheWriter
 try:

@@ -14,7 +14,7 @@ import pytest
 
 import extract.backbones
 from bench.embed_bench import face_crops
-from cache.errors import OptionError
+from common.errors import OptionError
 from extract.backbones import (
     BACKBONES,
     MINIMUM_SIDE,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import extract.worker as worker
-from cache.options import replace
 from cache.schema import AUDIO_DIM
+from common.options import replace
 from extract.batching import CropBatcher
 from extract.embed import embed
 from extract.inputs import VideoJob

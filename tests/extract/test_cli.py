@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 import extract.embed
-from cache.errors import ExitCode, flag_name
 from cache.lock import CacheLock
-from cache.options import leaf_fields
 from cache.reader import CacheReader
 from cache.schema import DEFAULT_CACHE
+from common.errors import ExitCode, flag_name
+from common.options import leaf_fields
 from extract.audio import AudioOptions, audio_features
 from extract.cli import app
 from extract.config import ExtractOptions

@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from cache.errors import CacheError, OptionError
 from cache.manifest import config_hash
-from cache.options import Role, flatten, named, option, replace
 from cache.reader import CacheReader
 from cache.synthetic import random_record, write_random_cache
 from cache.writer import CacheWriter
+from common.errors import CacheError, OptionError
+from common.options import Role, flatten, named, option, replace
 from extract.config import ExtractOptions
 
 # ExtractOptions as a later release that adds two options would define it: each new option

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 import extract.embed
 from bench.embed_bench import face_crops
-from cache.errors import ExitCode, OptionError
 from cache.manifest import config_hash
-from cache.options import replace
+from common.errors import ExitCode, OptionError
+from common.options import replace
 from extract.cli import app
 from extract.config import ExtractOptions
 from extract.embed import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cache.options import replace
+from common.options import replace
 from extract.faces import FaceOptions, crop_faces, detect_largest_face, load_cascade, locate_faces, square_crop_box
 from extract.synthetic import compose_frame, face_image
 

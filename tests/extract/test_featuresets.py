@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cache.errors import OptionError
+from common.errors import OptionError
 from extract.embed import WeightsError
 from extract.featuresets import (
     DEFAULT_SETS,

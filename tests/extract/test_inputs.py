@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cache.errors import MAKE_ENVIRONMENT
+from common.errors import MAKE_ENVIRONMENT
 from extract.inputs import (
     InputError,
     check_inputs,

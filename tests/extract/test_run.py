@@ -18,14 +18,14 @@ from dask.distributed import Client
 
 from bench.cluster_bench import loopback_cluster
 from bench.extract_bench import extract_command
-from cache.errors import CacheError, ExitCode
 from cache.labels import load_label_file
 from cache.manifest import Index, shard_entry
-from cache.options import replace
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS
 from cache.verify import repair, verify
 from cache.writer import shard_name, shard_number
+from common.errors import CacheError, ExitCode
+from common.options import replace
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 from extract.synthetic import talking_head_clip

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cache.errors import ExitCode
+from common.errors import ExitCode
 from train.audit import AUDIT_FILE, MIN_GROUP_VIDEOS, audit_column, gap_p_value, summarize
 from train.cli import app
 from train.config import FitOptions

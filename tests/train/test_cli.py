@@ -6,8 +6,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from cache.errors import ExitCode, flag_name
-from cache.options import leaf_fields
+from common.errors import ExitCode, flag_name
+from common.options import leaf_fields
 from train.cli import app
 from train.config import FitOptions
 from train.synthetic import synthetic_config, write_synthetic_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cache.options import Role, option
+from common.options import Role, option
 from train.config import FitOptions
 
 # FitOptions as a later release that adds two options would define it.

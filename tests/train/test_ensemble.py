@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cache.errors import ExitCode
+from common.errors import ExitCode
 from train.cli import app
 from train.config import FitOptions
 from train.fit import fit

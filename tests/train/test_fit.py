@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from cache.errors import OptionError
 from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
 from cache.schema import TRAITS
+from common.errors import OptionError
 from train.config import HEADS, FitOptions
 from train.fit import fit
 from train.splits import SplitNameError

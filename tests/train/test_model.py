@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cache.errors import OptionError
-from cache.options import replace
+from common.errors import OptionError
+from common.options import replace
 from train.config import HEADS, FitOptions
 from train.model import build_head
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cache.errors import ExitCode
 from cache.schema import TRAITS
+from common.errors import ExitCode
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 from train.cli import app

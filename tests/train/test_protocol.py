@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cache.errors import OptionError
 from cache.schema import TRAITS
+from common.errors import OptionError
 from extract.synthetic import talking_head_clip
 from train.groups import GroupsError
 from train.protocol import PUBLISHED, ProtocolOptions, run_protocol, split_folders

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.errors import OptionError
 from cache.schema import TRAITS
+from common.errors import OptionError
 from train.audit import read_audited_split
 from train.compare import collect_runs
 from train.config import FitOptions

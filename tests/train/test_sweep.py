@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import train.sweep
-from cache.errors import OptionError
-from cache.options import Role, leaf_fields, option
+from common.errors import OptionError
+from common.options import Role, leaf_fields, option
 from train.cli import app
 from train.config import FitOptions
 from train.run import METRICS_FILE

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 
-from cache.errors import TraitcacheError
+from common.errors import TraitcacheError
 
 VERBOSE_VARIABLE = "TRAITCACHE_VERBOSE"  # set to 1 (or anything but 0) to see every start-up line
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"

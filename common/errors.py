@@ -1,7 +1,7 @@
 """The one family of errors traitcache raises, and the exit status each one means.
 
 Every error a user can cause derives from ``TraitcacheError``, which carries its exit
-status; ``cache.command.reports_errors`` is the one place that turns it into a line on
+status; ``common.command.reports_errors`` is the one place that turns it into a line on
 standard error and that status. Library messages name options by their field name
 (``frames must be at least 1``); the command line shows the flag (``--frames``).
 """

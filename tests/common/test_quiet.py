@@ -1,4 +1,4 @@
-"""cache.quiet: TensorFlow's start-up notices hidden where they are printed, its warnings kept,
+"""common.quiet: TensorFlow's start-up notices hidden where they are printed, its warnings kept,
 and stderr the terminal itself the rest of the time."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from cache.quiet import LOG_LEVEL_VARIABLE, LOG_LINE, VERBOSE_VARIABLE, NoiseFilter, verbose_requested
+from common.quiet import LOG_LEVEL_VARIABLE, LOG_LINE, VERBOSE_VARIABLE, NoiseFilter, verbose_requested
 
 # Lines TensorFlow 2.21 printed on the 2-core build machine (no GPU driver) while importing.
 BANNER = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -118,7 +118,7 @@ def test_verbose_variable(value, verbose):
 # then lines after it, a window released early, and a Python error inside a last window.
 WRITER = """
 import os, subprocess, sys
-from cache.quiet import QuietStderr
+from common.quiet import QuietStderr
 os.write(2, b"before\\n")
 with QuietStderr():
     os.write(2, bytes.fromhex(sys.argv[1]))
@@ -155,7 +155,7 @@ def test_verbose_variable_leaves_stderr_alone():
 # Two threads open windows at the same moment, as threads of a Dask worker may start TensorFlow together.
 THREADS = """
 import os, threading, time
-from cache.quiet import QuietStderr
+from common.quiet import QuietStderr
 def window(name):
     with QuietStderr():
         os.write(2, name + b" inside\\n")
@@ -179,7 +179,7 @@ def test_windows_of_two_threads_give_every_line_and_stderr_back():
 # What the commands do first with TensorFlow, then a warning from its C++ code after start-up.
 TENSORFLOW_WARNING = """
 import os
-from cache.quiet import start_tensorflow
+from common.quiet import start_tensorflow
 tf = start_tensorflow()
 os.write(2, b"started\\n")
 print("log level", os.environ.get("TF_CPP_MIN_LOG_LEVEL"), flush=True)

@@ -1,4 +1,4 @@
-"""cache.command: flags built from option fields, errors turned into one line and an exit status."""
+"""common.command: flags built from option fields, errors turned into one line and an exit status."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cache.command import reports_errors, with_flags
-from cache.errors import MAKE_ENVIRONMENT, CacheError, ExitCode, OptionError, TraitcacheError
-from cache.options import option, step
+from common.command import reports_errors, with_flags
+from common.errors import MAKE_ENVIRONMENT, CacheError, ExitCode, OptionError, TraitcacheError
+from common.options import option, step
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -13,15 +13,15 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from cache.errors import OptionError, TraitcacheError, flag_name
-from cache.options import build, leaf_fields
+from common.errors import OptionError, TraitcacheError, flag_name
+from common.options import build, leaf_fields
 
 
 def _flag(name: str, field: Any, kind: Any) -> tuple[Any, Any]:
     """The typer annotation and default of one option's flag."""
     metadata = field.metadata
     if "help" not in metadata:
-        raise TypeError(f"option {name} has no help: declare it with cache.options.option")
+        raise TypeError(f"option {name} has no help: declare it with common.options.option")
     declarations = [metadata["flag"]] if metadata["flag"] else [flag_name(name)]
     parse = metadata["parse"]
     default = field.default
@@ -37,7 +37,7 @@ def with_flags(options_class: type, *, exclude: Iterable[str] = ()) -> Callable:
 
     The decorated function declares its own arguments plus ``options``; it receives the
     flags built into one ``options_class`` object. Help, metavar and default come from
-    each field's ``cache.options.option`` metadata, so an option is defined once. An
+    each field's ``common.options.option`` metadata, so an option is defined once. An
     argument the function declares under an option's name (a positional ``members``, a
     required ``--out``) is that option: its value goes into the options object too
     (through the field's ``parse`` when it has one), and the function does not get it.

@@ -1,4 +1,4 @@
-"""cache.options: one flat name per option, steps nested, round trips through flat dicts."""
+"""common.options: one flat name per option, steps nested, round trips through flat dicts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from cache.errors import OptionError
-from cache.options import Role, build, flatten, identity, leaf_fields, named, option, replace, roles, step
+from common.errors import OptionError
+from common.options import Role, build, flatten, identity, leaf_fields, named, option, replace, roles, step
 
 
 @dataclass(frozen=True)
