@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from common.command import reports_errors, with_flags
+from common.command import PlainHelp, reports_errors, with_flags
 from common.errors import ExitCode
 from train.audit import AuditOptions
 from train.config import FitOptions
@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 @with_flags(FitOptions)
 def fit(options: FitOptions = None) -> None:
@@ -41,12 +41,14 @@ def fit(options: FitOptions = None) -> None:
     fit_run(options, echo=typer.echo)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder written by `fit` (or `ensemble`)."),
-    cache: Path = typer.Option(None, help="Cache folder; default the one the run was trained on."),
-    split: list[str] = typer.Option(None, help="Split to score (repeatable); default every labelled split."),
+    cache: Path = typer.Option(None, metavar="DIR", help="Cache folder; default the one the run was trained on."),
+    split: list[str] = typer.Option(
+        None, metavar="NAME", help="Split to score (repeatable); default every labelled split."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of tables."),
 ) -> None:
     """Score a run on splits of a cache built with the same extraction config."""
@@ -106,7 +108,7 @@ def _read_groups(paths: list[Path] | None):
 RESAMPLES_HELP = "Bootstrap resamples of the videos for the 95% intervals and p-values (default 9999)."
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 def compare(
     folders: list[Path] = typer.Argument(
@@ -140,7 +142,7 @@ def compare(
     _print_comparison(folders or [Path("runs")], as_json, plot, resamples, groups)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 @with_flags(sweep_flags())
 def sweep(
@@ -181,7 +183,7 @@ def sweep(
         raise typer.Exit(ExitCode.PARTIAL)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 @with_flags(EnsembleOptions)
 def ensemble(
@@ -198,12 +200,12 @@ def ensemble(
     build_ensemble(options, echo=typer.echo)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by `fit` (or `ensemble`)."),
-    videos: list[Path] = typer.Argument(..., help="Video files."),
-    out: Path = typer.Option(None, help="CSV to write; default standard output."),
+    videos: list[Path] = typer.Argument(..., metavar="VIDEO...", help="Video files."),
+    out: Path = typer.Option(None, metavar="FILE.csv", help="CSV to write; default standard output."),
 ) -> None:
     """Big Five scores for new videos, extracted exactly as the run's cache was.
 
@@ -228,7 +230,7 @@ def predict(
         raise typer.Exit(ExitCode.PARTIAL)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 @reports_errors
 @with_flags(AuditOptions)
 def audit(

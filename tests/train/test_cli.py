@@ -262,3 +262,19 @@ def test_fit_and_sweep_read_the_folder_extraction_writes_by_default():
     from train.sweep import SweepOptions
 
     assert FitOptions().cache == SweepOptions(out="runs/sweep").cache == DEFAULT_CACHE != "cache"
+
+
+@pytest.mark.parametrize(
+    "command, usage",
+    [
+        ("evaluate", "evaluate [OPTIONS] RUN"),
+        ("compare", "compare [OPTIONS] [FOLDER...]"),
+        ("predict", "predict [OPTIONS] RUN VIDEO..."),
+        ("audit", "audit [OPTIONS] RUN"),
+        ("ensemble", "ensemble [OPTIONS] RUN..."),
+    ],
+)
+def test_every_command_help_shows_arguments_by_their_metavar(runner, command, usage):
+    text = runner.invoke(app, [command, "--help"]).stdout
+    assert usage in text, text
+    assert not re.search(r"<(int|float|str|path|bool)>|<list\[|\{\w+", text), "help shows Python types"
