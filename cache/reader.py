@@ -21,7 +21,14 @@ from cache.manifest import (
     repair_advice,
     shard_file_problem,
 )
-from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
+from cache.schema import (
+    CROPS_DATASET,
+    DURATION_DATASET,
+    NUMERIC_DATASETS,
+    SOURCE_DATASETS,
+    STRING_DATASETS,
+    VideoRecord,
+)
 
 FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
 DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
@@ -83,7 +90,7 @@ class CacheReader:
             Each array has the split's N videos as its first axis, e.g.
             ``face_embeddings`` (N, T*k, 2048) float16.
         """
-        known = set(STRING_DATASETS) | set(NUMERIC_DATASETS) | {CROPS_DATASET}
+        known = set(STRING_DATASETS) | set(NUMERIC_DATASETS) | set(SOURCE_DATASETS)
         unknown = [name for name in datasets if name not in known]
         if unknown:
             raise KeyError(f"unknown dataset(s) {unknown}; known: {sorted(known)}")
@@ -109,7 +116,8 @@ class CacheReader:
     def record(self, content_hash: str, crops: bool = True) -> VideoRecord:
         """The cached record of the video with this content hash.
 
-        ``face_crops`` is None when ``crops`` is False or the shard has none.
+        ``face_crops`` is None when ``crops`` is False or the shard has none; the other
+        stored sources (sound track, duration, whole frames) are None where the shard has none.
 
         Raises
         ------
@@ -120,10 +128,13 @@ class CacheReader:
             entry, row = self._by_content_hash[content_hash]
         except KeyError:
             raise KeyError(f"no cached video has content hash {content_hash}") from None
-        datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *((CROPS_DATASET,) if crops else ()))
+        sources = tuple(name for name in SOURCE_DATASETS if crops or name != CROPS_DATASET)
+        datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *sources)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in datasets}
-        self._read_rows(entry, np.array([row]), datasets, parts, optional=(CROPS_DATASET,))
+        self._read_rows(entry, np.array([row]), datasets, parts, optional=sources)
         values = {name: value[0][0] for name, value in parts.items() if value}
+        if DURATION_DATASET in values:
+            values[DURATION_DATASET] = float(values[DURATION_DATASET])
         return VideoRecord(**{**values, "has_audio": bool(values["has_audio"])})
 
     def _damaged(self, shard: str, problem: str) -> CacheError:
