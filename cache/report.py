@@ -13,6 +13,7 @@ from cache.lock import lock_holder
 from cache.manifest import read_failures
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES
+from cache.sets import SHARD_SETS, coverage, stored_sets
 
 
 def describe(cache_dir: Path) -> dict:
@@ -21,8 +22,11 @@ def describe(cache_dir: Path) -> dict:
     Keys include ``videos`` (int), ``splits`` ({name: count}), ``frames`` (T),
     ``frames_per_segment``, ``embedding_dim``, ``audio_dim``, ``face_found_rate``,
     ``labelled``, ``config``, ``config_hash``, ``library_versions``, ``failures``
-    (list of {path, reason}) and ``run_in_progress`` (the lock holder, e.g.
-    ``"pid 1234"``, while an extraction writes; None otherwise).
+    (list of {path, reason}), ``run_in_progress`` (the lock holder, e.g.
+    ``"pid 1234"``, while an extraction writes; None otherwise) and ``feature_sets``
+    (one {name, source, dimension, identity, videos, bytes} per set: the default sets in
+    the shards, with ``identity`` the cache's config hash and ``bytes`` None, then the
+    sets added beside them).
     """
     reader = CacheReader(cache_dir)
     writing = lock_holder(cache_dir)  # before counting: the counts are then at least as new
@@ -46,7 +50,23 @@ def describe(cache_dir: Path) -> dict:
         "library_versions": reader.shard_attributes().get("library_versions", {}),
         "failures": read_failures(cache_dir),
         "run_in_progress": writing,
+        "feature_sets": _feature_sets(reader),
     }
+
+
+def _feature_sets(reader: CacheReader) -> list[dict]:
+    videos = reader.index.num_videos()
+    in_shards = [
+        {"name": name, "source": name.split(":")[0], "dimension": dimension, "identity": reader.config_hash}
+        | {"videos": videos, "bytes": None}
+        for name, dimension in zip(SHARD_SETS, (EMBEDDING_DIM, AUDIO_DIM))
+    ]
+    beside = [
+        {"name": found.name, "source": found.descriptor["source"], "dimension": found.dimension}
+        | {"identity": found.identity, "videos": coverage(reader.index, found), "bytes": found.size()}
+        for found in stored_sets(reader.cache_dir)
+    ]
+    return in_shards + beside
 
 
 def export_csv(cache_dir: Path, out: Path) -> int:

@@ -8,14 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cache.cli import app as cache_app
 from cache.errors import CacheError, ExitCode
 from cache.lock import CacheLock
 from cache.reader import CacheReader
+from cache.report import describe
 from cache.sets import SETS_FOLDER, stored_sets
+from cache.verify import verify
 from cache.writer import shard_files
 from extract.adding import AddOptions, add_sets
 from extract.backbones import embed_images
@@ -137,3 +141,25 @@ def test_python_m_extract_dispatches_add_and_still_extracts_inputs(tmp_path):
     assert unknown.returncode == ExitCode.USAGE
     assert "names no face extractor 'vgg61'" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
     assert runner.invoke(app, [str(tmp_path / "missing"), "--cache", str(tmp_path / "c")]).exit_code == ExitCode.USAGE
+
+
+def test_info_lists_each_set_and_verify_names_a_damaged_or_missing_part(old_cache):
+    add_sets(old_cache, AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+    listed = {found["name"]: found for found in describe(old_cache)["feature_sets"]}
+    assert listed["face:vgg16"]["videos"] == 2 and listed["face:vgg16"]["dimension"] == 512
+    assert listed["face:vgg16"]["bytes"] > 0 and listed["face:resnet50"]["bytes"] is None
+    info = runner.invoke(cache_app, ["info", str(old_cache)])
+    assert "face:vgg16" in info.output and "2/2 videos" in info.output
+    assert verify(old_cache) == []
+    (found,) = stored_sets(old_cache)
+    part = found.part("shard-00000.h5")
+    with h5py.File(part, "r") as handle:
+        chunk = handle["values"].id.get_chunk_info(0)  # the first video's values, Fletcher-32 checked
+    damaged = bytearray(part.read_bytes())
+    damaged[chunk.byte_offset + 10] ^= 0xFF
+    part.write_bytes(bytes(damaged))
+    (problem,) = verify(old_cache)
+    assert problem.path == part and problem.reason.startswith("damaged")
+    part.unlink()
+    (problem,) = verify(old_cache)
+    assert "has no part file" in problem.reason
