@@ -163,3 +163,41 @@ def test_info_lists_each_set_and_verify_names_a_damaged_or_missing_part(old_cach
     part.unlink()
     (problem,) = verify(old_cache)
     assert "has no part file" in problem.reason
+
+
+def test_extraction_computes_the_sets_asked_for_and_every_set_held_for_new_videos(clip_folder, tmp_path, tiny_flags):
+    cache = tmp_path / "cache"
+    first = runner.invoke(
+        app,
+        [
+            f"train={clip_folder / 'train' / 'train0.mp4'}",
+            "--cache",
+            str(cache),
+            "--features",
+            "face:vgg16",
+            *tiny_flags,
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    assert CacheReader(cache).read("train", ("face:vgg16",))["face:vgg16"].shape == (1, 4, 512)
+    second = runner.invoke(app, [f"train={clip_folder / 'train' / 'train1.mp4'}", "--cache", str(cache), *tiny_flags])
+    assert second.exit_code == 0, second.output
+    assert CacheReader(cache).read("train", ("face:vgg16",))["face:vgg16"].shape == (2, 4, 512)
+
+
+def test_extraction_refuses_an_audio_set_without_the_sound_track_before_any_work(clip_folder, tmp_path, tiny_flags):
+    cache = tmp_path / "cache"
+    result = runner.invoke(
+        app,
+        [
+            str(clip_folder / "validation"),
+            "--cache",
+            str(cache),
+            "--features",
+            "audio:egemaps",
+            "--no-audio",
+            *tiny_flags,
+        ],
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "--keep-audio" in result.output and not cache.exists()
