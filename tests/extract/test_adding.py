@@ -27,6 +27,7 @@ from extract.cli import add_app, app
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 from extract.smile import smile_features
+from extract.video import DecodeOptions, decode
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "cache-before-sets"  # written by the code before feature sets
 runner = CliRunner()
@@ -201,3 +202,23 @@ def test_extraction_refuses_an_audio_set_without_the_sound_track_before_any_work
     )
     assert result.exit_code == ExitCode.USAGE
     assert "--keep-audio" in result.output and not cache.exists()
+
+
+def test_the_cache_keeps_the_decoded_sound_and_letterboxed_frames_and_adds_a_scene_set(
+    clip_folder, tmp_path, tiny_flags
+):
+    clip = clip_folder / "validation" / "validation0.mp4"
+    cache = tmp_path / "cache"
+    result = runner.invoke(app, [f"validation={clip}", "--cache", str(cache), "--keep-frames", *tiny_flags])
+    assert result.exit_code == 0, result.output
+    stored = CacheReader(cache).read("validation", ("sound_track", "whole_frames", "duration"))
+    decoded = decode(clip, DecodeOptions(frames=4), None, 1)
+    np.testing.assert_array_equal(stored["sound_track"][0], decoded.audio)
+    assert stored["duration"][0] == np.float32(decoded.duration)
+    frames = stored["whole_frames"][0]  # 320x240 letterboxed into 32x32: 24 rows of picture, 4 black above and below
+    assert frames.shape == (4, 32, 32, 3)
+    assert not frames[:, :4].any() and not frames[:, 28:].any() and frames[:, 4:28].any()
+    add_sets(cache, AddOptions(features="scene:mobilenetv3small", weights="none"), show_progress=False)
+    scene = CacheReader(cache).read("validation", ("scene:mobilenetv3small",))["scene:mobilenetv3small"]
+    expected = embed_images(frames, "mobilenetv3small", "none")
+    np.testing.assert_array_equal(scene[0], expected.astype(np.float16))
