@@ -17,12 +17,13 @@ from cache.cli import app as cache_app
 from cache.errors import CacheError, ExitCode
 from cache.lock import CacheLock
 from cache.reader import CacheReader
+from cache.remove import remove_videos
 from cache.report import describe
 from cache.sets import SETS_FOLDER, stored_sets
 from cache.verify import verify
 from cache.writer import shard_files
 from extract.adding import AddOptions, add_sets
-from extract.backbones import embed_images
+from extract.backbones import build_backbone, embed_images
 from extract.cli import add_app, app
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
@@ -222,3 +223,33 @@ def test_the_cache_keeps_the_decoded_sound_and_letterboxed_frames_and_adds_a_sce
     scene = CacheReader(cache).read("validation", ("scene:mobilenetv3small",))["scene:mobilenetv3small"]
     expected = embed_images(frames, "mobilenetv3small", "none")
     np.testing.assert_array_equal(scene[0], expected.astype(np.float16))
+
+
+def test_removed_videos_stay_removed_for_sets(tmp_path, new_cache):
+    cache = Path(shutil.copytree(new_cache, tmp_path / "copy"))
+    shutil.rmtree(cache / SETS_FOLDER, ignore_errors=True)
+    removed = CacheReader(cache).read("train", ("video_id",))["video_id"][0]
+    remove_videos(cache, [removed])
+    summary = add_sets(cache, AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+    assert summary.added == {"face:vgg16": 2}
+    values = CacheReader(cache).read("train", ("video_id", "face:vgg16"))
+    assert removed not in list(values["video_id"]) and values["face:vgg16"].shape == (2, 4, 512)
+
+
+def test_a_weights_file_of_another_architecture_is_one_line_and_writes_nothing(old_cache, tmp_path):
+    weights = tmp_path / "mobilenet.weights.h5"
+    build_backbone("mobilenetv3small", "none", 32).save_weights(weights)
+    result = runner.invoke(add_app, [str(old_cache), "--features", "face:vgg16", "--weights", str(weights), "--quiet"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "VGG16" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (old_cache / SETS_FOLDER).exists()
+
+
+def test_the_cache_from_before_feature_sets_resumes_with_a_new_video(old_cache, clip_folder, tiny_flags):
+    result = runner.invoke(
+        app, [f"train={clip_folder / 'validation' / 'validation0.mp4'}", "--cache", str(old_cache), *tiny_flags]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 extracted" in result.output and "3 videos in the cache" in result.output
+    refused = runner.invoke(add_app, [str(old_cache), "--features", "audio:egemaps", "--quiet"])
+    assert refused.exit_code == ExitCode.USAGE and "shard-00000.h5: stores no sound track" in refused.output
