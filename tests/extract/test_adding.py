@@ -253,3 +253,38 @@ def test_the_cache_from_before_feature_sets_resumes_with_a_new_video(old_cache, 
     assert "1 extracted" in result.output and "3 videos in the cache" in result.output
     refused = runner.invoke(add_app, [str(old_cache), "--features", "audio:egemaps", "--quiet"])
     assert refused.exit_code == ExitCode.USAGE and "shard-00000.h5: stores no sound track" in refused.output
+
+
+KILL_AT_SECOND_PART = """
+import os, signal, sys
+from pathlib import Path
+renamed = []
+def hook(event, args):
+    # os.replace raises "os.rename" before it renames: the second part dies before it is in place.
+    if event == "os.rename" and Path(str(args[1])).name.startswith("part-"):
+        renamed.append(args[1])
+        if len(renamed) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+from extract.adding import AddOptions, add_sets
+add_sets(Path(sys.argv[1]), AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+"""
+
+
+def test_add_killed_between_parts_keeps_the_finished_one_and_resumes(new_cache, tmp_path):
+    cache = Path(shutil.copytree(new_cache, tmp_path / "copy"))
+    shutil.rmtree(cache / SETS_FOLDER, ignore_errors=True)
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_SECOND_PART, str(cache)], env=environment, capture_output=True, timeout=300
+    )
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    (found,) = stored_sets(cache)
+    (finished,) = found.folder.glob("part-*.h5")
+    before = (finished.stat().st_mtime_ns, finished.read_bytes())
+    assert list(found.folder.glob("*.tmp"))  # the second part, killed before its rename
+    summary = add_sets(cache, AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+    assert summary.added == {"face:vgg16": 1}
+    assert (finished.stat().st_mtime_ns, finished.read_bytes()) == before
+    assert not list(found.folder.glob("*.tmp"))
+    assert CacheReader(cache).read("train", ("face:vgg16",))["face:vgg16"].shape == (3, 4, 512)
