@@ -13,7 +13,6 @@ from cache.lock import lock_holder
 from cache.manifest import read_failures
 from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES
-from cache.sets import SHARD_SETS, coverage, stored_sets
 
 
 def describe(cache_dir: Path) -> dict:
@@ -50,23 +49,8 @@ def describe(cache_dir: Path) -> dict:
         "library_versions": reader.shard_attributes().get("library_versions", {}),
         "failures": read_failures(cache_dir),
         "run_in_progress": writing,
-        "feature_sets": _feature_sets(reader),
+        "feature_sets": reader.feature_sets(),
     }
-
-
-def _feature_sets(reader: CacheReader) -> list[dict]:
-    videos = reader.index.num_videos()
-    in_shards = [
-        {"name": name, "source": name.split(":")[0], "dimension": dimension, "identity": reader.config_hash}
-        | {"videos": videos, "bytes": None}
-        for name, dimension in zip(SHARD_SETS, (EMBEDDING_DIM, AUDIO_DIM))
-    ]
-    beside = [
-        {"name": found.name, "source": found.descriptor["source"], "dimension": found.dimension}
-        | {"identity": found.identity, "videos": coverage(reader.index, found), "bytes": found.size()}
-        for found in stored_sets(reader.cache_dir)
-    ]
-    return in_shards + beside
 
 
 def export_csv(cache_dir: Path, out: Path) -> int:

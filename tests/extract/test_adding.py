@@ -148,6 +148,7 @@ def test_python_m_extract_dispatches_add_and_still_extracts_inputs(tmp_path):
 def test_info_lists_each_set_and_verify_names_a_damaged_or_missing_part(old_cache):
     add_sets(old_cache, AddOptions(features="face:vgg16", weights="none"), show_progress=False)
     listed = {found["name"]: found for found in describe(old_cache)["feature_sets"]}
+    assert describe(old_cache)["feature_sets"] == CacheReader(old_cache).feature_sets()
     assert listed["face:vgg16"]["videos"] == 2 and listed["face:vgg16"]["dimension"] == 512
     assert listed["face:vgg16"]["bytes"] > 0 and listed["face:resnet50"]["bytes"] is None
     info = runner.invoke(cache_app, ["info", str(old_cache)])
