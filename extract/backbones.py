@@ -38,6 +38,7 @@ import numpy as np
 
 from cache.schema import EMBEDDING_DIM
 from common.errors import OptionError
+from common.quiet import start_keras
 from extract.embed import IMAGENET_ORIGIN, WeightsError, _draw_random_kernels, keras_home
 
 MINIMUM_SIDE = 32  # pixels: every shipped network halves its input five times; keras.applications refuses less
@@ -171,7 +172,7 @@ def build_backbone(name: str, weights: str, side: int, seed: int = 0):
     WeightsError
         When the weights cannot be found, downloaded or loaded into this architecture.
     """
-    import keras
+    keras = start_keras()
 
     backbone = backbone_named(name)
     check_side(side)
@@ -211,7 +212,7 @@ def _fetch_imagenet(backbone: Backbone) -> None:
     The constructor then finds them there. It must be given ``imagenet`` rather than
     the file: Keras builds EfficientNet's input scaling differently for ``imagenet``.
     """
-    import keras
+    keras = start_keras()
 
     try:
         keras.utils.get_file(
