@@ -13,12 +13,24 @@ import numpy as np
 from cache.errors import TraitcacheError
 from cache.reader import CacheReader
 from cache.schema import LABEL_NAMES, TRAITS
+from train.config import AUDIO_SOURCE, DEFAULT_FEATURES, feature_source
 
-CACHE_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
+CACHE_DATASETS = ("video_id", "face_found")
+# The default sets are the datasets every cache has held since before sets had names.
+DEFAULT_SET_DATASETS = dict(zip(DEFAULT_FEATURES, ("face_embeddings", "audio_features")))
 
 
 class DataError(TraitcacheError):
     """The cache holds no data that fitting can use (no labels, no training split)."""
+
+
+class MissingSetError(DataError):
+    """The cache lacks a feature set that a run reads."""
+
+    def __init__(self, cache_dir, name: str):
+        super().__init__(
+            f"{cache_dir}: holds no feature set {name}; add it with `python -m extract add {cache_dir} --features {name}`"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,9 +58,11 @@ class SplitData:
     video_ids : np.ndarray
         (N,) str.
     visual : np.ndarray
-        (N, T*k, 2048) float16 face embeddings, segment-major.
+        (N, T*k, Dv) float16 per-frame features, segment-major: the run's visual sets
+        side by side (Dv their dimensions' sum, 0 without one; face:resnet50 alone is 2048).
     audio : np.ndarray
-        (N, T, 68) float32 audio features.
+        (N, T, Da) float32 per-segment features of the run's audio set (Da 0 without one;
+        audio:pyaa is 68).
     face : np.ndarray
         (N, T*k) bool, a face was found in that frame.
     labels : np.ndarray
@@ -89,6 +103,8 @@ class CacheData:
     content_hashes : dict of str to str
         Video id -> hash of its file's bytes, for every video of the cache: a file
         copied under another name keeps its hash.
+    features : tuple of str
+        The feature sets read, as ``FitOptions.features`` names them.
     """
 
     config: dict
@@ -97,30 +113,78 @@ class CacheData:
     splits: dict[str, SplitData]
     unlabelled: dict[str, int]
     content_hashes: dict[str, str]
+    features: tuple[str, ...] = DEFAULT_FEATURES
+
+
+def read_sets(reader: CacheReader, split: str, features: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays of one split a run reads, by source.
+
+    Parameters
+    ----------
+    reader : CacheReader
+    split : str
+    features : tuple of str
+        Set names; at most one audio set.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        ``video_id`` (N,), ``face_found`` (N, T*k) bool, ``visual`` (N, T*k, Dv) float16
+        (the visual sets concatenated per frame, in the order named), ``audio`` (N, T, Da)
+        float32; a source without a set has width 0.
+
+    Raises
+    ------
+    MissingSetError
+        For the first set the cache does not hold.
+    """
+    names = [DEFAULT_SET_DATASETS.get(name, name) for name in features]
+    try:
+        arrays = reader.read(split, (*CACHE_DATASETS, *names))
+    except KeyError as error:
+        # Every cache holds the default sets; the reader names an unknown set with a KeyError.
+        missing = [name for name in features if name not in DEFAULT_SET_DATASETS and name in str(error)]
+        if not missing:
+            raise
+        raise MissingSetError(reader.cache_dir, missing[0]) from None
+    count, stored = arrays["face_found"].shape
+    frames = reader.frames
+    visual = [arrays[name] for set_name, name in zip(features, names) if feature_source(set_name) != AUDIO_SOURCE]
+    audio = [arrays[name] for set_name, name in zip(features, names) if feature_source(set_name) == AUDIO_SOURCE]
+    return {
+        "video_id": arrays["video_id"],
+        "face_found": arrays["face_found"],
+        "visual": np.concatenate(visual, axis=-1).astype(np.float16, copy=False)
+        if visual
+        else np.zeros((count, stored, 0), np.float16),
+        "audio": audio[0].astype(np.float32, copy=False) if audio else np.zeros((count, frames, 0), np.float32),
+    }
 
 
 def load_cache(
-    reader: CacheReader, splits: tuple[str, ...] | None = None, targets: tuple[str, ...] = TRAITS
+    reader: CacheReader,
+    splits: tuple[str, ...] | None = None,
+    targets: tuple[str, ...] = TRAITS,
+    features: tuple[str, ...] = DEFAULT_FEATURES,
 ) -> CacheData:
     """Read the labelled videos of ``splits`` (default: all) into memory, with the labels of ``targets``.
 
     ``targets`` are among LABEL_NAMES (default the five traits); videos missing the
-    label of any of them are left out of fitting and scoring.
+    label of any of them are left out of fitting and scoring. ``features`` are the
+    set names to read (``read_sets``).
     """
     columns = [LABEL_NAMES.index(target) for target in targets]
     names = tuple(reader.splits()) if splits is None else splits
     loaded: dict[str, SplitData] = {}
     unlabelled: dict[str, int] = {}
     for name in names:
-        arrays = reader.read(name, CACHE_DATASETS)
+        arrays = read_sets(reader, name, features)
         labels = reader.labels(arrays["video_id"])[:, columns]
         rows = np.flatnonzero(np.isfinite(labels).all(axis=1))
         unlabelled[name] = len(labels) - len(rows)
         if rows.size:
-            split = SplitData(
-                arrays["video_id"], arrays["face_embeddings"], arrays["audio_features"], arrays["face_found"], labels
-            )
+            split = SplitData(arrays["video_id"], arrays["visual"], arrays["audio"], arrays["face_found"], labels)
             loaded[name] = split if rows.size == len(labels) else split.subset(rows)
     shape = CacheShape(reader.frames, reader.frames_per_segment)
     hashes = {entry.video_ids[row]: entry.content_hashes[row] for entry, row in reader.index.live()}
-    return CacheData(reader.config, reader.config_hash, shape, loaded, unlabelled, hashes)
+    return CacheData(reader.config, reader.config_hash, shape, loaded, unlabelled, hashes, tuple(features))

@@ -124,7 +124,8 @@ def prepare_training(options: FitOptions, fitting: Fitting) -> Training:
     from train.model import build_head, input_names
 
     keras.utils.set_random_seed(options.seed)
-    model = build_head(options, fitting.shape.frames)
+    train = fitting.parts.train
+    model = build_head(options, fitting.shape.frames, (train.visual.shape[-1], train.audio.shape[-1]))
     names = tuple(input_names(model))
     steps = math.ceil(len(fitting.parts.train) / options.batch_size)
     compile_head(model, options.lr, steps)
@@ -212,7 +213,7 @@ def _read_cache(options: FitOptions, echo: Callable[[str], None]) -> tuple[Cache
     if reader.splits():
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
     started = time.perf_counter()
-    data = load_cache(reader, targets=options.targets)
+    data = load_cache(reader, targets=options.targets, features=options.features)
     fitting = prepare_fitting(data, options)
     echo(
         f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s"
