@@ -20,7 +20,7 @@ TRAIN_SPLIT = "train"  # default train_split; when absent, a cache's only labell
 VALIDATION_SPLIT = "validation"  # default validation_split; when absent, a share of the training videos is held out
 # Options that decide the numbers but name a run on their own (compare shows them in columns
 # of their own), so they are not among its changed options.
-NAMED_APART = ("head", "seed", "seeds")
+NAMED_APART = ("head", "seed", "seeds", "features")
 # Options that must be at least 1: layer widths and patiences.
 POSITIVE_COUNTS = (
     "visual_units",

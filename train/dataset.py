@@ -6,7 +6,7 @@ and every epoch is cut from those arrays; HDF5 is never re-read while fitting.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +68,8 @@ class SplitData:
     labels : np.ndarray
         (N, k) float32 scores of the run's k targets (the five traits by default;
         NaN only for unlabelled videos given to ``predict``).
+    sets : dict of str to np.ndarray
+        Every set read, by name (``visual`` and ``audio`` are joined from some of them).
     """
 
     video_ids: np.ndarray
@@ -75,13 +77,27 @@ class SplitData:
     audio: np.ndarray
     face: np.ndarray
     labels: np.ndarray
+    sets: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.video_ids)
 
     def subset(self, rows: np.ndarray) -> SplitData:
         """The videos at ``rows`` (an index array), in that order."""
-        return SplitData(self.video_ids[rows], self.visual[rows], self.audio[rows], self.face[rows], self.labels[rows])
+        return SplitData(
+            self.video_ids[rows],
+            self.visual[rows],
+            self.audio[rows],
+            self.face[rows],
+            self.labels[rows],
+            {name: values[rows] for name, values in self.sets.items()},
+        )
+
+    def reading(self, features: tuple[str, ...]) -> SplitData:
+        """The same videos with ``visual`` and ``audio`` joined from ``features``, which ``sets`` must hold:
+        how an ensemble gives each member the sets it was trained on."""
+        visual, audio = joined_sets(self.sets, features, len(self))
+        return SplitData(self.video_ids, visual, audio, self.face, self.labels, self.sets)
 
 
 @dataclass(frozen=True)
@@ -116,27 +132,42 @@ class CacheData:
     features: tuple[str, ...] = DEFAULT_FEATURES
 
 
-def read_sets(reader: CacheReader, split: str, features: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The arrays of one split a run reads, by source.
+def joined_sets(sets: dict[str, np.ndarray], features: tuple[str, ...], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """A head's two inputs from the arrays of its sets.
 
     Parameters
     ----------
-    reader : CacheReader
-    split : str
+    sets : dict of str to np.ndarray
+        Set name -> (N, T*k, D) visual or (N, T, D) audio arrays, holding every set of ``features``.
     features : tuple of str
-        Set names; at most one audio set.
+        The head's sets, at most one audio set.
+    count : int
+        N, for the zero-width array of a source without a set.
 
     Returns
     -------
-    dict of str to np.ndarray
-        ``video_id`` (N,), ``face_found`` (N, T*k) bool, ``visual`` (N, T*k, Dv) float16
-        (the visual sets concatenated per frame, in the order named), ``audio`` (N, T, Da)
-        float32; a source without a set has width 0.
+    (np.ndarray, np.ndarray)
+        (N, T*k, Dv) float16, the visual sets side by side per frame in the order named, and
+        (N, T, Da) float32, the audio set; a source without a set is (N, 1, 0).
+    """
+    visual = [sets[name] for name in features if feature_source(name) != AUDIO_SOURCE]
+    audio = [sets[name] for name in features if feature_source(name) == AUDIO_SOURCE]
+    return (
+        # One set is used as it is: concatenating would copy the largest array in memory.
+        (visual[0] if len(visual) == 1 else np.concatenate(visual, axis=-1)).astype(np.float16, copy=False)
+        if visual
+        else np.zeros((count, 1, 0), np.float16),
+        audio[0].astype(np.float32, copy=False) if audio else np.zeros((count, 1, 0), np.float32),
+    )
+
+
+def read_sets(reader: CacheReader, split: str, features: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``video_id``, ``face_found`` and the arrays of ``features`` (by set name) of one split.
 
     Raises
     ------
     MissingSetError
-        For the first set the cache does not hold.
+        For a set the cache does not hold.
     """
     names = [DEFAULT_SET_DATASETS.get(name, name) for name in features]
     try:
@@ -147,17 +178,9 @@ def read_sets(reader: CacheReader, split: str, features: tuple[str, ...]) -> dic
         if not missing:
             raise
         raise MissingSetError(reader.cache_dir, missing[0]) from None
-    count, stored = arrays["face_found"].shape
-    frames = reader.frames
-    visual = [arrays[name] for set_name, name in zip(features, names) if feature_source(set_name) != AUDIO_SOURCE]
-    audio = [arrays[name] for set_name, name in zip(features, names) if feature_source(set_name) == AUDIO_SOURCE]
     return {
-        "video_id": arrays["video_id"],
-        "face_found": arrays["face_found"],
-        "visual": np.concatenate(visual, axis=-1).astype(np.float16, copy=False)
-        if visual
-        else np.zeros((count, stored, 0), np.float16),
-        "audio": audio[0].astype(np.float32, copy=False) if audio else np.zeros((count, frames, 0), np.float32),
+        **{name: arrays[name] for name in CACHE_DATASETS},
+        **{key: arrays[name] for key, name in zip(features, names)},
     }
 
 
@@ -166,24 +189,30 @@ def load_cache(
     splits: tuple[str, ...] | None = None,
     targets: tuple[str, ...] = TRAITS,
     features: tuple[str, ...] = DEFAULT_FEATURES,
+    head_features: tuple[str, ...] | None = None,
 ) -> CacheData:
     """Read the labelled videos of ``splits`` (default: all) into memory, with the labels of ``targets``.
 
     ``targets`` are among LABEL_NAMES (default the five traits); videos missing the
     label of any of them are left out of fitting and scoring. ``features`` are the
-    set names to read (``read_sets``).
+    set names to read; ``visual`` and ``audio`` are joined from ``head_features``
+    (default ``features``), and with ``reading`` a split gives the inputs of any run trained on some of them.
     """
+    head_features = features if head_features is None else head_features
     columns = [LABEL_NAMES.index(target) for target in targets]
     names = tuple(reader.splits()) if splits is None else splits
     loaded: dict[str, SplitData] = {}
     unlabelled: dict[str, int] = {}
     for name in names:
         arrays = read_sets(reader, name, features)
+        sets = {set_name: arrays[set_name] for set_name in features}
         labels = reader.labels(arrays["video_id"])[:, columns]
         rows = np.flatnonzero(np.isfinite(labels).all(axis=1))
         unlabelled[name] = len(labels) - len(rows)
         if rows.size:
-            split = SplitData(arrays["video_id"], arrays["visual"], arrays["audio"], arrays["face_found"], labels)
+            split = SplitData(
+                arrays["video_id"], *joined_sets(sets, head_features, len(labels)), arrays["face_found"], labels, sets
+            )
             loaded[name] = split if rows.size == len(labels) else split.subset(rows)
     shape = CacheShape(reader.frames, reader.frames_per_segment)
     hashes = {entry.video_ids[row]: entry.content_hashes[row] for entry, row in reader.index.live()}

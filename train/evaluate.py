@@ -89,7 +89,7 @@ def evaluate(
     opened = open_folder(run_path)
     reader = CacheReader(cache_path)
     opened.check_cache(reader.config, reader.config_hash, Path(cache_path))
-    data = load_cache(reader, splits, opened.targets)
+    data = load_cache(reader, splits, opened.targets, opened.features)
     if not data.splits:
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
     predicted = opened.predict(data.splits)

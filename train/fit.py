@@ -390,6 +390,7 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
         unlabelled_left_out=data.unlabelled,
         selection=selection,
         seeds=list(options.run_seeds),
+        features=list(options.features),
         versions={"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__},
     )
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from cache.manifest import file_digest
 from cache.schema import TRAITS, VideoRecord
-from train.dataset import SplitData
+from train.config import DEFAULT_FEATURES
+from train.dataset import SplitData, joined_sets
 from train.run import RunError, open_folder, weights_warning
 
 
@@ -45,14 +46,46 @@ class Predictions:
     targets: tuple[str, ...] = TRAITS
 
 
-def records_to_split(records: list[VideoRecord], targets: tuple[str, ...] = TRAITS) -> SplitData:
-    """Stack featurized videos into a SplitData with unknown (NaN) labels of ``targets``."""
+def _set_rows(record: VideoRecord, name: str, weights: str) -> np.ndarray:
+    """One video's array of the set ``name``: (T*k, D) for a visual set, (T, D) for an audio set.
+
+    The default sets come with the record; a face set is embedded from the record's crops
+    with the extraction's weights, as ``extract add`` embeds a cache's stored crops.
+    """
+    from extract.backbones import embed_images
+
+    if name == DEFAULT_FEATURES[0]:
+        return record.face_embeddings
+    if name == DEFAULT_FEATURES[1]:
+        return record.audio_features
+    source, _, extractor = name.partition(":")
+    if source == "face" and record.face_crops is not None:
+        return embed_images(record.face_crops, extractor, weights=weights)
+    raise RunError(
+        f"{record.video_id}: predict cannot yet compute set {name} from a new video (only face sets and the"
+        f" default sets); score it with `evaluate` on a cache that holds it"
+    )
+
+
+def records_to_split(
+    records: list[VideoRecord],
+    targets: tuple[str, ...] = TRAITS,
+    features: tuple[str, ...] = DEFAULT_FEATURES,
+    weights: str = "imagenet",
+) -> SplitData:
+    """Stack featurized videos into a SplitData of the sets ``features``, with unknown (NaN) labels of ``targets``.
+
+    ``weights`` (``imagenet``, ``none`` or a file) embeds the face sets other than the default one.
+    """
+    sets = {name: np.stack([_set_rows(record, name, weights) for record in records]) for name in features}
+    visual, audio = joined_sets(sets, features, len(records))
     return SplitData(
         video_ids=np.array([record.video_id for record in records], dtype=object),
-        visual=np.stack([record.face_embeddings for record in records]).astype(np.float16),
-        audio=np.stack([record.audio_features for record in records]).astype(np.float32),
+        visual=visual,
+        audio=audio,
         face=np.stack([record.face_found for record in records]),
         labels=np.full((len(records), len(targets)), np.nan, dtype=np.float32),
+        sets=sets,
     )
 
 
@@ -103,7 +136,8 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     warning = weights_warning(run.extraction_config)
     if not records:
         return Predictions([], np.zeros((0, len(run.targets)), np.float32), failures, warning, run.targets)
-    scores = run.predict({"new": records_to_split(records, run.targets)})["new"]
+    split = records_to_split(records, run.targets, run.features, str(run.extraction_config.get("weights", "imagenet")))
+    scores = run.predict({"new": split})["new"]
     return Predictions([record.video_id for record in records], scores, failures, warning, run.targets)
 
 

@@ -227,6 +227,11 @@ class Run(RunFolder):
         return self.options.head
 
     @property
+    def features(self) -> tuple[str, ...]:
+        """The feature sets the head reads (the default sets for a run recorded before sets had names)."""
+        return self.options.features
+
+    @property
     def seeds(self) -> list[int]:
         return list(self.options.run_seeds)
 
@@ -277,9 +282,13 @@ class Run(RunFolder):
             ) from error
 
     def predict(self, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
-        """Split -> (N, k) float32 predictions of the run's model (loaded once)."""
+        """Split -> (N, k) float32 predictions of the run's model (loaded once), from the run's sets among each
+        split's ``sets``."""
         model = self.load_model()
-        return {name: predict_split(model, split, self.normalization, self.shape) for name, split in splits.items()}
+        return {
+            name: predict_split(model, split.reading(self.features), self.normalization, self.shape)
+            for name, split in splits.items()
+        }
 
 
 def weighted_label_mean(members: tuple[Run, ...] | list[Run], weights: np.ndarray) -> np.ndarray:
@@ -351,6 +360,11 @@ class Ensemble(RunFolder):
     @property
     def head(self) -> str:
         return "ensemble"
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Every set a member reads, each once, in the members' order (members may read different sets)."""
+        return tuple(dict.fromkeys(name for member in self.members for name in member.features))
 
     @property
     def seeds(self) -> list[int]:
