@@ -96,7 +96,7 @@ class SplitData:
     def reading(self, features: tuple[str, ...]) -> SplitData:
         """The same videos with ``visual`` and ``audio`` joined from ``features``, which ``sets`` must hold:
         how an ensemble gives each member the sets it was trained on."""
-        visual, audio = joined_sets(self.sets, features, len(self))
+        visual, audio = joined_sets(self.sets, features, self.face)
         return SplitData(self.video_ids, visual, audio, self.face, self.labels, self.sets)
 
 
@@ -132,7 +132,9 @@ class CacheData:
     features: tuple[str, ...] = DEFAULT_FEATURES
 
 
-def joined_sets(sets: dict[str, np.ndarray], features: tuple[str, ...], count: int) -> tuple[np.ndarray, np.ndarray]:
+def joined_sets(
+    sets: dict[str, np.ndarray], features: tuple[str, ...], face: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """A head's two inputs from the arrays of its sets.
 
     Parameters
@@ -141,14 +143,14 @@ def joined_sets(sets: dict[str, np.ndarray], features: tuple[str, ...], count: i
         Set name -> (N, T*k, D) visual or (N, T, D) audio arrays, holding every set of ``features``.
     features : tuple of str
         The head's sets, at most one audio set.
-    count : int
-        N, for the zero-width array of a source without a set.
+    face : np.ndarray
+        (N, T*k) bool face flags, for the shape of the zero-width array of a source without a set.
 
     Returns
     -------
     (np.ndarray, np.ndarray)
         (N, T*k, Dv) float16, the visual sets side by side per frame in the order named, and
-        (N, T, Da) float32, the audio set; a source without a set is (N, 1, 0).
+        (N, T, Da) float32, the audio set; without a visual set (N, T*k, 0), without an audio set (N, 1, 0).
     """
     visual = [sets[name] for name in features if feature_source(name) != AUDIO_SOURCE]
     audio = [sets[name] for name in features if feature_source(name) == AUDIO_SOURCE]
@@ -156,8 +158,8 @@ def joined_sets(sets: dict[str, np.ndarray], features: tuple[str, ...], count: i
         # One set is used as it is: concatenating would copy the largest array in memory.
         (visual[0] if len(visual) == 1 else np.concatenate(visual, axis=-1)).astype(np.float16, copy=False)
         if visual
-        else np.zeros((count, 1, 0), np.float16),
-        audio[0].astype(np.float32, copy=False) if audio else np.zeros((count, 1, 0), np.float32),
+        else np.zeros((*face.shape, 0), np.float16),
+        audio[0].astype(np.float32, copy=False) if audio else np.zeros((len(face), 1, 0), np.float32),
     )
 
 
@@ -211,7 +213,11 @@ def load_cache(
         unlabelled[name] = len(labels) - len(rows)
         if rows.size:
             split = SplitData(
-                arrays["video_id"], *joined_sets(sets, head_features, len(labels)), arrays["face_found"], labels, sets
+                arrays["video_id"],
+                *joined_sets(sets, head_features, arrays["face_found"]),
+                arrays["face_found"],
+                labels,
+                sets,
             )
             loaded[name] = split if rows.size == len(labels) else split.subset(rows)
     shape = CacheShape(reader.frames, reader.frames_per_segment)

@@ -78,12 +78,13 @@ def records_to_split(
     ``weights`` (``imagenet``, ``none`` or a file) embeds the face sets other than the default one.
     """
     sets = {name: np.stack([_set_rows(record, name, weights) for record in records]) for name in features}
-    visual, audio = joined_sets(sets, features, len(records))
+    face = np.stack([record.face_found for record in records])
+    visual, audio = joined_sets(sets, features, face)
     return SplitData(
         video_ids=np.array([record.video_id for record in records], dtype=object),
         visual=visual,
         audio=audio,
-        face=np.stack([record.face_found for record in records]),
+        face=face,
         labels=np.full((len(records), len(targets)), np.nan, dtype=np.float32),
         sets=sets,
     )

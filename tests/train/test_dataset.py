@@ -50,12 +50,12 @@ def test_two_visual_sets_are_joined_per_frame_and_the_audio_set_kept_apart():
         "scene:resnet50": rng.normal(size=(3, 8, 2048)).astype(np.float16),
         "audio:egemaps": rng.normal(size=(3, 4, 88)).astype(np.float32),
     }
-    visual, audio = joined_sets(sets, ("scene:resnet50", "audio:egemaps", "face:vgg16"), 3)
+    visual, audio = joined_sets(sets, ("scene:resnet50", "audio:egemaps", "face:vgg16"), np.ones((3, 8), bool))
     assert visual.shape == (3, 8, 2048 + 512) and audio.shape == (3, 4, 88)
     np.testing.assert_array_equal(visual[..., :2048], sets["scene:resnet50"])
     np.testing.assert_array_equal(visual[..., 2048:], sets["face:vgg16"])
     np.testing.assert_array_equal(audio, sets["audio:egemaps"])
-    visual_only, no_audio = joined_sets(sets, ("face:vgg16",), 3)
+    visual_only, no_audio = joined_sets(sets, ("face:vgg16",), np.ones((3, 8), bool))
     assert visual_only.shape == (3, 8, 512) and no_audio.shape == (3, 1, 0)
 
 
@@ -64,7 +64,7 @@ def test_sets_are_read_by_name_and_each_run_reads_its_own(tmp_path):
     reader = CacheReader(cache)
     stored = reader.read("train", ("face_embeddings", "audio_features"))
     audio_only = load_cache(reader, features=("audio:pyaa",)).splits["train"]
-    assert audio_only.visual.shape == (6, 1, 0)
+    assert audio_only.visual.shape == (6, FRAMES, 0)
     np.testing.assert_array_equal(audio_only.audio, stored["audio_features"])
     both = load_cache(reader, features=DEFAULT_FEATURES, head_features=("face:resnet50",)).splits["train"]
     np.testing.assert_array_equal(both.visual, stored["face_embeddings"])

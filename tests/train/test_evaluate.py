@@ -35,3 +35,34 @@ def test_a_cache_holding_the_runs_training_videos_is_warned_about_by_id_and_by_c
     assert "0 of the 6 'new' videos were trained on" in as_json.stderr
     clean = runner.invoke(app, ["evaluate", str(run), "--split", "validation"])
     assert clean.exit_code == 0 and "validation" in clean.stdout and "leak" not in clean.output
+
+
+def test_a_run_recorded_before_features_opens_and_evaluates_on_the_default_sets(tmp_path):
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=FRAMES)
+    run = tmp_path / "run"
+    fit(FitOptions(cache=str(cache), out=str(run), epochs=1, **TINY), echo=lambda line: None)
+    runner = CliRunner()
+    before = runner.invoke(app, ["evaluate", str(run), "--split", "validation", "--json"])
+    assert before.exit_code == 0, before.output
+    for name in ("options.json", "run.json"):
+        recorded = json.loads((run / name).read_text())
+        assert recorded.pop("features") == ["face:resnet50", "audio:pyaa"]
+        (run / name).write_text(json.dumps(recorded))
+    after = runner.invoke(app, ["evaluate", str(run), "--split", "validation", "--json"])
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+    compared = runner.invoke(app, ["compare", str(run), "--json", "--resamples", "100"])
+    assert json.loads(compared.stdout)[0]["features"] == ["face:resnet50", "audio:pyaa"]
+
+
+def test_evaluate_refuses_a_cache_lacking_a_runs_set_and_names_the_add_command(tmp_path):
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=FRAMES)
+    run = tmp_path / "run"
+    fit(FitOptions(cache=str(cache), out=str(run), epochs=1, **TINY), echo=lambda line: None)
+    options = json.loads((run / "options.json").read_text())
+    (run / "options.json").write_text(json.dumps({**options, "features": ["face:vgg16", "audio:pyaa"]}))
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--split", "validation"])
+    assert result.exit_code == 2, result.output
+    assert f"holds no feature set face:vgg16; add it with `python -m extract add {cache} --features face:vgg16`" in (
+        result.output
+    )

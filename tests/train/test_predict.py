@@ -18,6 +18,8 @@ from extract.run import extract_to_cache
 from train.cli import app
 from train.config import FitOptions
 from train.fit import fit
+from train.predict import records_to_split
+from train.run import RunError
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
@@ -231,3 +233,18 @@ def test_predict_writes_the_targets_the_run_was_trained_on(face_clip, tmp_path):
     rows = read_rows(result.stdout)
     assert list(rows[0]) == ["video_id", "interview", "openness"]
     assert all(0 < float(rows[0][target]) < 1 for target in ("interview", "openness"))
+
+
+def test_predict_computes_a_face_set_equal_to_embedding_the_crops_directly(face_clip):
+    from extract.backbones import embed_images
+    from extract.parallel import featurize
+
+    (record,) = list(featurize([face_clip], EXTRACTION))
+    split = records_to_split([record], TRAITS, ("face:vgg16", "audio:pyaa"), "none")
+    direct = embed_images(record.face_crops, "vgg16", weights="none")
+    assert split.visual.shape == (1, FRAMES, 512) and split.audio.shape == (1, FRAMES, 68)
+    np.testing.assert_array_equal(split.sets["face:vgg16"][0], direct)
+    np.testing.assert_array_equal(split.visual[0], direct.astype(np.float16))
+    np.testing.assert_array_equal(split.sets["audio:pyaa"][0], record.audio_features)
+    with pytest.raises(RunError, match="predict cannot yet compute set audio:egemaps"):
+        records_to_split([record], TRAITS, ("face:vgg16", "audio:egemaps"), "none")
