@@ -21,7 +21,15 @@ from cache.manifest import (
     repair_advice,
     shard_file_problem,
 )
-from cache.schema import CROPS_DATASET, NUMERIC_DATASETS, STRING_DATASETS, VideoRecord
+from cache.schema import (
+    CROPS_DATASET,
+    DURATION_DATASET,
+    NUMERIC_DATASETS,
+    SOURCE_DATASETS,
+    STRING_DATASETS,
+    VideoRecord,
+)
+from cache.sets import SHARD_SETS, is_set_name, read_set_rows, stored_set
 
 FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
 DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
@@ -75,30 +83,49 @@ class CacheReader:
         split : str
             Split name, e.g. ``train``.
         datasets : tuple of str
-            Dataset names from the schema; ``face_crops`` is read only when named.
+            Dataset names from the schema (``face_crops`` and the other stored sources are
+            read only when named) and feature-set names ``SOURCE:EXTRACTOR``: the default
+            sets ``face:resnet50`` and ``audio:pyaa`` (the shards' ``face_embeddings`` and
+            ``audio_features``) and any set added with ``python -m extract add``.
 
         Returns
         -------
         dict of str to np.ndarray
-            Each array has the split's N videos as its first axis, e.g.
-            ``face_embeddings`` (N, T*k, 2048) float16.
+            Each array, under the name asked for, has the split's N videos as its first axis,
+            e.g. ``face_embeddings`` (N, T*k, 2048) float16; visual sets (N, T*k, D), audio
+            sets (N, T, D).
+
+        Raises
+        ------
+        CacheError
+            For a set the cache does not hold, or whose part files lack a video.
         """
-        known = set(STRING_DATASETS) | set(NUMERIC_DATASETS) | {CROPS_DATASET}
-        unknown = [name for name in datasets if name not in known]
+        stored = {
+            name: stored_set(self.cache_dir, name) for name in datasets if is_set_name(name) and name not in SHARD_SETS
+        }
+        in_shards = tuple(dict.fromkeys(SHARD_SETS.get(name, name) for name in datasets if name not in stored))
+        known = set(STRING_DATASETS) | set(NUMERIC_DATASETS) | set(SOURCE_DATASETS)
+        unknown = [name for name in in_shards if name not in known]
         if unknown:
-            raise KeyError(f"unknown dataset(s) {unknown}; known: {sorted(known)}")
+            raise KeyError(f"unknown dataset(s) {unknown}; known: {sorted(known)} and feature sets SOURCE:EXTRACTOR")
         splits = self.splits()
         if split not in splits:
             raise CacheError(f"{self.cache_dir}: no split {split!r}; splits are {', '.join(splits) or 'none'}")
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in datasets}
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in (*in_shards, *stored)}
         ids: list[str] = []
         for entry, mask in zip(self.index.shards, self.index.live_masks()):
             rows = np.flatnonzero((np.array(entry.splits) == split) & np.array(mask, dtype=bool))
             if rows.size:
-                self._read_rows(entry, rows, datasets, parts)
+                self._read_rows(entry, rows, in_shards, parts)
+                keys = [(entry.content_hashes[row], entry.video_ids[row]) for row in rows]
+                for name, found in stored.items():
+                    parts[name].append(read_set_rows(self.cache_dir, found, entry.name, keys))
                 ids.extend(entry.video_ids[row] for row in rows)
         order = np.argsort(np.array(ids, dtype=object), kind="stable")
-        return {name: np.concatenate(values)[order] for name, values in parts.items()}
+        return {
+            name: np.concatenate(parts[SHARD_SETS.get(name, name) if name not in stored else name])[order]
+            for name in datasets
+        }
 
     @functools.cached_property
     def _by_content_hash(self) -> dict:
@@ -109,7 +136,8 @@ class CacheReader:
     def record(self, content_hash: str, crops: bool = True) -> VideoRecord:
         """The cached record of the video with this content hash.
 
-        ``face_crops`` is None when ``crops`` is False or the shard has none.
+        ``face_crops`` is None when ``crops`` is False or the shard has none; the other
+        stored sources (sound track, duration, whole frames) are None where the shard has none.
 
         Raises
         ------
@@ -120,10 +148,13 @@ class CacheReader:
             entry, row = self._by_content_hash[content_hash]
         except KeyError:
             raise KeyError(f"no cached video has content hash {content_hash}") from None
-        datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *((CROPS_DATASET,) if crops else ()))
+        sources = tuple(name for name in SOURCE_DATASETS if crops or name != CROPS_DATASET)
+        datasets = (*STRING_DATASETS, *NUMERIC_DATASETS, *sources)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in datasets}
-        self._read_rows(entry, np.array([row]), datasets, parts, optional=(CROPS_DATASET,))
+        self._read_rows(entry, np.array([row]), datasets, parts, optional=sources)
         values = {name: value[0][0] for name, value in parts.items() if value}
+        if DURATION_DATASET in values:
+            values[DURATION_DATASET] = float(values[DURATION_DATASET])
         return VideoRecord(**{**values, "has_audio": bool(values["has_audio"])})
 
     def _damaged(self, shard: str, problem: str) -> CacheError:

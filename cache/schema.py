@@ -37,6 +37,13 @@ NUMERIC_DATASETS = {
 }
 STRING_DATASETS = ("video_id", "split", "content_hash", "source")
 CROPS_DATASET = "face_crops"
+# What decoding yields beside the crops, kept so that feature sets can be added later
+# without opening a video (``python -m extract add``). Each is optional: a shard written
+# before they existed, or with them switched off, lacks them.
+SOUND_DATASET = "sound_track"  # variable-length int16 per video, resampled mono; empty without sound
+DURATION_DATASET = "duration"  # float32 seconds of video: where the sound's T segments lie
+FRAMES_DATASET = "whole_frames"  # (T*k, S, S, 3) uint8 sampled frames letterboxed into S x S
+SOURCE_DATASETS = (CROPS_DATASET, SOUND_DATASET, DURATION_DATASET, FRAMES_DATASET)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,13 @@ class VideoRecord:
         False when the file had no audio track (its features are zeros).
     face_crops : np.ndarray or None
         (T*k, S, S, 3) uint8 RGB crops that were embedded, or None when not kept.
+    sound_track : np.ndarray or None
+        (num_samples,) int16 mono sound at the cache's audio rate (empty when the video
+        has none), or None when not kept.
+    duration : float or None
+        Seconds of video, None in caches written before it was stored.
+    whole_frames : np.ndarray or None
+        (T*k, S, S, 3) uint8 RGB sampled frames letterboxed into S x S, or None when not kept.
     """
 
     video_id: str
@@ -80,3 +94,6 @@ class VideoRecord:
     face_found: np.ndarray
     has_audio: bool
     face_crops: np.ndarray | None = None
+    sound_track: np.ndarray | None = None
+    duration: float | None = None
+    whole_frames: np.ndarray | None = None

@@ -36,10 +36,13 @@ from cache.manifest import (
 from cache.schema import (
     CONFIG_FILE,
     CROPS_DATASET,
+    DURATION_DATASET,
+    FRAMES_DATASET,
     INDEX_FILE,
     NUMERIC_DATASETS,
     SCHEMA_VERSION,
     SHARD_PATTERN,
+    SOUND_DATASET,
     STRING_DATASETS,
     TEMPORARY_SUFFIX,
     VideoRecord,
@@ -95,11 +98,25 @@ def write_shard(path: Path, records: list[VideoRecord], attributes: dict) -> Non
         for name, (_, dtype) in NUMERIC_DATASETS.items():
             data = np.stack([np.asarray(getattr(record, name), dtype=dtype) for record in records])
             shard.create_dataset(name, data=data, chunks=(1, *data.shape[1:]), fletcher32=True, track_times=False)
-        if records[0].face_crops is not None:
-            crops = np.stack([record.face_crops for record in records]).astype(np.uint8, copy=False)
-            shard.create_dataset(
-                CROPS_DATASET, data=crops, chunks=(1, *crops.shape[1:]), fletcher32=True, track_times=False
+        # A source is stored when every record has it (records re-recorded from an older
+        # shard may lack one): a shard's rows either all have it or none.
+        for name in (CROPS_DATASET, FRAMES_DATASET):
+            if all(getattr(record, name) is not None for record in records):
+                images = np.stack([getattr(record, name) for record in records]).astype(np.uint8, copy=False)
+                shard.create_dataset(
+                    name, data=images, chunks=(1, *images.shape[1:]), fletcher32=True, track_times=False
+                )
+        if all(record.duration is not None for record in records):
+            durations = np.array([record.duration for record in records], dtype=np.float32)
+            shard.create_dataset(DURATION_DATASET, data=durations, track_times=False)
+        if all(record.sound_track is not None for record in records):
+            # HDF5 applies no filter (so no Fletcher-32) to variable-length data: the shard's
+            # SHA-256 in the index is what guards the sound track.
+            sound = shard.create_dataset(
+                SOUND_DATASET, (len(records),), dtype=h5py.vlen_dtype(np.int16), track_times=False
             )
+            for row, record in enumerate(records):
+                sound[row] = np.asarray(record.sound_track, dtype=np.int16)
         for key, value in attributes.items():
             shard.attrs[key] = value
     with open(path, "wb") as handle:

@@ -1,4 +1,5 @@
-"""``python -m extract INPUT... --cache DIR``: decode and featurise videos once."""
+"""``python -m extract INPUT... --cache DIR``: decode and featurise videos once;
+``python -m extract add CACHE --features SETS``: add feature sets from what a cache stored."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from cache.command import PlainHelp, reports_errors, with_flags
 from cache.errors import ExitCode
 from cache.quiet import show_everything
 from cache.schema import DEFAULT_CACHE
+from extract.adding import AddOptions, add_sets
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 
 FAILURES_SHOWN = 5  # failure reasons printed on the terminal; the rest are in failures.csv
 
+ADD_COMMAND = "add"
+
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"max_content_width": 120})
+add_app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"max_content_width": 120})
 
 
 @app.command(
@@ -64,3 +69,23 @@ def main(
         raise typer.Exit(ExitCode.INTERRUPTED)
     if summary.failures:
         raise typer.Exit(ExitCode.PARTIAL)
+
+
+@add_app.command(
+    cls=PlainHelp,
+    help="Add feature sets (SOURCE:EXTRACTOR) to every video of a cache, from its stored crops, frames and sound track.",
+)
+@reports_errors
+@with_flags(AddOptions)
+def add(
+    cache: Path = typer.Argument(..., metavar="CACHE", help="Cache folder built by python -m extract."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    options: AddOptions = None,
+) -> None:
+    summary = add_sets(cache, options, show_progress=not quiet)
+    typer.echo(summary.line())
+    if summary.interrupted:
+        typer.echo(
+            f"interrupted: finished part files are kept in {cache}; run the same command again to resume", err=True
+        )
+        raise typer.Exit(ExitCode.INTERRUPTED)

@@ -35,6 +35,19 @@ class ExtractOptions:
     embed: EmbedOptions = step(EmbedOptions)
     audio: AudioOptions = step(AudioOptions)
     keep_crops: bool = option(True, "Store the face crops in the cache.", flag="--keep-crops/--no-crops")
+    # Kept sources never change the cached numbers: a cache keeps its identity whether they are stored or not.
+    keep_audio: bool = option(
+        True,
+        "Store the resampled mono sound track (int16), from which audio sets can be added later.",
+        flag="--keep-audio/--no-audio",
+        role=Role.EXTRA,
+    )
+    keep_frames: bool = option(
+        False,
+        "Store the sampled whole frames letterboxed into crop-size squares, from which scene sets can be added later.",
+        flag="--keep-frames/--no-frames",
+        role=Role.EXTRA,
+    )
     jobs: int = option(0, "Parallel decoding workers; 0 = all cores.", metavar="N", role=Role.RUN)
     backend: str = option("loky", "loky | dask.", metavar="BACKEND", role=Role.RUN)
     scheduler: str | None = option(

@@ -38,6 +38,9 @@ class PreparedVideo:
     face_found: np.ndarray  # (T*k,) bool
     audio_features: np.ndarray  # (T, 68) float32
     has_audio: bool
+    sound_track: np.ndarray | None = None  # (num_samples,) int16 when kept
+    duration: float | None = None  # seconds of video
+    whole_frames: np.ndarray | None = None  # (T*k, S, S, 3) uint8 when kept
 
     def record(self, embeddings: np.ndarray, keep_crops: bool) -> VideoRecord:
         """The cache record once ``embeddings`` ((T*k, 2048) float16) are known."""
@@ -53,6 +56,9 @@ class PreparedVideo:
             face_found=self.face_found,
             has_audio=self.has_audio,
             face_crops=self.crops if keep_crops else None,
+            sound_track=self.sound_track,
+            duration=self.duration,
+            whole_frames=self.whole_frames,
         )
 
 
@@ -76,6 +82,32 @@ def decoder_threads(workers: int) -> int:
     not oversubscribe them (measured: frame threading in each of 2 workers on 2
     cores was ~8% slower per video than one thread each)."""
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def letterbox(frames: np.ndarray, side: int) -> np.ndarray:
+    """Whole frames resized to fit a square, the rest black, so that nothing is cut off.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        (N, H, W, 3) uint8.
+    side : int
+        S, the square's side in pixels.
+
+    Returns
+    -------
+    np.ndarray
+        (N, S, S, 3) uint8, each frame scaled by S / max(H, W) and centred.
+    """
+    height, width = frames.shape[1:3]
+    scale = side / max(height, width)
+    inner_height, inner_width = max(1, round(height * scale)), max(1, round(width * scale))
+    top, left = (side - inner_height) // 2, (side - inner_width) // 2
+    boxed = np.zeros((len(frames), side, side, 3), np.uint8)
+    for index, frame in enumerate(frames):
+        resized = cv2.resize(frame, (inner_width, inner_height), interpolation=cv2.INTER_AREA)
+        boxed[index, top : top + inner_height, left : left + inner_width] = resized
+    return boxed
 
 
 def embed_crops(crops: np.ndarray, options: ExtractOptions) -> np.ndarray:
@@ -105,8 +137,20 @@ def prepare_video(
         audio = audio_features(decoded.audio, decoding.audio_rate, decoded.duration, decoding.frames, options.audio)
     except VIDEO_FAILURES as error:
         return Failure(job.path, str(error).splitlines()[0] if str(error) else type(error).__name__)
+    sound = None
+    if options.keep_audio:
+        sound = decoded.audio if decoded.audio is not None else np.zeros(0, np.int16)
     prepared = PreparedVideo(
-        job, crops, decoded.frame_times, boxes.detected, boxes.found, audio, decoded.audio is not None
+        job,
+        crops,
+        decoded.frame_times,
+        boxes.detected,
+        boxes.found,
+        audio,
+        decoded.audio is not None,
+        sound,
+        decoded.duration,
+        letterbox(decoded.frames, options.faces.crop_size) if options.keep_frames else None,
     )
     if embed_here:
         return prepared.record(embed_crops(crops, options), options.keep_crops)
