@@ -16,21 +16,10 @@ from cache.schema import LABEL_NAMES, TRAITS
 from train.config import AUDIO_SOURCE, DEFAULT_FEATURES, feature_source
 
 CACHE_DATASETS = ("video_id", "face_found")
-# The default sets are the datasets every cache has held since before sets had names.
-DEFAULT_SET_DATASETS = dict(zip(DEFAULT_FEATURES, ("face_embeddings", "audio_features")))
 
 
 class DataError(TraitcacheError):
     """The cache holds no data that fitting can use (no labels, no training split)."""
-
-
-class MissingSetError(DataError):
-    """The cache lacks a feature set that a run reads."""
-
-    def __init__(self, cache_dir, name: str):
-        super().__init__(
-            f"{cache_dir}: holds no feature set {name}; add it with `python -m extract add {cache_dir} --features {name}`"
-        )
 
 
 @dataclass(frozen=True)
@@ -168,22 +157,10 @@ def read_sets(reader: CacheReader, split: str, features: tuple[str, ...]) -> dic
 
     Raises
     ------
-    MissingSetError
-        For a set the cache does not hold.
+    cache.errors.CacheError
+        For a set the cache does not hold, naming the ``python -m extract add`` command that adds it.
     """
-    names = [DEFAULT_SET_DATASETS.get(name, name) for name in features]
-    try:
-        arrays = reader.read(split, (*CACHE_DATASETS, *names))
-    except KeyError as error:
-        # Every cache holds the default sets; the reader names an unknown set with a KeyError.
-        missing = [name for name in features if name not in DEFAULT_SET_DATASETS and name in str(error)]
-        if not missing:
-            raise
-        raise MissingSetError(reader.cache_dir, missing[0]) from None
-    return {
-        **{name: arrays[name] for name in CACHE_DATASETS},
-        **{key: arrays[name] for key, name in zip(features, names)},
-    }
+    return reader.read(split, (*CACHE_DATASETS, *features))
 
 
 def load_cache(

@@ -20,6 +20,7 @@ from cache.options import replace
 from cache.quiet import QuietStderr, start_keras
 from cache.reader import CacheReader
 from cache.schema import OPTIONS_FILE
+from cache.sets import stored_sets
 from train.batches import centre_frames, model_inputs, training_stream
 from train.config import FitOptions
 from train.dataset import CacheData, CacheShape, load_cache
@@ -391,6 +392,11 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
         selection=selection,
         seeds=list(options.run_seeds),
         features=list(options.features),
+        feature_sets={
+            found.name: {"identity": found.identity, "options": found.descriptor.get("options", {})}
+            for found in stored_sets(Path(options.cache))
+            if found.name in options.features
+        },
         versions={"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__},
     )
 

@@ -46,38 +46,59 @@ class Predictions:
     targets: tuple[str, ...] = TRAITS
 
 
-def _set_rows(record: VideoRecord, name: str, weights: str) -> np.ndarray:
+def _set_rows(record: VideoRecord, name: str, options: dict) -> np.ndarray:
     """One video's array of the set ``name``: (T*k, D) for a visual set, (T, D) for an audio set.
 
-    The default sets come with the record; a face set is embedded from the record's crops
-    with the extraction's weights, as ``extract add`` embeds a cache's stored crops.
+    The default sets come with the record; the others are computed from its crops or sound
+    track as ``python -m extract add`` computes them from a cache's, with the set's recorded
+    ``options`` (``weights``, ``seed``, ``audio_rate``).
     """
-    from extract.backbones import embed_images
-
     if name == DEFAULT_FEATURES[0]:
         return record.face_embeddings
     if name == DEFAULT_FEATURES[1]:
         return record.audio_features
     source, _, extractor = name.partition(":")
     if source == "face" and record.face_crops is not None:
-        return embed_images(record.face_crops, extractor, weights=weights)
+        from extract.backbones import embed_images
+
+        return embed_images(record.face_crops, extractor, str(options["weights"]), int(options.get("seed", 0)))
+    if source == "audio" and record.duration is not None:
+        from extract.smile import load_library, smile_features
+
+        load_library()
+        sound = record.sound_track if record.has_audio else None
+        return smile_features(
+            sound, int(options["audio_rate"]), float(record.duration), len(record.audio_features), extractor
+        )
     raise RunError(
-        f"{record.video_id}: predict cannot yet compute set {name} from a new video (only face sets and the"
-        f" default sets); score it with `evaluate` on a cache that holds it"
+        f"{record.video_id}: predict cannot compute set {name} from a new video (whole-frame sets need the"
+        f" frames, which prediction does not keep); score it with `evaluate` on a cache that holds it"
     )
+
+
+def set_options(recorded: dict[str, dict], extraction, features: tuple[str, ...]) -> dict[str, dict]:
+    """Set name -> the options its numbers were computed with: as the run recorded them (``RunFolder.feature_sets``),
+    else the extraction's weights, seed and audio rate (a run recorded before sets had options)."""
+    fallback = {
+        "weights": extraction.embed.weights,
+        "seed": extraction.seed,
+        "audio_rate": extraction.decode.audio_rate,
+    }
+    return {name: {**fallback, **recorded.get(name, {}).get("options", {})} for name in features}
 
 
 def records_to_split(
     records: list[VideoRecord],
     targets: tuple[str, ...] = TRAITS,
     features: tuple[str, ...] = DEFAULT_FEATURES,
-    weights: str = "imagenet",
+    options: dict[str, dict] | None = None,
 ) -> SplitData:
     """Stack featurized videos into a SplitData of the sets ``features``, with unknown (NaN) labels of ``targets``.
 
-    ``weights`` (``imagenet``, ``none`` or a file) embeds the face sets other than the default one.
+    ``options`` (``set_options``) gives each set other than the default ones the options it is computed with.
     """
-    sets = {name: np.stack([_set_rows(record, name, weights) for record in records]) for name in features}
+    options = options or {}
+    sets = {name: np.stack([_set_rows(record, name, options.get(name, {})) for record in records]) for name in features}
     face = np.stack([record.face_found for record in records])
     visual, audio = joined_sets(sets, features, face)
     return SplitData(
@@ -137,7 +158,7 @@ def predict_videos(run_path: Path, paths: list[Path]) -> Predictions:
     warning = weights_warning(run.extraction_config)
     if not records:
         return Predictions([], np.zeros((0, len(run.targets)), np.float32), failures, warning, run.targets)
-    split = records_to_split(records, run.targets, run.features, str(run.extraction_config.get("weights", "imagenet")))
+    split = records_to_split(records, run.targets, run.features, set_options(run.feature_sets, options, run.features))
     scores = run.predict({"new": split})["new"]
     return Predictions([record.video_id for record in records], scores, failures, warning, run.targets)
 

@@ -232,6 +232,11 @@ class Run(RunFolder):
         return self.options.features
 
     @property
+    def feature_sets(self) -> dict[str, dict]:
+        """Set name -> ``identity`` and ``options`` of each added set the run read, as the cache described them."""
+        return self.info.get("feature_sets", {})
+
+    @property
     def seeds(self) -> list[int]:
         return list(self.options.run_seeds)
 
@@ -365,6 +370,11 @@ class Ensemble(RunFolder):
     def features(self) -> tuple[str, ...]:
         """Every set a member reads, each once, in the members' order (members may read different sets)."""
         return tuple(dict.fromkeys(name for member in self.members for name in member.features))
+
+    @property
+    def feature_sets(self) -> dict[str, dict]:
+        """The members' ``feature_sets``, joined."""
+        return {name: entry for member in self.members for name, entry in member.feature_sets.items()}
 
     @property
     def seeds(self) -> list[int]:

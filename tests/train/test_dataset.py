@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+from cache.errors import CacheError
 from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
 from train.config import DEFAULT_FEATURES
-from train.dataset import CacheShape, MissingSetError, joined_sets, load_cache
-from train.synthetic import write_synthetic_cache
+from train.dataset import CacheShape, joined_sets, load_cache
+from train.synthetic import add_synthetic_set, write_synthetic_cache
 
 FRAMES = 4  # T of the labelled_data fixture
 SHAPE = CacheShape(FRAMES, 2)  # the labelled_data cache's: two frames per segment
@@ -71,7 +72,21 @@ def test_sets_are_read_by_name_and_each_run_reads_its_own(tmp_path):
     assert both.audio.shape == (6, 1, 0)
     np.testing.assert_array_equal(both.reading(("audio:pyaa",)).audio, stored["audio_features"])
     with pytest.raises(
-        MissingSetError,
-        match=rf"holds no feature set face:vgg16; add it with `python -m extract add {cache} --features face:vgg16`",
+        CacheError, match=rf"holds no feature set 'face:vgg16' .*`python -m extract add {cache} --features face:vgg16`"
     ):
         load_cache(reader, features=("face:vgg16", "audio:pyaa"))
+
+
+def test_a_run_on_added_sets_reads_their_arrays_side_by_side(tmp_path):
+    cache = write_synthetic_cache(
+        tmp_path / "cache", {"train": 6, "validation": 3}, frames=FRAMES, frames_per_segment=2
+    )
+    for name, dimension in (("face:vgg16", 512), ("scene:mobilenetv3small", 576), ("audio:egemaps", 88)):
+        add_synthetic_set(cache, name, dimension)
+    reader = CacheReader(cache)
+    stored = reader.read("train", ("face:vgg16", "scene:mobilenetv3small", "audio:egemaps"))
+    train = load_cache(reader, features=("face:vgg16", "scene:mobilenetv3small", "audio:egemaps")).splits["train"]
+    assert train.visual.shape == (6, FRAMES * 2, 512 + 576) and train.audio.shape == (6, FRAMES, 88)
+    np.testing.assert_array_equal(train.visual[..., :512], stored["face:vgg16"])
+    np.testing.assert_array_equal(train.visual[..., 512:], stored["scene:mobilenetv3small"])
+    np.testing.assert_array_equal(train.audio, stored["audio:egemaps"])

@@ -240,11 +240,11 @@ def test_predict_computes_a_face_set_equal_to_embedding_the_crops_directly(face_
     from extract.parallel import featurize
 
     (record,) = list(featurize([face_clip], EXTRACTION))
-    split = records_to_split([record], TRAITS, ("face:vgg16", "audio:pyaa"), "none")
+    split = records_to_split([record], TRAITS, ("face:vgg16", "audio:pyaa"), {"face:vgg16": {"weights": "none"}})
     direct = embed_images(record.face_crops, "vgg16", weights="none")
     assert split.visual.shape == (1, FRAMES, 512) and split.audio.shape == (1, FRAMES, 68)
     np.testing.assert_array_equal(split.sets["face:vgg16"][0], direct)
     np.testing.assert_array_equal(split.visual[0], direct.astype(np.float16))
     np.testing.assert_array_equal(split.sets["audio:pyaa"][0], record.audio_features)
-    with pytest.raises(RunError, match="predict cannot yet compute set audio:egemaps"):
-        records_to_split([record], TRAITS, ("face:vgg16", "audio:egemaps"), "none")
+    with pytest.raises(RunError, match="predict cannot compute set scene:vgg16 from a new video"):
+        records_to_split([record], TRAITS, ("scene:vgg16", "audio:pyaa"), {"scene:vgg16": {"weights": "none"}})
