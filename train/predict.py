@@ -58,6 +58,11 @@ def _set_rows(record: VideoRecord, name: str, options: dict) -> np.ndarray:
     if name == DEFAULT_FEATURES[1]:
         return record.audio_features
     source, _, extractor = name.partition(":")
+    if str(options.get("weights", "")).startswith("sha256:"):
+        raise RunError(
+            f"set {name} was added with a weights file known only by its hash ({options['weights'][:15]}...);"
+            " predict cannot find that file: score the videos with `evaluate` on a cache that holds the set"
+        )
     if source == "face" and record.face_crops is not None:
         from extract.backbones import embed_images
 

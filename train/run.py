@@ -368,8 +368,17 @@ class Ensemble(RunFolder):
 
     @property
     def features(self) -> tuple[str, ...]:
-        """Every set a member reads, each once, in the members' order (members may read different sets)."""
-        return tuple(dict.fromkeys(name for member in self.members for name in member.features))
+        """Every set a member reads, each once, in the members' order (members may read different sets).
+
+        Read from the members' recorded options without opening them, so that ``compare`` still lists an
+        ensemble whose member was trained again or moved (a member gone adds no set).
+        """
+        recorded = [Path(member["path"]) / OPTIONS_FILE for member in self.recorded["members"]]
+        return tuple(
+            dict.fromkeys(
+                name for path in recorded if path.exists() for name in FitOptions.from_dict(read_json(path)).features
+            )
+        )
 
     @property
     def feature_sets(self) -> dict[str, dict]:
