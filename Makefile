@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.cluster_bench --out bench-out/cluster.json
 	$(BIN)/python -m bench.memory_bench --out bench-out/memory.json
 	$(BIN)/python -m bench.train_bench --out bench-out/train.json
+	$(BIN)/python -m bench.add_bench --out bench-out/add.json
 
 # ResNet50 on the GPU: img/s, clips/s and GPU busy % per batch size (make install GPU=1 first; needs a GPU).
 bench-gpu: $(STAMP)

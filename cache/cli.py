@@ -67,6 +67,12 @@ def info(
     else:
         typer.echo(f"faces       found in {rate:.1%} of frames; look at them with")
         typer.echo(f"            python -m cache show {cache_dir} VIDEO_ID... --out sheet.png")
+    for index, found in enumerate(summary["feature_sets"]):
+        where = "in the shards" if found["bytes"] is None else f"{found['bytes']:,} bytes"
+        typer.echo(
+            f"{'sets' if index == 0 else '':<12}{found['name']:<24}{found['dimension']:>6}-d  "
+            f"{found['videos']}/{summary['videos']} videos  {where}  identity {found['identity']}"
+        )
     typer.echo(f"config      {summary['config_hash']}  weights={summary['config'].get('weights', '?')}")
     if summary["config"].get("weights") == "none":
         typer.echo(

@@ -22,14 +22,16 @@ from cache.manifest import (
     shard_file_problem,
 )
 from cache.schema import (
+    AUDIO_DIM,
     CROPS_DATASET,
     DURATION_DATASET,
+    EMBEDDING_DIM,
     NUMERIC_DATASETS,
     SOURCE_DATASETS,
     STRING_DATASETS,
     VideoRecord,
 )
-from cache.sets import SHARD_SETS, is_set_name, read_set_rows, stored_set
+from cache.sets import SHARD_SETS, coverage, is_set_name, read_set_rows, stored_set, stored_sets
 
 FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
 DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
@@ -70,6 +72,29 @@ class CacheReader:
     def frames_per_segment(self) -> int:
         """k, the frames stored per segment."""
         return int(self.config.get("frames_per_segment", 1))
+
+    def feature_sets(self) -> list[dict]:
+        """The feature sets the cache holds: the two in the shards, then those added beside them.
+
+        Returns
+        -------
+        list of dict
+            One ``{name, source, dimension, identity, videos, bytes}`` per set, ``videos``
+            the current videos it covers; the shards' sets have the cache's config hash as
+            ``identity`` and ``bytes`` None.
+        """
+        videos = self.index.num_videos()
+        in_shards = [
+            {"name": name, "source": name.split(":")[0], "dimension": dimension, "identity": self.config_hash}
+            | {"videos": videos, "bytes": None}
+            for name, dimension in zip(SHARD_SETS, (EMBEDDING_DIM, AUDIO_DIM))
+        ]
+        beside = [
+            {"name": found.name, "source": found.descriptor["source"], "dimension": found.dimension}
+            | {"identity": found.identity, "videos": coverage(self.index, found), "bytes": found.size()}
+            for found in stored_sets(self.cache_dir)
+        ]
+        return in_shards + beside
 
     def splits(self) -> dict[str, int]:
         """Number of cached videos per split."""

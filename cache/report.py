@@ -21,8 +21,11 @@ def describe(cache_dir: Path) -> dict:
     Keys include ``videos`` (int), ``splits`` ({name: count}), ``frames`` (T),
     ``frames_per_segment``, ``embedding_dim``, ``audio_dim``, ``face_found_rate``,
     ``labelled``, ``config``, ``config_hash``, ``library_versions``, ``failures``
-    (list of {path, reason}) and ``run_in_progress`` (the lock holder, e.g.
-    ``"pid 1234"``, while an extraction writes; None otherwise).
+    (list of {path, reason}), ``run_in_progress`` (the lock holder, e.g.
+    ``"pid 1234"``, while an extraction writes; None otherwise) and ``feature_sets``
+    (one {name, source, dimension, identity, videos, bytes} per set: the default sets in
+    the shards, with ``identity`` the cache's config hash and ``bytes`` None, then the
+    sets added beside them).
     """
     reader = CacheReader(cache_dir)
     writing = lock_holder(cache_dir)  # before counting: the counts are then at least as new
@@ -46,6 +49,7 @@ def describe(cache_dir: Path) -> dict:
         "library_versions": reader.shard_attributes().get("library_versions", {}),
         "failures": read_failures(cache_dir),
         "run_in_progress": writing,
+        "feature_sets": reader.feature_sets(),
     }
 
 

@@ -12,6 +12,7 @@ from cache.lock import CacheLock, lock_holder
 from cache.manifest import (
     Index,
     check_cache_folder,
+    config_hash,
     file_digest,
     foreign_folder,
     foreign_problem,
@@ -21,6 +22,7 @@ from cache.manifest import (
     shard_file_problem,
 )
 from cache.schema import CONFIG_FILE, INDEX_FILE, TEMPORARY_SUFFIX
+from cache.sets import DESCRIPTOR_FILE, PART_PREFIX, part_problem, stored_sets
 from cache.writer import shard_files
 
 
@@ -134,7 +136,42 @@ def verify(cache_dir: Path) -> list[Problem]:
             else:
                 reason = "not in the index (left by an interrupted run); --repair adopts it if it reads in full"
             problems.append(Problem(path, reason))
-    return problems + temporaries
+    return problems + temporaries + _set_problems(cache_dir, index)
+
+
+def _set_problems(cache_dir: Path, index: Index) -> list[Problem]:
+    """Problems of the feature sets stored beside the shards: an identity that is not the
+    hash of the descriptor's options, part files that do not read in full, current videos
+    no part file holds, and temporary files."""
+    problems = []
+    live = index.live_masks()
+    for found in stored_sets(cache_dir):
+        add = f"`python -m extract add {cache_dir} --features {found.name}` computes them"
+        if config_hash(found.descriptor.get("options", {})) != found.identity or not found.folder.name.endswith(
+            found.identity
+        ):
+            problems.append(
+                Problem(found.folder / DESCRIPTOR_FILE, f"{found.name}'s identity does not match its options")
+            )
+        for entry, mask in zip(index.shards, live):
+            keys = [(entry.content_hashes[row], entry.video_ids[row]) for row in range(len(mask)) if mask[row]]
+            if not keys:
+                continue
+            path = found.part(entry.name)
+            try:
+                if path.is_file():
+                    _read_everything(path)
+            except OSError as error:
+                problems.append(Problem(path, f"damaged ({error}); --repair deletes it and {add}"))
+                continue
+            problem = part_problem(found, entry.name, keys)
+            if problem:
+                problems.append(Problem(path, f"{problem}; {add}"))
+        problems += [
+            Problem(path, "temporary file left by an interrupted run")
+            for path in sorted(found.folder.glob(f"*{TEMPORARY_SUFFIX}"))
+        ]
+    return problems
 
 
 def repair(cache_dir: Path, problems: list[Problem]) -> Repaired:
@@ -164,7 +201,9 @@ def repair(cache_dir: Path, problems: list[Problem]) -> Repaired:
                 else:
                     path.unlink(missing_ok=True)
             for problem in problems:
-                if problem.path.name.endswith(TEMPORARY_SUFFIX):
+                # A damaged part file of a feature set is recomputed by `python -m extract add`.
+                damaged_part = problem.path.name.startswith(PART_PREFIX) and problem.reason.startswith("damaged")
+                if problem.path.name.endswith(TEMPORARY_SUFFIX) or damaged_part:
                     problem.path.unlink(missing_ok=True)
             for path in shard_files(cache_dir):
                 if path.name not in indexed:

@@ -12,6 +12,7 @@ from cache.options import Role, build, identity, option, step
 from extract.audio import AudioOptions
 from extract.embed import EmbedOptions
 from extract.faces import FaceOptions
+from extract.featuresets import DEFAULT_SETS, feature_sets
 from extract.video import DecodeOptions
 
 BACKENDS = ("loky", "dask")
@@ -48,6 +49,13 @@ class ExtractOptions:
         flag="--keep-frames/--no-frames",
         role=Role.EXTRA,
     )
+    # Which sets the cache gets beside the default ones never changes the default sets' numbers.
+    features: str = option(
+        ",".join(DEFAULT_SETS),
+        "Feature sets to compute (SOURCE:EXTRACTOR, comma-separated); the defaults are always in the shards.",
+        metavar="SETS",
+        role=Role.EXTRA,
+    )
     jobs: int = option(0, "Parallel decoding workers; 0 = all cores.", metavar="N", role=Role.RUN)
     backend: str = option("loky", "loky | dask.", metavar="BACKEND", role=Role.RUN)
     scheduler: str | None = option(
@@ -61,6 +69,12 @@ class ExtractOptions:
     )
 
     def __post_init__(self):
+        stored = {"face": ("keep_crops", self.keep_crops), "scene": ("keep_frames", self.keep_frames)}
+        stored["audio"] = ("keep_audio", self.keep_audio)
+        for chosen in feature_sets(self.features):
+            flag, kept = stored[chosen.source]
+            if chosen.name not in DEFAULT_SETS and not kept:
+                raise OptionError("features", f"names {chosen.name}, which is computed from what `{flag}` stores")
         if self.backend not in BACKENDS:
             raise OptionError("backend", f"must be one of {BACKENDS}, got {self.backend!r}")
         if self.jobs < 0:

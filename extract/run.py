@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from cache.errors import TraitcacheError
 from cache.labels import (
     label_file_warnings,
     labelled_count,
@@ -26,10 +27,12 @@ from cache.options import flatten
 from cache.reader import CacheReader
 from cache.remove import ghost_ids, ghost_warning
 from cache.schema import OPTIONS_FILE, VideoRecord
+from cache.sets import stored_sets
 from cache.writer import CacheWriter
 from extract.config import ExtractOptions
 from extract.embed import check_runtime, imagenet_weights_path, inference_function, loading_line, resolve_runtime
 from extract.faces import load_cascade
+from extract.featuresets import DEFAULT_SETS, feature_sets
 from extract.inputs import Failure, VideoJob, check_inputs, discover, identify
 from extract.interrupt import deferred_interrupt
 from extract.parallel import embeds_in_workers, featurize_jobs
@@ -150,6 +153,35 @@ def _renamed(record: VideoRecord, job: VideoJob) -> VideoRecord:
     return dataclasses.replace(record, video_id=job.video_id, split=job.split, source=job.path)
 
 
+def _add_sets(cache_dir: Path, options: ExtractOptions, show_progress: bool) -> list[str]:
+    """Compute, for the videos just cached, the sets asked for and every set the cache holds
+    beside its shards; returns warnings (the cached videos stay, whatever fails here)."""
+    from extract.adding import AddOptions, add_sets
+
+    # Sets held with a weights file cannot be recomputed without that file: only named weights are.
+    named = options.embed.weights if options.embed.weights in ("imagenet", "none") else "imagenet"
+    by_weights: dict[str, list[str]] = {}
+    for chosen in feature_sets(options.features):
+        if chosen.name not in DEFAULT_SETS:
+            by_weights.setdefault(named, []).append(chosen.name)
+    warnings = []
+    for found in stored_sets(cache_dir):
+        weights = found.descriptor["options"].get("weights", named)
+        if weights.startswith("sha256:"):
+            warnings.append(
+                f"{found.name} was computed with a weights file: add it to the new videos with `python -m extract add {cache_dir} --features {found.name} --weights FILE`"
+            )
+        elif found.name not in by_weights.get(weights, []):
+            by_weights.setdefault(weights, []).append(found.name)
+    for weights, names in by_weights.items():
+        added = AddOptions(features=",".join(names), weights=weights, jobs=1)
+        try:
+            add_sets(cache_dir, added, show_progress)
+        except TraitcacheError as error:
+            warnings.append(f"{','.join(names)} not added to the new videos: {error.command_line_message()}")
+    return warnings
+
+
 def extract_to_cache(
     inputs: list[str], cache_dir: Path, label_files: list[Path], options: ExtractOptions, show_progress: bool = True
 ) -> Summary:
@@ -226,6 +258,8 @@ def extract_to_cache(
             "labels": [str(path) for path in label_files],
         }
         write_atomically(Path(cache_dir) / OPTIONS_FILE, json.dumps(resolved, indent=1))
+    if not interrupted:
+        warnings += _add_sets(cache_dir, options, show_progress)
     return Summary(
         extracted,
         copied,

@@ -8,21 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cache.cli import app as cache_app
 from cache.errors import CacheError, ExitCode
 from cache.lock import CacheLock
 from cache.reader import CacheReader
+from cache.remove import remove_videos
+from cache.report import describe
 from cache.sets import SETS_FOLDER, stored_sets
+from cache.verify import verify
 from cache.writer import shard_files
 from extract.adding import AddOptions, add_sets
-from extract.backbones import embed_images
+from extract.backbones import build_backbone, embed_images
 from extract.cli import add_app, app
 from extract.config import ExtractOptions
 from extract.run import extract_to_cache
 from extract.smile import smile_features
+from extract.video import DecodeOptions, decode
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "cache-before-sets"  # written by the code before feature sets
 runner = CliRunner()
@@ -137,3 +143,149 @@ def test_python_m_extract_dispatches_add_and_still_extracts_inputs(tmp_path):
     assert unknown.returncode == ExitCode.USAGE
     assert "names no face extractor 'vgg61'" in unknown.stderr and len(unknown.stderr.splitlines()) == 1
     assert runner.invoke(app, [str(tmp_path / "missing"), "--cache", str(tmp_path / "c")]).exit_code == ExitCode.USAGE
+
+
+def test_info_lists_each_set_and_verify_names_a_damaged_or_missing_part(old_cache):
+    add_sets(old_cache, AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+    listed = {found["name"]: found for found in describe(old_cache)["feature_sets"]}
+    assert describe(old_cache)["feature_sets"] == CacheReader(old_cache).feature_sets()
+    assert listed["face:vgg16"]["videos"] == 2 and listed["face:vgg16"]["dimension"] == 512
+    assert listed["face:vgg16"]["bytes"] > 0 and listed["face:resnet50"]["bytes"] is None
+    info = runner.invoke(cache_app, ["info", str(old_cache)])
+    assert "face:vgg16" in info.output and "2/2 videos" in info.output
+    assert verify(old_cache) == []
+    (found,) = stored_sets(old_cache)
+    part = found.part("shard-00000.h5")
+    with h5py.File(part, "r") as handle:
+        chunk = handle["values"].id.get_chunk_info(0)  # the first video's values, Fletcher-32 checked
+    damaged = bytearray(part.read_bytes())
+    damaged[chunk.byte_offset + 10] ^= 0xFF
+    part.write_bytes(bytes(damaged))
+    (problem,) = verify(old_cache)
+    assert problem.path == part and problem.reason.startswith("damaged")
+    part.unlink()
+    (problem,) = verify(old_cache)
+    assert "has no part file" in problem.reason
+
+
+def test_extraction_computes_the_sets_asked_for_and_every_set_held_for_new_videos(clip_folder, tmp_path, tiny_flags):
+    cache = tmp_path / "cache"
+    first = runner.invoke(
+        app,
+        [
+            f"train={clip_folder / 'train' / 'train0.mp4'}",
+            "--cache",
+            str(cache),
+            "--features",
+            "face:vgg16",
+            *tiny_flags,
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    assert CacheReader(cache).read("train", ("face:vgg16",))["face:vgg16"].shape == (1, 4, 512)
+    second = runner.invoke(app, [f"train={clip_folder / 'train' / 'train1.mp4'}", "--cache", str(cache), *tiny_flags])
+    assert second.exit_code == 0, second.output
+    assert CacheReader(cache).read("train", ("face:vgg16",))["face:vgg16"].shape == (2, 4, 512)
+
+
+def test_extraction_refuses_an_audio_set_without_the_sound_track_before_any_work(clip_folder, tmp_path, tiny_flags):
+    cache = tmp_path / "cache"
+    result = runner.invoke(
+        app,
+        [
+            str(clip_folder / "validation"),
+            "--cache",
+            str(cache),
+            "--features",
+            "audio:egemaps",
+            "--no-audio",
+            *tiny_flags,
+        ],
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "--keep-audio" in result.output and not cache.exists()
+
+
+def test_the_cache_keeps_the_decoded_sound_and_letterboxed_frames_and_adds_a_scene_set(
+    clip_folder, tmp_path, tiny_flags
+):
+    clip = clip_folder / "validation" / "validation0.mp4"
+    cache = tmp_path / "cache"
+    result = runner.invoke(app, [f"validation={clip}", "--cache", str(cache), "--keep-frames", *tiny_flags])
+    assert result.exit_code == 0, result.output
+    stored = CacheReader(cache).read("validation", ("sound_track", "whole_frames", "duration"))
+    decoded = decode(clip, DecodeOptions(frames=4), None, 1)
+    np.testing.assert_array_equal(stored["sound_track"][0], decoded.audio)
+    assert stored["duration"][0] == np.float32(decoded.duration)
+    frames = stored["whole_frames"][0]  # 320x240 letterboxed into 32x32: 24 rows of picture, 4 black above and below
+    assert frames.shape == (4, 32, 32, 3)
+    assert not frames[:, :4].any() and not frames[:, 28:].any() and frames[:, 4:28].any()
+    add_sets(cache, AddOptions(features="scene:mobilenetv3small", weights="none"), show_progress=False)
+    scene = CacheReader(cache).read("validation", ("scene:mobilenetv3small",))["scene:mobilenetv3small"]
+    expected = embed_images(frames, "mobilenetv3small", "none")
+    np.testing.assert_array_equal(scene[0], expected.astype(np.float16))
+
+
+def test_removed_videos_stay_removed_for_sets(tmp_path, new_cache):
+    cache = Path(shutil.copytree(new_cache, tmp_path / "copy"))
+    shutil.rmtree(cache / SETS_FOLDER, ignore_errors=True)
+    removed = CacheReader(cache).read("train", ("video_id",))["video_id"][0]
+    remove_videos(cache, [removed])
+    summary = add_sets(cache, AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+    assert summary.added == {"face:vgg16": 2}
+    values = CacheReader(cache).read("train", ("video_id", "face:vgg16"))
+    assert removed not in list(values["video_id"]) and values["face:vgg16"].shape == (2, 4, 512)
+
+
+def test_a_weights_file_of_another_architecture_is_one_line_and_writes_nothing(old_cache, tmp_path):
+    weights = tmp_path / "mobilenet.weights.h5"
+    build_backbone("mobilenetv3small", "none", 32).save_weights(weights)
+    result = runner.invoke(add_app, [str(old_cache), "--features", "face:vgg16", "--weights", str(weights), "--quiet"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "VGG16" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (old_cache / SETS_FOLDER).exists()
+
+
+def test_the_cache_from_before_feature_sets_resumes_with_a_new_video(old_cache, clip_folder, tiny_flags):
+    result = runner.invoke(
+        app, [f"train={clip_folder / 'validation' / 'validation0.mp4'}", "--cache", str(old_cache), *tiny_flags]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 extracted" in result.output and "3 videos in the cache" in result.output
+    refused = runner.invoke(add_app, [str(old_cache), "--features", "audio:egemaps", "--quiet"])
+    assert refused.exit_code == ExitCode.USAGE and "shard-00000.h5: stores no sound track" in refused.output
+
+
+KILL_AT_SECOND_PART = """
+import os, signal, sys
+from pathlib import Path
+renamed = []
+def hook(event, args):
+    # os.replace raises "os.rename" before it renames: the second part dies before it is in place.
+    if event == "os.rename" and Path(str(args[1])).name.startswith("part-"):
+        renamed.append(args[1])
+        if len(renamed) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+sys.addaudithook(hook)
+from extract.adding import AddOptions, add_sets
+add_sets(Path(sys.argv[1]), AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+"""
+
+
+def test_add_killed_between_parts_keeps_the_finished_one_and_resumes(new_cache, tmp_path):
+    cache = Path(shutil.copytree(new_cache, tmp_path / "copy"))
+    shutil.rmtree(cache / SETS_FOLDER, ignore_errors=True)
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_SECOND_PART, str(cache)], env=environment, capture_output=True, timeout=300
+    )
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    (found,) = stored_sets(cache)
+    (finished,) = found.folder.glob("part-*.h5")
+    before = (finished.stat().st_mtime_ns, finished.read_bytes())
+    assert list(found.folder.glob("*.tmp"))  # the second part, killed before its rename
+    summary = add_sets(cache, AddOptions(features="face:vgg16", weights="none"), show_progress=False)
+    assert summary.added == {"face:vgg16": 1}
+    assert (finished.stat().st_mtime_ns, finished.read_bytes()) == before
+    assert not list(found.folder.glob("*.tmp"))
+    assert CacheReader(cache).read("train", ("face:vgg16",))["face:vgg16"].shape == (3, 4, 512)
