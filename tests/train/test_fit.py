@@ -7,11 +7,13 @@ import struct
 import keras
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from cache.errors import OptionError
 from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
 from cache.schema import TRAITS
+from train.cli import app
 from train.config import HEADS, FitOptions
 from train.fit import fit
 from train.splits import SplitNameError
@@ -348,7 +350,7 @@ def test_a_run_on_added_sets_takes_its_input_widths_from_them_and_records_them(t
     cache = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=FRAMES)
     for name, dimension in (("face:vgg16", 512), ("audio:egemaps", 88)):
         add_synthetic_set(cache, name, dimension)
-    out = tmp_path / "run"
+    out = tmp_path / "vgg"
     fit(
         FitOptions(cache=str(cache), out=str(out), features=("face:vgg16", "audio:egemaps"), epochs=1, **SMALL),
         echo=quiet,
@@ -363,3 +365,10 @@ def test_a_run_on_added_sets_takes_its_input_widths_from_them_and_records_them(t
         "face:vgg16": "synthetic0",
         "audio:egemaps": "synthetic0",
     }
+    # Side by side in one compare with a run on the default sets, each with its interval.
+    fit(FitOptions(cache=str(cache), out=str(tmp_path / "defaults"), epochs=1, **SMALL), echo=quiet)
+    result = CliRunner().invoke(app, ["compare", str(out), str(tmp_path / "defaults"), "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith(("vgg ", "defaults "))}
+    assert " face:vgg16,audio:egemaps " in rows["vgg"] and " face:resnet50,audio:pyaa " in rows["defaults"]
+    assert all(line.count("[") == 1 for line in rows.values())  # the 95% interval
