@@ -235,9 +235,10 @@ def test_predict_writes_the_targets_the_run_was_trained_on(face_clip, tmp_path):
     assert all(0 < float(rows[0][target]) < 1 for target in ("interview", "openness"))
 
 
-def test_predict_computes_a_face_set_equal_to_embedding_the_crops_directly(face_clip):
+def test_predict_computes_face_and_audio_sets_equal_to_computing_them_directly(face_clip):
     from extract.backbones import embed_images
     from extract.parallel import featurize
+    from extract.smile import smile_features
 
     (record,) = list(featurize([face_clip], EXTRACTION))
     split = records_to_split([record], TRAITS, ("face:vgg16", "audio:pyaa"), {"face:vgg16": {"weights": "none"}})
@@ -246,5 +247,14 @@ def test_predict_computes_a_face_set_equal_to_embedding_the_crops_directly(face_
     np.testing.assert_array_equal(split.sets["face:vgg16"][0], direct)
     np.testing.assert_array_equal(split.visual[0], direct.astype(np.float16))
     np.testing.assert_array_equal(split.sets["audio:pyaa"][0], record.audio_features)
+    rate = EXTRACTION.decode.audio_rate
+    voice = records_to_split(
+        [record], TRAITS, ("face:resnet50", "audio:egemaps"), {"audio:egemaps": {"audio_rate": rate}}
+    )
+    assert record.has_audio and voice.audio.shape == (1, FRAMES, 88)
+    np.testing.assert_array_equal(
+        voice.audio[0], smile_features(record.sound_track, rate, record.duration, FRAMES, "egemaps")
+    )
+    np.testing.assert_array_equal(voice.visual[0], record.face_embeddings)
     with pytest.raises(RunError, match="predict cannot compute set scene:vgg16 from a new video"):
         records_to_split([record], TRAITS, ("scene:vgg16", "audio:pyaa"), {"scene:vgg16": {"weights": "none"}})
