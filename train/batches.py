@@ -131,7 +131,7 @@ def training_dataset(
 
     stored = split.visual.shape[1]
     with tf.device("/CPU:0"):  # the data pipeline runs on the host; keep its copy there, not on an accelerator
-        visual = tf.constant(split.visual.reshape(-1, split.visual.shape[-1]))
+        visual = tf.constant(split.visual.reshape(len(split) * stored, split.visual.shape[-1]))  # width may be 0
         face = tf.constant(split.face.reshape(-1))
         audio = tf.constant(split.audio)
         labels = tf.constant(split.labels)

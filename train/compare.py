@@ -92,6 +92,7 @@ def _describe(opened: RunFolder, root: Path) -> dict:
         "run": str(folder.relative_to(root)) if folder != root else folder.name,
         "kind": opened.kind,
         "head": opened.head,
+        "features": list(opened.features),
         "seeds": opened.seeds,
         "options": opened.shown_options,
         "cache": opened.cache,
@@ -180,7 +181,7 @@ def collect_runs(roots: Path | list[Path], resamples: int = BOOTSTRAP_RESAMPLES)
     Comparison
         ``rows``: per run ``run`` (path relative to the folder holding every root,
         its own name when that is the run itself), ``kind`` (run or
-        ensemble), ``head``, ``seeds``, ``options`` (non-default options),
+        ensemble), ``head``, ``features`` (its feature sets), ``seeds``, ``options`` (non-default options),
         ``cache``, ``config_hash``, ``selection_split`` (the split that selected
         the model; ``validation`` for runs that predate the field), ``targets``
         (the labels predicted, comma-separated), ``date``,
@@ -263,7 +264,7 @@ def _p_cell(row: dict, best: dict, name: str) -> str:
 def format_runs(comparison: Comparison) -> str:
     """The compare tables, one per reported split, runs in the same (ranked) order.
 
-    Columns: n, mean accuracy (± std over seeds), bootstrap 95% CI, baseline and
+    Columns: head, sets, seeds, cache, n, mean accuracy (± std over seeds), bootstrap 95% CI, baseline and
     p vs best; the first table also lists each run's non-default options. Runs whose
     embeddings came from random weights are starred.
     """
@@ -277,6 +278,7 @@ def format_runs(comparison: Comparison) -> str:
         header = (
             "run",
             "head",
+            "sets",
             "seeds",
             "cache",
             "n",
@@ -292,6 +294,7 @@ def format_runs(comparison: Comparison) -> str:
             cells = [
                 row["run"] + (" *" if row["random_weights"] else ""),
                 row["head"],
+                ",".join(row["features"]),
                 ",".join(map(str, row["seeds"])) or "-",
                 _short_cache(row),
             ]
@@ -309,7 +312,7 @@ def format_runs(comparison: Comparison) -> str:
             if position == 0:
                 cells.append(" ".join(f"{key}={_option_text(value)}" for key, value in row["options"].items()) or "-")
             table.append(tuple(cells))
-        lines += ["", aligned(table, left=(0, 1, 2, 3, 9))]
+        lines += ["", aligned(table, left=(0, 1, 2, 3, 4, 10))]
     if any(row["random_weights"] for row in rows):
         lines += ["", "* embeddings from --weights none (a random ResNet50): scores say nothing about real faces"]
     return "\n".join(lines)

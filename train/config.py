@@ -9,11 +9,18 @@ from common.errors import OptionError
 from common.options import Role, build, flatten, named, option
 
 HEADS = ("seed", "bilstm", "attention", "visual", "audio")
+# Feature sets are named SOURCE:EXTRACTOR (extract.featuresets); train checks only the form
+# and the source, so that it needs no extractor's library: the cache says which sets it holds.
+VISUAL_SOURCES = ("face", "scene")
+AUDIO_SOURCE = "audio"
+DEFAULT_FEATURES = ("face:resnet50", "audio:pyaa")  # the sets every cache holds, and every run before --features
+# Between the sets of one value: "," already separates a list flag's names, and a --grid axis's values.
+SET_JOINER = "+"
 TRAIN_SPLIT = "train"  # default train_split; when absent, a cache's only labelled split is fitted on
 VALIDATION_SPLIT = "validation"  # default validation_split; when absent, a share of the training videos is held out
 # Options that decide the numbers but name a run on their own (compare shows them in columns
 # of their own), so they are not among its changed options.
-NAMED_APART = ("head", "seed", "seeds")
+NAMED_APART = ("head", "seed", "seeds", "features")
 # Options that must be at least 1: layer widths and patiences.
 POSITIVE_COUNTS = (
     "visual_units",
@@ -38,6 +45,16 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise ValueError(f"expected comma-separated integers such as 1,2,3, got {text!r}") from None
+
+
+def parse_features(text: str) -> tuple[str, ...]:
+    """``"face:vgg16,audio:egemaps"`` (or joined by ``+``, as in a ``--grid`` value) -> the set names."""
+    return tuple(part.strip() for part in text.replace(SET_JOINER, ",").split(",") if part.strip())
+
+
+def feature_source(name: str) -> str:
+    """The source of a set name: ``face`` of ``face:vgg16``."""
+    return name.partition(":")[0]
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
@@ -97,6 +114,14 @@ class FitOptions:
         metavar="NAME,...",
         parse=parse_targets,
     )
+    features: tuple[str, ...] = option(
+        DEFAULT_FEATURES,
+        "Comma-separated feature sets the head reads, SOURCE:EXTRACTOR (e.g. face:vgg16,audio:egemaps);"
+        " two visual sets are joined per frame.",
+        metavar="SET,...",
+        parse=parse_features,
+        legacy=(DEFAULT_FEATURES,),
+    )
     visual_units: int = option(1024, "Width of the first per-frame Dense on the face embedding.", metavar="N")
     visual_projection: int = option(128, "Width of the second (linear) per-frame Dense.", metavar="N")
     dropout: float = option(0.2, "Dropout after the visual projection.", metavar="RATE")
@@ -142,6 +167,12 @@ class FitOptions:
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(int(seed) for seed in self.seeds))
         object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "features", tuple(self.features))
+        malformed = [
+            name
+            for name in self.features
+            if feature_source(name) not in (*VISUAL_SOURCES, AUDIO_SOURCE) or not name.partition(":")[2]
+        ]
         unknown = [target for target in self.targets if target not in LABEL_NAMES]
         checks = [
             ("head", self.head in HEADS, f"must be one of {', '.join(HEADS)}, got {self.head!r}"),
@@ -155,6 +186,35 @@ class FitOptions:
                 "targets",
                 len(set(self.targets)) == len(self.targets),
                 f"must not repeat a label, got {','.join(self.targets)}",
+            ),
+            ("features", bool(self.features), f"must name at least one set, e.g. {','.join(DEFAULT_FEATURES)}"),
+            (
+                "features",
+                not malformed,
+                f"{', '.join(malformed)}: expected SOURCE:EXTRACTOR with SOURCE one of"
+                f" {', '.join((*VISUAL_SOURCES, AUDIO_SOURCE))}, e.g. face:vgg16",
+            ),
+            (
+                "features",
+                len(set(self.features)) == len(self.features),
+                f"must not repeat a set, got {','.join(self.features)}",
+            ),
+            (
+                "features",
+                sum(feature_source(name) == AUDIO_SOURCE for name in self.features) <= 1,
+                f"names more than one audio set ({','.join(self.features)}); a head reads one",
+            ),
+            (
+                "features",
+                self.head == "visual" or any(feature_source(name) == AUDIO_SOURCE for name in self.features),
+                f"head {self.head} needs an audio set and {','.join(self.features)} has none; add one"
+                f" (e.g. audio:pyaa) or choose head visual",
+            ),
+            (
+                "features",
+                self.head == "audio" or any(feature_source(name) in VISUAL_SOURCES for name in self.features),
+                f"head {self.head} needs a visual set and {','.join(self.features)} has none; add one"
+                f" (e.g. face:resnet50) or choose head audio",
             ),
             ("dropout", 0.0 <= self.dropout < 1.0, f"must be in [0, 1), got {self.dropout}"),
             (

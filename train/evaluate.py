@@ -43,6 +43,32 @@ def score_splits(
     }
 
 
+def check_sets(trained: dict[str, dict], held: list[dict], cache_path: Path) -> None:
+    """Refuse a cache holding one of the run's added sets with another identity (other weights or options).
+
+    Parameters
+    ----------
+    trained : dict of str to dict
+        The run's ``feature_sets``: set name -> its recorded ``identity`` and ``options``.
+    held : list of dict
+        ``CacheReader.feature_sets()``.
+    cache_path : Path
+
+    Raises
+    ------
+    RunError
+        Naming the set and both identities.
+    """
+    identities = {entry["name"]: entry["identity"] for entry in held}
+    for name, entry in trained.items():
+        if name in identities and identities[name] != entry["identity"]:
+            raise RunError(
+                f"{cache_path}: holds {name} with identity {identities[name]}, but the run was trained on {name}"
+                f" {entry['identity']} (other weights or options); add the set as the run's cache had it"
+                f" ({entry.get('options', {})}) or evaluate on that cache"
+            )
+
+
 def overlap_warnings(trained: dict[str, str], data: CacheData) -> list[str]:
     """Warnings, with counts, for the splits of ``data`` that hold videos the run was fitted on, by id or by content."""
     contents = set(trained.values())
@@ -89,7 +115,8 @@ def evaluate(
     opened = open_folder(run_path)
     reader = CacheReader(cache_path)
     opened.check_cache(reader.config, reader.config_hash, Path(cache_path))
-    data = load_cache(reader, splits, opened.targets)
+    check_sets(opened.feature_sets, reader.feature_sets(), Path(cache_path))
+    data = load_cache(reader, splits, opened.targets, opened.features)
     if not data.splits:
         raise RunError(f"{cache_path}: no labelled videos in {', '.join(splits or reader.splits()) or 'any split'}")
     predicted = opened.predict(data.splits)

@@ -17,6 +17,7 @@ import numpy as np
 from cache.manifest import plural
 from cache.reader import CacheReader
 from cache.schema import OPTIONS_FILE
+from cache.sets import stored_sets
 from common.errors import OptionError
 from common.options import replace
 from common.quiet import QuietStderr, start_keras
@@ -124,7 +125,8 @@ def prepare_training(options: FitOptions, fitting: Fitting) -> Training:
     from train.model import build_head, input_names
 
     keras.utils.set_random_seed(options.seed)
-    model = build_head(options, fitting.shape.frames)
+    train = fitting.parts.train
+    model = build_head(options, fitting.shape.frames, (train.visual.shape[-1], train.audio.shape[-1]))
     names = tuple(input_names(model))
     steps = math.ceil(len(fitting.parts.train) / options.batch_size)
     compile_head(model, options.lr, steps)
@@ -212,7 +214,7 @@ def _read_cache(options: FitOptions, echo: Callable[[str], None]) -> tuple[Cache
     if reader.splits():
         resolve_splits(list(reader.splits()), options.train_split, options.validation_split, kind="split")
     started = time.perf_counter()
-    data = load_cache(reader, targets=options.targets)
+    data = load_cache(reader, targets=options.targets, features=options.features)
     fitting = prepare_fitting(data, options)
     echo(
         f"read {plural(sum(len(split) for split in data.splits.values()), 'labelled video')} from {options.cache} in {time.perf_counter() - started:.1f} s"
@@ -389,6 +391,12 @@ def _run_info(options: FitOptions, data: CacheData, parts: Partition) -> dict:
         unlabelled_left_out=data.unlabelled,
         selection=selection,
         seeds=list(options.run_seeds),
+        features=list(options.features),
+        feature_sets={
+            found.name: {"identity": found.identity, "options": found.descriptor.get("options", {})}
+            for found in stored_sets(Path(options.cache))
+            if found.name in options.features
+        },
         versions={"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__},
     )
 

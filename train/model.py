@@ -1,13 +1,12 @@
 """Prediction heads: Keras 3 functional models over cached per-frame features.
 
 Backend-agnostic (only ``keras`` and ``keras.ops``), so ``KERAS_BACKEND=jax`` or
-``torch`` runs them too. Every head maps inputs named ``visual`` (T, 2048),
-``audio`` (T, 68) and, for some, ``face`` (T, 1) to one score in [0, 1] per target (the five traits by default).
+``torch`` runs them too. Every head maps inputs named ``visual`` (T, Dv),
+``audio`` (T, Da) and, for some, ``face`` (T, 1) to one score in [0, 1] per target (the five traits by default).
 """
 
 from __future__ import annotations
 
-from cache.schema import AUDIO_DIM, EMBEDDING_DIM
 from train.config import FitOptions
 
 # Per-frame layers are Dense (and Dropout) on the (batch, T, features) sequence: the same
@@ -21,7 +20,7 @@ from train.config import FitOptions
 HEADS_WITH_FACE_FLAG = ("bilstm", "attention", "visual")
 
 
-def build_head(options: FitOptions, frames: int):
+def build_head(options: FitOptions, frames: int, dimensions: tuple[int, int]):
     """Build the head ``options.head``.
 
     Parameters
@@ -30,28 +29,32 @@ def build_head(options: FitOptions, frames: int):
         The head, its widths, dropout, LSTM and attention units, and its targets (one output each).
     frames : int
         T, time steps per video.
+    dimensions : (int, int)
+        (Dv, Da), the widths of the visual and audio inputs: those of the run's feature
+        sets as loaded from the cache, never constants.
 
     Returns
     -------
     keras.Model
-        Inputs: a subset of ``visual`` (batch, T, 2048), ``audio`` (batch, T, 68),
+        Inputs: a subset of ``visual`` (batch, T, Dv), ``audio`` (batch, T, Da),
         ``face`` (batch, T, 1); output (batch, k) sigmoid scores (k targets), float32 even under
         a mixed-precision policy.
     """
     import keras
 
     head = options.head
+    visual_dimension, audio_dimension = dimensions
     layers = keras.layers
     head_inputs, streams = [], []
     if head != "audio":
-        visual = keras.Input((frames, EMBEDDING_DIM), name="visual")
+        visual = keras.Input((frames, visual_dimension), name="visual")
         stream = layers.Dense(options.visual_units, activation="relu", name="visual_dense")(visual)
         stream = layers.Dense(options.visual_projection, name="visual_projection")(stream)
         stream = layers.Dropout(options.dropout, name="visual_dropout")(stream)
         head_inputs.append(visual)
         streams.append(stream)
     if head != "visual":
-        audio = keras.Input((frames, AUDIO_DIM), name="audio")
+        audio = keras.Input((frames, audio_dimension), name="audio")
         head_inputs.append(audio)
         streams.append(layers.Dense(options.audio_units, name="audio_dense")(audio))
     if head in HEADS_WITH_FACE_FLAG:

@@ -25,9 +25,9 @@ class Normalization:
     Attributes
     ----------
     visual_mean, visual_std : np.ndarray
-        (2048,) float32, over frames where a face was found.
+        (Dv,) float32, over frames where a face was found.
     audio_mean, audio_std : np.ndarray
-        (68,) float32, over all segments.
+        (Da,) float32, over all segments.
     label_mean : np.ndarray
         (k,) float32 training-mean targets: the baseline prediction.
     """
@@ -64,7 +64,7 @@ def fit_normalization(train: SplitData) -> Normalization:
     Parameters
     ----------
     train : SplitData
-        N videos with (N, T*k, 2048) embeddings and (N, T, 68) audio.
+        N videos with (N, T*k, Dv) visual and (N, T, Da) audio features (either width may be 0).
 
     Returns
     -------
@@ -78,14 +78,15 @@ def fit_normalization(train: SplitData) -> Normalization:
     count = 0
     for start in range(0, len(train), STATISTICS_CHUNK):
         block = train.visual[start : start + STATISTICS_CHUNK].astype(np.float64)
-        frames = block.reshape(-1, block.shape[-1])
+        # Sizes spelled out: a run without a visual set has width 0, where -1 cannot be inferred.
+        frames = block.reshape(block.shape[0] * block.shape[1], block.shape[-1])
         if not use_all_frames:
             frames = frames[train.face[start : start + STATISTICS_CHUNK].reshape(-1)]
         total += frames.sum(axis=0)
         squares += (frames**2).sum(axis=0)
         count += len(frames)
     visual_mean, visual_std = _mean_and_std(total, squares, count)
-    audio = train.audio.reshape(-1, train.audio.shape[-1]).astype(np.float64)
+    audio = train.audio.reshape(train.audio.shape[0] * train.audio.shape[1], train.audio.shape[-1]).astype(np.float64)
     audio_mean, audio_std = _mean_and_std(audio.sum(axis=0), (audio**2).sum(axis=0), len(audio))
     return Normalization(visual_mean, visual_std, audio_mean, audio_std, train.labels.mean(axis=0).astype(np.float32))
 
@@ -99,10 +100,10 @@ def standardize(visual, audio, found, normalization: Normalization, names: tuple
     Parameters
     ----------
     visual : array or None
-        (n, T, 2048) float16 face embeddings of the picked frames; None unless
+        (n, T, Dv) float16 visual features of the picked frames; None unless
         ``visual`` is in ``names``.
     audio : array or None
-        (n, T, 68) float32 audio features; None unless ``audio`` is in ``names``.
+        (n, T, Da) float32 audio features; None unless ``audio`` is in ``names``.
     found : array
         (n, T) bool, a face was found in the picked frame.
     normalization : Normalization
@@ -114,8 +115,8 @@ def standardize(visual, audio, found, normalization: Normalization, names: tuple
     Returns
     -------
     dict of str to array
-        ``visual`` (n, T, 2048) float32, standardised, zero (the training mean)
-        where no face was found; ``audio`` (n, T, 68) float32 standardised;
+        ``visual`` (n, T, Dv) float32, standardised, zero (the training mean)
+        where no face was found; ``audio`` (n, T, Da) float32 standardised;
         ``face`` (n, T, 1) float32 1.0 where a face was found.
     """
     inputs = {}

@@ -228,6 +228,16 @@ class Run(RunFolder):
         return self.options.head
 
     @property
+    def features(self) -> tuple[str, ...]:
+        """The feature sets the head reads (the default sets for a run recorded before sets had names)."""
+        return self.options.features
+
+    @property
+    def feature_sets(self) -> dict[str, dict]:
+        """Set name -> ``identity`` and ``options`` of each added set the run read, as the cache described them."""
+        return self.info.get("feature_sets", {})
+
+    @property
     def seeds(self) -> list[int]:
         return list(self.options.run_seeds)
 
@@ -278,9 +288,13 @@ class Run(RunFolder):
             ) from error
 
     def predict(self, splits: dict[str, SplitData]) -> dict[str, np.ndarray]:
-        """Split -> (N, k) float32 predictions of the run's model (loaded once)."""
+        """Split -> (N, k) float32 predictions of the run's model (loaded once), from the run's sets among each
+        split's ``sets``."""
         model = self.load_model()
-        return {name: predict_split(model, split, self.normalization, self.shape) for name, split in splits.items()}
+        return {
+            name: predict_split(model, split.reading(self.features), self.normalization, self.shape)
+            for name, split in splits.items()
+        }
 
 
 def weighted_label_mean(members: tuple[Run, ...] | list[Run], weights: np.ndarray) -> np.ndarray:
@@ -352,6 +366,25 @@ class Ensemble(RunFolder):
     @property
     def head(self) -> str:
         return "ensemble"
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Every set a member reads, each once, in the members' order (members may read different sets).
+
+        Read from the members' recorded options without opening them, so that ``compare`` still lists an
+        ensemble whose member was trained again or moved (a member gone adds no set).
+        """
+        recorded = [Path(member["path"]) / OPTIONS_FILE for member in self.recorded["members"]]
+        return tuple(
+            dict.fromkeys(
+                name for path in recorded if path.exists() for name in FitOptions.from_dict(read_json(path)).features
+            )
+        )
+
+    @property
+    def feature_sets(self) -> dict[str, dict]:
+        """The members' ``feature_sets``, joined."""
+        return {name: entry for member in self.members for name, entry in member.feature_sets.items()}
 
     @property
     def seeds(self) -> list[int]:

@@ -27,7 +27,7 @@ from cache.schema import DEFAULT_CACHE
 from common.errors import OptionError, TraitcacheError
 from common.files import write_atomically
 from common.options import Role, build, flatten, leaf_fields, named, option, roles
-from train.config import FitOptions, parse_seeds
+from train.config import SET_JOINER, FitOptions, parse_features, parse_seeds
 from train.run import is_finished, open_run, selection_split_of, training_split_of
 
 SWEEP_FILE = "sweep.json"
@@ -39,6 +39,9 @@ SET_BY_ROLE = {
 }
 BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 SWEEP_VERBOSE = 0  # Keras output per fit: the sweep prints one line per finished configuration instead
+# List options that can still be grid axes: the items of one value are joined by SET_JOINER
+# (features=face:resnet50+audio:pyaa,face:vgg16+audio:egemaps is two configurations).
+JOINED_AXES = ("features",)
 UNSAFE_IN_NAMES = ("/", ",", "=", os.sep)  # a value becomes part of a folder name
 
 
@@ -58,11 +61,11 @@ def set_by_sweep() -> dict[str, str]:
 
 
 def not_axes() -> dict[str, str]:
-    """Fit options that cannot be grid axes, with why: those the sweep sets, and lists."""
+    """Fit options that cannot be grid axes, with why: those the sweep sets, and lists (but ``JOINED_AXES``)."""
     lists = {
         name: f"its value is a list; give it as the fixed value `{name}` for every configuration"
         for name, (_, kind) in leaf_fields(FitOptions).items()
-        if typing.get_origin(kind) is tuple
+        if typing.get_origin(kind) is tuple and name not in JOINED_AXES
     }
     return {**lists, **set_by_sweep()}
 
@@ -81,6 +84,8 @@ def fixed_options() -> list[str]:
 
 def _parse_value(name: str, kind: type, text: str):
     text = text.strip()
+    if name in JOINED_AXES:
+        return parse_features(text)
     if kind is bool:
         if text.lower() not in BOOLEAN_WORDS:
             raise OptionError("grid", f"{name}: {text!r} is not a boolean; use true or false")
@@ -266,7 +271,7 @@ def folder_name(values: dict) -> str:
     """``option=value,...`` in FitOptions field order (so the order of --grid flags does not matter)."""
     order = list(leaf_fields(FitOptions))
     parts = [
-        f"{name}={repr(value) if isinstance(value, float) else value}"
+        f"{name}={repr(value) if isinstance(value, float) else SET_JOINER.join(value) if isinstance(value, tuple) else value}"
         for name, value in sorted(values.items(), key=lambda item: order.index(item[0]))
     ]
     return ",".join(parts) or "defaults"

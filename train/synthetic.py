@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from cache.labels import write_labels
+from cache.reader import CacheReader
 from cache.schema import AUDIO_DIM, EMBEDDING_DIM, TRAITS, VideoRecord
+from cache.sets import part_name, set_folder, write_descriptor, write_part
 from cache.writer import CacheWriter
 
 LABEL_MODES = ("features", "shuffled", "none")
@@ -210,3 +212,37 @@ def write_synthetic_cache(
     if labels != "none":
         write_labels(Path(cache_dir), table)
     return Path(cache_dir)
+
+
+def add_synthetic_set(cache_dir: Path, name: str, dimension: int, seed: int = 0) -> Path:
+    """Store a feature set of random values beside a cache's shards, as ``python -m extract add`` lays one out.
+
+    Parameters
+    ----------
+    cache_dir : Path
+        A cache (``write_synthetic_cache``).
+    name : str
+        ``SOURCE:EXTRACTOR``; an ``audio`` set has T rows per video, the others T*k.
+    dimension : int
+        D, values per row.
+    seed : int
+        Seeds the values.
+
+    Returns
+    -------
+    Path
+        The set's folder.
+    """
+    reader = CacheReader(Path(cache_dir))
+    audio = name.startswith("audio:")
+    rows = reader.frames if audio else reader.frames * reader.frames_per_segment
+    folder = set_folder(Path(cache_dir), name, f"synthetic{seed}")
+    write_descriptor(
+        folder,
+        {"name": name, "source": name.partition(":")[0], "dimension": dimension, "identity": f"synthetic{seed}"},
+    )
+    rng = np.random.default_rng(seed)
+    for entry in reader.index.shards:
+        values = rng.normal(size=(len(entry.video_ids), rows, dimension)).astype(np.float32 if audio else np.float16)
+        write_part(folder / part_name(entry.name), list(entry.video_ids), list(entry.content_hashes), values)
+    return folder

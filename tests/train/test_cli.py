@@ -91,7 +91,7 @@ def test_compare_lists_runs_best_validation_first(workspace, runner):
     table = runner.invoke(app, ["compare", str(root / "runs"), "--resamples", "300"])
     lines = table.stdout.splitlines()
     header = lines.index(next(line for line in lines if line.startswith("run ")))
-    assert lines[header].split()[:4] == ["run", "head", "seeds", "cache"]
+    assert lines[header].split()[:5] == ["run", "head", "sets", "seeds", "cache"]
     assert lines[header + 1].startswith(rows[0]["run"]) and lines[header + 2].startswith(rows[1]["run"])
     assert "random ResNet50" in table.stdout
 

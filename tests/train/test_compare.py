@@ -118,7 +118,7 @@ def test_the_table_shows_cache_n_interval_baseline_and_p(runs):
     assert "ranked by mean accuracy on the split that selected each model (validation)" in lines[0]
     header = next(line for line in lines if "validation acc" in line)
     assert (
-        header.split()[:5] == ["run", "head", "seeds", "cache", "n"]
+        header.split()[:6] == ["run", "head", "sets", "seeds", "cache", "n"]
         and "95% CI" in header
         and "baseline" in header
         and "p vs best" in header
@@ -127,6 +127,8 @@ def test_the_table_shows_cache_n_interval_baseline_and_p(runs):
     first = lines[lines.index(header) + 1]
     entry = best["splits"]["validation"]
     assert first.startswith(best["run"]) and "best" in first and f"cache@{best['config_hash'][:8]}" in first
+    # Runs recorded before --features read the default sets, and say so.
+    assert best["features"] == ["face:resnet50", "audio:pyaa"] and " face:resnet50,audio:pyaa " in first
     assert (
         f"[{entry['ci95'][0]:.4f}, {entry['ci95'][1]:.4f}]" in first
         and f"{entry['baseline_mean_accuracy']:.4f}" in first

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from common.options import Role, option
-from train.config import FitOptions
+import pytest
+
+from common.errors import OptionError
+from common.options import Role, identity, option
+from train.config import DEFAULT_FEATURES, FitOptions, parse_features
 
 # FitOptions as a later release that adds two options would define it.
 NewerFitOptions = dataclasses.make_dataclass(
@@ -35,3 +38,26 @@ def test_an_added_fit_option_counts_among_the_changed_ones_by_its_role():
     # A run saved before the options existed reads as their defaults: nothing more changed.
     older = FitOptions(dropout=0.3)
     assert NewerFitOptions.from_dict(older.to_dict()).changed() == older.changed()
+
+
+def test_a_head_needing_a_source_the_sets_lack_is_refused_naming_the_head_and_the_sets():
+    with pytest.raises(OptionError, match=r"^features head seed needs an audio set and face:vgg16,scene:resnet50 has"):
+        FitOptions(head="seed", features=("face:vgg16", "scene:resnet50"))
+    with pytest.raises(OptionError, match=r"^features head attention needs a visual set and audio:egemaps has none"):
+        FitOptions(head="attention", features=("audio:egemaps",))
+    with pytest.raises(OptionError, match="more than one audio set"):
+        FitOptions(features=("face:vgg16", "audio:pyaa", "audio:egemaps"))
+    with pytest.raises(OptionError, match="vgg16: expected SOURCE:EXTRACTOR"):
+        FitOptions(features=("vgg16", "audio:pyaa"))
+    assert FitOptions(head="visual", features=("face:vgg16",)).features == ("face:vgg16",)
+    assert FitOptions(head="audio", features=("audio:egemaps",)).features == ("audio:egemaps",)
+
+
+def test_the_default_sets_keep_the_identity_of_runs_recorded_before_features():
+    before = {"head": "audio", "lr": 0.001}  # an options.json written before the option existed
+    assert FitOptions.from_dict(before).features == DEFAULT_FEATURES
+    assert "features" not in identity(FitOptions.from_dict(before))
+    chosen = FitOptions.from_dict({**before, "features": ["face:vgg16", "audio:egemaps"]})
+    assert identity(chosen)["features"] == ("face:vgg16", "audio:egemaps")
+    assert "features" not in chosen.changed()  # compare shows the sets in a column of their own
+    assert parse_features("face:vgg16,audio:egemaps") == parse_features("face:vgg16+audio:egemaps")

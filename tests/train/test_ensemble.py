@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,12 +23,12 @@ TINY = {"visual_units": 8, "visual_projection": 4, "audio_units": 4, "lstm_units
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
-    """A cache and two runs on it (seed and audio heads)."""
+    """A cache and two runs on it on different sets: a seed head on the default sets, an audio head on audio:pyaa."""
     root = tmp_path_factory.mktemp("ensemble")
     cache = write_synthetic_cache(root / "cache", {"train": 48, "validation": 16, "test": 16}, frames=FRAMES)
-    for head in ("seed", "audio"):
+    for head, features in (("seed", ("face:resnet50", "audio:pyaa")), ("audio", ("audio:pyaa",))):
         fit(
-            FitOptions(cache=str(cache), out=str(root / "runs" / head), head=head, epochs=2, **TINY),
+            FitOptions(cache=str(cache), out=str(root / "runs" / head), head=head, features=features, epochs=2, **TINY),
             echo=lambda line: None,
         )
     return root, cache
@@ -232,3 +233,24 @@ def test_members_predicting_different_targets_are_refused(members, tmp_path):
     assert result.exit_code == ExitCode.USAGE
     assert "the members predict different targets" in result.stderr and f"{openness}: openness" in result.stderr
     assert not (tmp_path / "ens").exists()
+
+
+def test_an_ensemble_joins_runs_on_different_sets_each_scored_on_its_own(members, tmp_path):
+    root, cache = members
+    # The member on fewer sets first: the ensemble reads every member's sets, each member its own.
+    out = tmp_path / "late"
+    runner = CliRunner()
+    built = runner.invoke(
+        app, ["ensemble", str(root / "runs" / "audio"), str(root / "runs" / "seed"), "--out", str(out)]
+    )
+    assert built.exit_code == 0, built.output
+    assert open_folder(root / "runs" / "audio").features == ("audio:pyaa",)
+    assert open_folder(out).features == ("audio:pyaa", "face:resnet50")
+    evaluated = runner.invoke(app, ["evaluate", str(out), "--split", "test", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    recorded = json.loads((out / "metrics.json").read_text())["test"]["mean_accuracy"]
+    assert json.loads(evaluated.stdout)["test"]["mean_accuracy"] == pytest.approx(recorded, abs=1e-6)
+    compared = runner.invoke(app, ["compare", str(root / "runs"), str(out), "--json", "--resamples", "100"])
+    assert compared.exit_code == 0, compared.output
+    sets = {Path(row["folder"]).name: row["features"] for row in json.loads(compared.stdout)}
+    assert sets["audio"] == ["audio:pyaa"] and sets["seed"] == ["face:resnet50", "audio:pyaa"]

@@ -7,15 +7,17 @@ import struct
 import keras
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from cache.labels import read_label_table, write_labels
 from cache.reader import CacheReader
 from cache.schema import TRAITS
 from common.errors import OptionError
+from train.cli import app
 from train.config import HEADS, FitOptions
 from train.fit import fit
 from train.splits import SplitNameError
-from train.synthetic import write_synthetic_cache
+from train.synthetic import add_synthetic_set, write_synthetic_cache
 
 FRAMES = 4
 SMALL = dict(lr=1e-3, visual_units=32, visual_projection=16, audio_units=8, lstm_units=8, attention_units=4, verbose=0)
@@ -342,3 +344,31 @@ def test_interview_is_a_target_scored_per_target_beside_its_training_mean_baseli
     typo = runner.invoke(app, ["fit", "--cache", str(cache), "--out", str(tmp_path / "typo"), "--targets", "intervew"])
     assert typo.exit_code == 2 and "error: --targets must be among openness" in typo.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_run_on_added_sets_takes_its_input_widths_from_them_and_records_them(tmp_path):
+    cache = write_synthetic_cache(tmp_path / "cache", {"train": 24, "validation": 8}, frames=FRAMES)
+    for name, dimension in (("face:vgg16", 512), ("audio:egemaps", 88)):
+        add_synthetic_set(cache, name, dimension)
+    out = tmp_path / "vgg"
+    fit(
+        FitOptions(cache=str(cache), out=str(out), features=("face:vgg16", "audio:egemaps"), epochs=1, **SMALL),
+        echo=quiet,
+    )
+    model = keras.saving.load_model(out / "model.keras")
+    assert {tensor.name: tensor.shape[-1] for tensor in model.inputs} == {"visual": 512, "audio": 88}
+    with np.load(out / "normalization.npz") as normalization:
+        assert normalization["visual_mean"].shape == (512,) and normalization["audio_mean"].shape == (88,)
+    record = json.loads((out / "run.json").read_text())
+    assert record["features"] == ["face:vgg16", "audio:egemaps"]
+    assert {name: entry["identity"] for name, entry in record["feature_sets"].items()} == {
+        "face:vgg16": "synthetic0",
+        "audio:egemaps": "synthetic0",
+    }
+    # Side by side in one compare with a run on the default sets, each with its interval.
+    fit(FitOptions(cache=str(cache), out=str(tmp_path / "defaults"), epochs=1, **SMALL), echo=quiet)
+    result = CliRunner().invoke(app, ["compare", str(out), str(tmp_path / "defaults"), "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith(("vgg ", "defaults "))}
+    assert " face:vgg16,audio:egemaps " in rows["vgg"] and " face:resnet50,audio:pyaa " in rows["defaults"]
+    assert all(line.count("[") == 1 for line in rows.values())  # the 95% interval

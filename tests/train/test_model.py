@@ -10,6 +10,8 @@ from train.config import HEADS, FitOptions
 from train.model import build_head
 
 FRAMES = 4
+DIMENSIONS = (2048, 68)  # face:resnet50 and audio:pyaa, the default sets
+OTHER_DIMENSIONS = (512 + 1280, 88)  # face:vgg16 beside scene:efficientnetb0, and audio:egemaps
 TINY = FitOptions(visual_units=12, visual_projection=6, audio_units=4, lstm_units=3, attention_units=5)
 
 
@@ -21,10 +23,11 @@ def lstm(inputs, units):
     return 4 * (units * (inputs + units) + units)
 
 
-def expected_parameters(head, options):
-    """Parameter count implied by the layer sizes of each head."""
-    visual = dense(2048, options.visual_units) + dense(options.visual_units, options.visual_projection)
-    audio = dense(68, options.audio_units)
+def expected_parameters(head, options, dimensions=DIMENSIONS):
+    """Parameter count implied by the layer sizes of each head and its input widths."""
+    visual_dimension, audio_dimension = dimensions
+    visual = dense(visual_dimension, options.visual_units) + dense(options.visual_units, options.visual_projection)
+    audio = dense(audio_dimension, options.audio_units)
     fused = {
         "seed": options.visual_projection + options.audio_units,
         "audio": options.audio_units,
@@ -42,7 +45,7 @@ def expected_parameters(head, options):
 
 def test_seed_head_is_the_original_layer_for_layer():
     options = FitOptions()
-    model = build_head(options, 10)
+    model = build_head(options, 10, DIMENSIONS)
     assert model.count_params() == dense(2048, 1024) + dense(1024, 128) + dense(68, 32) + lstm(128 + 32, 10) + dense(
         10, 5
     )
@@ -76,15 +79,18 @@ def test_seed_head_is_the_original_layer_for_layer():
     assert [tensor.shape for tensor in model.inputs] == [(None, 10, 2048), (None, 10, 68)]
 
 
+@pytest.mark.parametrize("dimensions", [DIMENSIONS, OTHER_DIMENSIONS])
 @pytest.mark.parametrize("head", HEADS)
-def test_every_head_has_the_parameter_count_its_layers_imply(head):
-    model = build_head(replace(TINY, head=head), FRAMES)
-    assert model.count_params() == expected_parameters(head, TINY)
+def test_every_head_has_the_parameter_count_its_layers_and_input_widths_imply(head, dimensions):
+    model = build_head(replace(TINY, head=head), FRAMES, dimensions)
+    assert model.count_params() == expected_parameters(head, TINY, dimensions)
+    widths = {"visual": dimensions[0], "audio": dimensions[1], "face": 1}
+    assert all(tensor.shape[-1] == widths[tensor.name] for tensor in model.inputs)
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_maps_its_inputs_to_five_scores_in_the_unit_interval(head):
-    model = build_head(replace(TINY, head=head), FRAMES)
+    model = build_head(replace(TINY, head=head), FRAMES, DIMENSIONS)
     rng = np.random.default_rng(0)
     shapes = {"visual": (3, FRAMES, 2048), "audio": (3, FRAMES, 68), "face": (3, FRAMES, 1)}
     inputs = {tensor.name: rng.normal(size=shapes[tensor.name]).astype(np.float32) for tensor in model.inputs}
@@ -105,7 +111,7 @@ def test_unknown_head_is_refused():
 
 
 def test_attention_head_saves_and_loads_in_safe_mode(tmp_path):
-    model = build_head(replace(TINY, head="attention"), FRAMES)
+    model = build_head(replace(TINY, head="attention"), FRAMES, DIMENSIONS)
     rng = np.random.default_rng(1)
     inputs = {
         "visual": rng.normal(size=(2, FRAMES, 2048)).astype(np.float32),
@@ -132,7 +138,7 @@ def test_mixed_precision_heads_still_output_float32():
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_head(TINY, FRAMES)
+        model = build_head(TINY, FRAMES, DIMENSIONS)
         assert model.get_layer("visual_dense").compute_dtype == "float16"
         assert model.outputs[0].dtype == "float32"
     finally:
@@ -148,7 +154,7 @@ def weights_after_five_steps(optimizer):
     }
     labels = rng.uniform(0.3, 0.7, (8, 5)).astype("float32")
     keras.utils.set_random_seed(2)
-    model = build_head(TINY, FRAMES)
+    model = build_head(TINY, FRAMES, DIMENSIONS)
     model.compile(optimizer=optimizer, loss="mse")
     initial = model.get_weights()
     for _ in range(5):
@@ -194,7 +200,7 @@ def test_outside_those_releases_fused_adam_warns_once_and_runs_keras_adam(capsys
 
 
 def test_per_frame_dense_layers_act_on_each_frame_alone():
-    model = build_head(replace(TINY, head="visual"), FRAMES)
+    model = build_head(replace(TINY, head="visual"), FRAMES, DIMENSIONS)
     frames = np.random.default_rng(5).normal(size=(3, FRAMES, 2048)).astype("float32")
     dense_layer = model.get_layer("visual_dense")
     whole = keras.ops.convert_to_numpy(dense_layer(frames))

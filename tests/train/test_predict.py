@@ -18,6 +18,8 @@ from extract.run import extract_to_cache
 from train.cli import app
 from train.config import FitOptions
 from train.fit import fit
+from train.predict import records_to_split
+from train.run import RunError
 from train.synthetic import write_synthetic_cache
 
 FRAMES = 4
@@ -231,3 +233,28 @@ def test_predict_writes_the_targets_the_run_was_trained_on(face_clip, tmp_path):
     rows = read_rows(result.stdout)
     assert list(rows[0]) == ["video_id", "interview", "openness"]
     assert all(0 < float(rows[0][target]) < 1 for target in ("interview", "openness"))
+
+
+def test_predict_computes_face_and_audio_sets_equal_to_computing_them_directly(face_clip):
+    from extract.backbones import embed_images
+    from extract.parallel import featurize
+    from extract.smile import smile_features
+
+    (record,) = list(featurize([face_clip], EXTRACTION))
+    split = records_to_split([record], TRAITS, ("face:vgg16", "audio:pyaa"), {"face:vgg16": {"weights": "none"}})
+    direct = embed_images(record.face_crops, "vgg16", weights="none")
+    assert split.visual.shape == (1, FRAMES, 512) and split.audio.shape == (1, FRAMES, 68)
+    np.testing.assert_array_equal(split.sets["face:vgg16"][0], direct)
+    np.testing.assert_array_equal(split.visual[0], direct.astype(np.float16))
+    np.testing.assert_array_equal(split.sets["audio:pyaa"][0], record.audio_features)
+    rate = EXTRACTION.decode.audio_rate
+    voice = records_to_split(
+        [record], TRAITS, ("face:resnet50", "audio:egemaps"), {"audio:egemaps": {"audio_rate": rate}}
+    )
+    assert record.has_audio and voice.audio.shape == (1, FRAMES, 88)
+    np.testing.assert_array_equal(
+        voice.audio[0], smile_features(record.sound_track, rate, record.duration, FRAMES, "egemaps")
+    )
+    np.testing.assert_array_equal(voice.visual[0], record.face_embeddings)
+    with pytest.raises(RunError, match="predict cannot compute set scene:vgg16 from a new video"):
+        records_to_split([record], TRAITS, ("scene:vgg16", "audio:pyaa"), {"scene:vgg16": {"weights": "none"}})

@@ -19,6 +19,7 @@ from train.cli import app
 from train.config import FitOptions
 from train.run import METRICS_FILE
 from train.sweep import (
+    JOINED_AXES,
     SweepOptions,
     configurations,
     fixed_options,
@@ -75,6 +76,7 @@ def test_every_fit_option_but_the_sweeps_own_is_a_grid_axis():
     for name, (_, kind) in leaf_fields(FitOptions).items():
         value = getattr(defaults, name)
         text = str(value).lower() if kind is bool else repr(value) if kind is float else str(value)
+        text = "+".join(value) if name in JOINED_AXES else text
         if name in excluded:
             with pytest.raises(OptionError, match=f"grid {name}: not a grid axis"):
                 parse_grid([f"{name}={text}"])
@@ -83,6 +85,20 @@ def test_every_fit_option_but_the_sweeps_own_is_a_grid_axis():
         assert grid == ((name, (value,)),), name
         (only,) = configurations(SweepOptions(out="out", cache="c", grid=grid))
         assert getattr(SweepOptions(out="out", cache="c", grid=grid).fit_options(only), name) == value
+
+
+def test_a_grid_ranges_over_feature_sets_joined_by_plus():
+    (axis,) = parse_grid(["features=face:resnet50+audio:pyaa,face:vgg16+audio:egemaps"])
+    assert axis == ("features", (("face:resnet50", "audio:pyaa"), ("face:vgg16", "audio:egemaps")))
+    options = SweepOptions(out="out", cache="c", grid=(axis,))
+    fits = [options.fit_options(values) for values in configurations(options)]
+    assert sorted(fit.features for fit in fits) == sorted(axis[1])
+    assert sorted(Path(fit.out).name for fit in fits) == [
+        "features=face:resnet50+audio:pyaa",
+        "features=face:vgg16+audio:egemaps",
+    ]
+    with pytest.raises(OptionError, match="head audio needs an audio set and face:vgg16 has none"):
+        SweepOptions(out="out", cache="c", grid=parse_grid(["head=audio", "features=face:vgg16"]))
 
 
 def test_configurations_cover_the_grid_and_a_random_search_draws_the_same_ones_again():
