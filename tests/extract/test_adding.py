@@ -289,3 +289,17 @@ def test_add_killed_between_parts_keeps_the_finished_one_and_resumes(new_cache, 
     assert (finished.stat().st_mtime_ns, finished.read_bytes()) == before
     assert not list(found.folder.glob("*.tmp"))
     assert CacheReader(cache).read("train", ("face:vgg16",))["face:vgg16"].shape == (3, 4, 512)
+
+
+@pytest.mark.parametrize("backend", ["loky", "dask"])
+def test_parallel_jobs_on_loky_and_dask_add_the_numbers_one_job_adds(new_cache, tmp_path, backend):
+    serial, parallel = (Path(shutil.copytree(new_cache, tmp_path / name)) for name in ("serial", "parallel"))
+    add_sets(serial, AddOptions(features="face:vgg16", weights="none", jobs=1), show_progress=False)
+    options = AddOptions(features="face:vgg16", weights="none", jobs=2, backend=backend)
+    summary = add_sets(parallel, options, show_progress=False)
+    assert summary.added == {"face:vgg16": 3}
+    names = ("video_id", "face:vgg16")
+    expected, found = (CacheReader(cache).read("train", names) for cache in (serial, parallel))
+    np.testing.assert_array_equal(found["video_id"], expected["video_id"])
+    assert np.abs(expected["face:vgg16"].astype(np.float32)).max() > 0  # random VGG16 outputs are not all zeros
+    np.testing.assert_array_equal(found["face:vgg16"], expected["face:vgg16"])
