@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from common.errors import OptionError
-from common.options import Role, identity, option
+from common.options import identity
 from train.config import DEFAULT_FEATURES, FitOptions, parse_features
-
-# FitOptions as a later release that adds two options would define it.
-NewerFitOptions = dataclasses.make_dataclass(
-    "NewerFitOptions",
-    [
-        ("label_smoothing", float, option(0.0, "Pull the targets toward their mean by this share.", metavar="SHARE")),
-        ("progress_file", str, option("", "Also append progress lines to FILE.", metavar="FILE", role=Role.RUN)),
-    ],
-    bases=(FitOptions,),
-    frozen=True,
-)
 
 
 def test_changed_options_are_those_that_decide_the_numbers_except_the_ones_named_apart():
@@ -32,12 +19,12 @@ def test_changed_options_are_those_that_decide_the_numbers_except_the_ones_named
     }
 
 
-def test_an_added_fit_option_counts_among_the_changed_ones_by_its_role():
-    newer = NewerFitOptions(label_smoothing=0.1, progress_file="progress.txt", dropout=0.3)
+def test_an_added_fit_option_counts_among_the_changed_ones_by_its_role(newer_fit_options):
+    newer = newer_fit_options(label_smoothing=0.1, progress_file="progress.txt", dropout=0.3)
     assert newer.changed() == {"dropout": 0.3, "label_smoothing": 0.1}
     # A run saved before the options existed reads as their defaults: nothing more changed.
     older = FitOptions(dropout=0.3)
-    assert NewerFitOptions.from_dict(older.to_dict()).changed() == older.changed()
+    assert newer_fit_options.from_dict(older.to_dict()).changed() == older.changed()
 
 
 def test_a_head_needing_a_source_the_sets_lack_is_refused_naming_the_head_and_the_sets():

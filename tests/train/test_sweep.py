@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import train.sweep
 from common.errors import OptionError
-from common.options import Role, leaf_fields, option
+from common.options import leaf_fields
 from train.cli import app
 from train.config import FitOptions
 from train.run import METRICS_FILE
@@ -311,32 +311,21 @@ def test_a_rerun_keeps_the_seeds_an_interrupted_configuration_had_finished(cache
     assert set(combined["validation"]["seeds"]) == {"1", "2"}
 
 
-# FitOptions as a later release that adds two options would define it: each new option is
-# its one field, whose role sits in its own definition.
-NewerFitOptions = dataclasses.make_dataclass(
-    "NewerFitOptions",
-    [
-        ("label_smoothing", float, option(0.0, "Pull the targets toward their mean by this share.", metavar="SHARE")),
-        ("progress_file", str, option("", "Also append progress lines to FILE.", metavar="FILE", role=Role.RUN)),
-    ],
-    bases=(FitOptions,),
-    frozen=True,
-)
-
-
-def test_an_added_fit_option_is_placed_by_its_role_and_runs_saved_before_it_still_resume(cache, tmp_path, monkeypatch):
+def test_an_added_fit_option_is_placed_by_its_role_and_runs_saved_before_it_still_resume(
+    cache, tmp_path, monkeypatch, newer_fit_options
+):
     out = tmp_path / "s"
     arguments = ["sweep", "--cache", str(cache), "--out", str(out), "--epochs", "1", "--grid", "head=audio"]
     assert CliRunner().invoke(app, [*arguments, *TINY_FIXED, "--resamples", "200"]).exit_code == 0
     axes, fixed_before, set_before = list(grid_axes()), fixed_options(), set_by_sweep()
-    monkeypatch.setattr(train.sweep, "FitOptions", NewerFitOptions)  # the release that adds the options
+    monkeypatch.setattr(train.sweep, "FitOptions", newer_fit_options)  # the release that adds the options
     assert list(grid_axes()) == [*axes, "label_smoothing"]
     assert fixed_options() == [*fixed_before, "label_smoothing"]
     assert set_by_sweep() == {**set_before, "progress_file": set_before["verbose"]}
     fixed = (("epochs", 1), ("visual_units", 8), ("visual_projection", 4), ("audio_units", 4), ("lstm_units", 4))
     sweep = SweepOptions(out=str(out), cache=str(cache), grid=parse_grid(["head=audio"]), fixed=fixed)
     finished, to_do = plan(sweep)
-    assert [type(options) for options in finished] == [NewerFitOptions] and not to_do
+    assert [type(options) for options in finished] == [newer_fit_options] and not to_do
     assert finished[0].out == str(out / "head=audio")
     smoothed = dataclasses.replace(sweep, fixed=(*fixed, ("label_smoothing", 0.1)))
     with pytest.raises(OptionError, match=r"other options than this sweep's \(label_smoothing: 0.0 -> 0.1\)"):
