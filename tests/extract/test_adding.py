@@ -294,6 +294,8 @@ def test_add_killed_between_parts_keeps_the_finished_one_and_resumes(new_cache, 
 @pytest.mark.parametrize("backend", ["loky", "dask"])
 def test_parallel_jobs_on_loky_and_dask_add_the_numbers_one_job_adds(new_cache, tmp_path, backend):
     serial, parallel = (Path(shutil.copytree(new_cache, tmp_path / name)) for name in ("serial", "parallel"))
+    for copy in (serial, parallel):  # the module's cache may hold sets other tests added
+        shutil.rmtree(copy / SETS_FOLDER, ignore_errors=True)
     add_sets(serial, AddOptions(features="face:vgg16", weights="none", jobs=1), show_progress=False)
     options = AddOptions(features="face:vgg16", weights="none", jobs=2, backend=backend)
     summary = add_sets(parallel, options, show_progress=False)
