@@ -206,16 +206,22 @@ def predict(
     run: Path = typer.Argument(..., help="Run folder written by `fit` (or `ensemble`)."),
     videos: list[Path] = typer.Argument(..., metavar="VIDEO...", help="Video files."),
     out: Path = typer.Option(None, metavar="FILE.csv", help="CSV to write; default standard output."),
+    weights: list[str] = typer.Option(
+        None,
+        metavar="SET=FILE",
+        help="The weights file a set of the run was added with (`extract add --weights FILE`), checked against its"
+        " recorded SHA-256; repeat for each such set.",
+    ),
 ) -> None:
     """Big Five scores for new videos, extracted exactly as the run's cache was.
 
-    Writes one row per video (video_id and the five traits in [0, 1]). A video that
-    cannot be decoded gets an error line on standard error and the exit status is
-    1; the others are still predicted.
+    Computes every feature set the run reads from each video. Writes one row per video
+    (video_id and the five traits in [0, 1]). A video that cannot be decoded gets an
+    error line on standard error and the exit status is 1; the others are still predicted.
     """
-    from train.predict import predict_videos, predictions_csv
+    from train.predict import predict_videos, predictions_csv, weights_files
 
-    predictions = predict_videos(run, videos)
+    predictions = predict_videos(run, videos, weights_files(weights or []))
     text = predictions_csv(predictions)
     if out is None:
         typer.echo(text, nl=False)
