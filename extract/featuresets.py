@@ -114,6 +114,9 @@ def feature_sets(names: str) -> tuple[FeatureSet, ...]:
     return parsed
 
 
+FILE_IDENTITY = "sha256:"  # prefix of a weights file's identity: its content, not its path
+
+
 def weights_identity(weights: str) -> str:
     """What identifies a backbone's weights: ``imagenet``, ``none``, or ``sha256:`` of a weights file's bytes.
 
@@ -130,7 +133,7 @@ def weights_identity(weights: str) -> str:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsError(f"{weights}: no such file; expected imagenet, none, or a weights file (.h5 or .weights.h5)")
-    return "sha256:" + file_digest(path)
+    return FILE_IDENTITY + file_digest(path)
 
 
 def describe(

@@ -33,7 +33,7 @@ from common.options import flatten
 from extract.config import ExtractOptions
 from extract.embed import check_runtime, imagenet_weights_path, inference_function, loading_line, resolve_runtime
 from extract.faces import load_cascade
-from extract.featuresets import DEFAULT_SETS, feature_sets
+from extract.featuresets import DEFAULT_SETS, FILE_IDENTITY, feature_sets
 from extract.inputs import Failure, VideoJob, check_inputs, discover, identify
 from extract.interrupt import deferred_interrupt
 from extract.parallel import embeds_in_workers, featurize_jobs
@@ -168,7 +168,7 @@ def _add_sets(cache_dir: Path, options: ExtractOptions, show_progress: bool) -> 
     warnings = []
     for found in stored_sets(cache_dir):
         weights = found.descriptor["options"].get("weights", named)
-        if weights.startswith("sha256:"):
+        if weights.startswith(FILE_IDENTITY):
             warnings.append(
                 f"{found.name} was computed with a weights file: add it to the new videos with `python -m extract add {cache_dir} --features {found.name} --weights FILE`"
             )

@@ -20,8 +20,6 @@ from train.config import DEFAULT_FEATURES
 from train.dataset import SplitData, joined_sets
 from train.run import RunError, open_folder, weights_warning
 
-FILE_IDENTITY = "sha256:"  # how a set records weights given as a file (extract.featuresets.weights_identity)
-
 
 @dataclass(frozen=True)
 class Predictions:
@@ -144,6 +142,8 @@ def _recorded_files(extraction_config: dict, options: dict[str, dict]) -> dict[s
     The default face set's file is the extraction's own (``weights_sha256`` in its config), which
     the extraction also ran on every video whatever sets the run reads; an added set's is its recorded ``weights``.
     """
+    from extract.featuresets import FILE_IDENTITY
+
     recorded = {
         name: str(chosen["weights"])
         for name, chosen in options.items()
