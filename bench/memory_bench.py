@@ -7,7 +7,8 @@ peak hides nothing (``extraction_growths``). The README's bound: the 60 min clip
 may add at most its int16 sound track plus 60 MiB over the 15 s one
 (``within_bound``, beside ``bound_mib``). The long clip has tiny frames at 1 fps to
 keep the benchmark short: what grows with length is the sound, which extraction
-holds once as int16; frames are kept only when sampled. For 10 vs 200 videos
+holds once as int16, also while writing it into the cache (the default
+``--keep-audio``); frames are kept only when sampled. For 10 vs 200 videos
 (``--jobs 2``): the peak of the whole process tree's summed RSS (parent and
 workers, sampled every 50 ms). Run: ``python -m bench.memory_bench --out FILE``.
 """

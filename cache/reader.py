@@ -26,6 +26,9 @@ from cache.schema import (
     DURATION_DATASET,
     EMBEDDING_DIM,
     NUMERIC_DATASETS,
+    SOUND_DATASET,
+    SOUND_OFFSETS,
+    SOUND_SAMPLES,
     SOURCE_DATASETS,
     STRING_DATASETS,
     VideoRecord,
@@ -35,6 +38,48 @@ from common.errors import CacheError
 
 FEW_ROWS_FRACTION = 4  # rows read one by one when fewer than a quarter of the shard
 DEFAULT_DATASETS = ("video_id", "face_embeddings", "audio_features", "face_found")
+
+
+def _select_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    # Chunks hold one video each: a few rows are read alone, most of a shard in one
+    # call (h5py's point selection is slow for many).
+    return dataset[rows.tolist()] if rows.size * FEW_ROWS_FRACTION < len(dataset) else dataset[()][rows]
+
+
+def holds(shard: h5py.File, name: str) -> bool:
+    """Whether a shard stores the dataset ``name``: the sound track in either layout (see cache.schema)."""
+    return name in shard or (name == SOUND_DATASET and SOUND_OFFSETS in shard)
+
+
+def read_sounds(shard: h5py.File, rows) -> np.ndarray:
+    """The sound tracks of some rows of an open shard, stored flat (schema 2) or variable-length (schema 1).
+
+    Parameters
+    ----------
+    shard : h5py.File
+    rows : sequence of int
+        Increasing row numbers.
+
+    Returns
+    -------
+    np.ndarray
+        (len(rows),) object array, each item a (num_samples,) int16 track (empty without sound).
+
+    Raises
+    ------
+    KeyError
+        When the shard stores no sound track.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if SOUND_OFFSETS in shard:
+        offsets, samples = shard[SOUND_OFFSETS][()], shard[SOUND_SAMPLES]
+        tracks = [samples[offsets[row] : offsets[row + 1]] for row in rows]
+    else:
+        tracks = list(_select_rows(shard[SOUND_DATASET], rows))
+    sounds = np.empty(len(tracks), dtype=object)
+    for position, track in enumerate(tracks):  # item by item: tracks of equal length must not become a 2-D array
+        sounds[position] = track
+    return sounds
 
 
 class CacheReader:
@@ -203,19 +248,13 @@ class CacheReader:
                     if [value.decode() for value in shard[name][()]] != indexed:
                         raise self._damaged(entry.name, f"its {name} values differ from the index")
                 for name in datasets:
-                    if name not in shard:
+                    if not holds(shard, name):
                         if name in optional:
                             continue
                         raise CacheError(
                             f"{self.cache_dir / entry.name}: no dataset {name!r} (was the cache built with crops switched off?)"
                         )
-                    # Chunks hold one video each: a few rows are read alone, most of
-                    # a shard in one call (h5py's point selection is slow for many).
-                    values = (
-                        shard[name][rows.tolist()]
-                        if rows.size * FEW_ROWS_FRACTION < len(entry.video_ids)
-                        else shard[name][()][rows]
-                    )
+                    values = read_sounds(shard, rows) if name == SOUND_DATASET else _select_rows(shard[name], rows)
                     if name in STRING_DATASETS:
                         values = np.array([value.decode() for value in values], dtype=object)
                     parts[name].append(values)

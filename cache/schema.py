@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEMA_VERSION = 1  # bump when a dataset's meaning or layout changes
+SCHEMA_VERSION = 2  # bump when a dataset's meaning or layout changes (2: the sound track stored flat)
 EMBEDDING_DIM = 2048  # ResNet50 global-average-pooled output
 AUDIO_DIM = 68  # 34 pyAudioAnalysis short-term features + their deltas
 TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
@@ -37,7 +37,13 @@ CROPS_DATASET = "face_crops"
 # What decoding yields beside the crops, kept so that feature sets can be added later
 # without opening a video (``python -m extract add``). Each is optional: a shard written
 # before they existed, or with them switched off, lacks them.
-SOUND_DATASET = "sound_track"  # variable-length int16 per video, resampled mono; empty without sound
+# The sound track (int16 mono at the cache's audio rate, empty for a video without sound) is
+# read as SOUND_DATASET. Shards of schema 2 store it flat, every video's samples one after
+# another, so that it gets Fletcher-32 and is written without a copy; schema 1 shards hold a
+# variable-length int16 dataset under SOUND_DATASET itself (cache.reader.read_sounds reads both).
+SOUND_DATASET = "sound_track"
+SOUND_SAMPLES = "sound_samples"  # (total samples,) int16, chunked with Fletcher-32
+SOUND_OFFSETS = "sound_offsets"  # (N+1,) int64: video i's sound is sound_samples[offsets[i]:offsets[i+1]]
 DURATION_DATASET = "duration"  # float32 seconds of video: where the sound's T segments lie
 FRAMES_DATASET = "whole_frames"  # (T*k, S, S, 3) uint8 sampled frames letterboxed into S x S
 SOURCE_DATASETS = (CROPS_DATASET, SOUND_DATASET, DURATION_DATASET, FRAMES_DATASET)

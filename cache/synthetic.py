@@ -3,6 +3,7 @@ files, a few kilobytes per video, and the damage a cache must survive."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def random_record(number: int, split: str = "train", version: int = 0, crops: bo
     )
 
 
+def sounding_record(number: int, samples: int, split: str = "train", rate: int = 16000) -> VideoRecord:
+    """``random_record(number)`` with a random int16 sound track of ``samples`` samples at ``rate``
+    Hz and the duration it lasts; ``samples`` 0 is a video without sound (an empty track)."""
+    rng = np.random.default_rng([number, samples])
+    return dataclasses.replace(
+        random_record(number, split=split),
+        sound_track=rng.integers(-(2**15), 2**15, samples, dtype=np.int16),
+        has_audio=samples > 0,
+        duration=float(np.float32(samples / rate)),  # as the shard stores it
+    )
+
+
 def write_random_cache(
     cache_dir: Path, numbers, videos_per_shard: int = 2, config: dict = SMALL_CONFIG, **record_options
 ) -> Path:
@@ -72,8 +85,13 @@ def add_foreign_shard(cache_dir: Path, numbers, work_dir: Path) -> Path:
 
 def flip_embedding_byte(path: Path, video: int = 0) -> None:
     """Invert one byte inside the stored embeddings of the shard's ``video``-th row (a bit rot)."""
+    flip_chunk_byte(path, "face_embeddings", video)
+
+
+def flip_chunk_byte(path: Path, dataset: str, chunk: int) -> None:
+    """Invert one byte inside the ``chunk``-th stored chunk of a shard's ``dataset`` (a bit rot)."""
     with h5py.File(path, "r") as shard:
-        offset = shard["face_embeddings"].id.get_chunk_info(video).byte_offset
+        offset = shard[dataset].id.get_chunk_info(chunk).byte_offset
     with open(path, "r+b") as handle:
         handle.seek(offset + 100)
         byte = handle.read(1)

@@ -40,7 +40,8 @@ from cache.schema import (
     NUMERIC_DATASETS,
     SCHEMA_VERSION,
     SHARD_PATTERN,
-    SOUND_DATASET,
+    SOUND_OFFSETS,
+    SOUND_SAMPLES,
     STRING_DATASETS,
     VideoRecord,
 )
@@ -76,52 +77,145 @@ def library_versions() -> dict[str, str]:
     return {"numpy": np.__version__, "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
 
 
+SOUND_CHUNK = 2**16  # samples per chunk of the flat sound (128 KiB, 4 s at 16 kHz): well below HDF5's 1 MiB
+# chunk cache, so a chunk two videos' sounds share is completed in memory, never read back
+
+
+class _ShardFile(io.RawIOBase):
+    """The temporary shard file as HDF5 writes it through h5py's file-object driver.
+
+    HDF5 meeting a failed write keeps the half-written file open inside the library, and
+    the process crashes (SIGSEGV) at exit. So HDF5 never sees one: the first OSError is
+    kept in ``error``, later writes are discarded, HDF5 closes the file as usual, and
+    ``write_shard`` raises the kept error. Writes go straight to the file (``pwrite``),
+    so no image of the shard is ever held in memory.
+    """
+
+    def __init__(self, descriptor: int):
+        super().__init__()
+        self.descriptor = descriptor
+        self.position = 0
+        self.length = 0  # bytes as HDF5 wrote them, discarded writes included
+        self.error: OSError | None = None
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.position = offset + {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.length}[whence]
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = os.preadv(self.descriptor, [buffer], self.position)
+        self.position += count
+        return count
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        written = 0
+        while self.error is None and written < len(view):
+            try:
+                written += os.pwrite(self.descriptor, view[written:], self.position + written)
+            except OSError as error:
+                self.error = error
+        self.position += len(view)
+        self.length = max(self.length, self.position)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        self.length = self.position if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self.descriptor, self.length)
+            except OSError as error:
+                self.error = error
+        return self.length
+
+    def flush(self) -> None:
+        pass  # every write went straight to the file; write_shard fsyncs it
+
+
+def _write_sounds(shard: h5py.File, tracks: list[np.ndarray]) -> None:
+    """Store the videos' sound tracks flat (SOUND_SAMPLES, SOUND_OFFSETS), each written
+    from its own array: no concatenated copy is made."""
+    offsets = np.cumsum([0, *(len(track) for track in tracks)], dtype=np.int64)
+    total = int(offsets[-1])
+    samples = shard.create_dataset(
+        SOUND_SAMPLES,
+        (total,),
+        dtype=np.int16,
+        maxshape=(None,),  # only so that a shard of silent videos (no samples) may still be chunked
+        chunks=(min(SOUND_CHUNK, max(total, 1)),),
+        fletcher32=True,
+        track_times=False,
+    )
+    for track, start, stop in zip(tracks, offsets[:-1], offsets[1:]):
+        if stop > start:
+            samples[start:stop] = np.asarray(track, dtype=np.int16)
+    shard.create_dataset(SOUND_OFFSETS, data=offsets, chunks=offsets.shape, fletcher32=True, track_times=False)
+
+
+def _write_datasets(shard: h5py.File, records: list[VideoRecord]) -> None:
+    string_type = h5py.string_dtype("utf-8")
+    for name in STRING_DATASETS:
+        values = [getattr(record, name) for record in records]
+        shard.create_dataset(name, data=np.array(values, dtype=object), dtype=string_type, track_times=False)
+    for name, (_, dtype) in NUMERIC_DATASETS.items():
+        data = np.stack([np.asarray(getattr(record, name), dtype=dtype) for record in records])
+        shard.create_dataset(name, data=data, chunks=(1, *data.shape[1:]), fletcher32=True, track_times=False)
+    # A source is stored when every record has it (records re-recorded from an older
+    # shard may lack one): a shard's rows either all have it or none.
+    for name in (CROPS_DATASET, FRAMES_DATASET):
+        if all(getattr(record, name) is not None for record in records):
+            images = np.stack([getattr(record, name) for record in records]).astype(np.uint8, copy=False)
+            shard.create_dataset(name, data=images, chunks=(1, *images.shape[1:]), fletcher32=True, track_times=False)
+    if all(record.duration is not None for record in records):
+        durations = np.array([record.duration for record in records], dtype=np.float32)
+        shard.create_dataset(DURATION_DATASET, data=durations, track_times=False)
+    if all(record.sound_track is not None for record in records):
+        _write_sounds(shard, [record.sound_track for record in records])
+
+
 def write_shard(path: Path, records: list[VideoRecord], attributes: dict) -> None:
     """Write records to one HDF5 file at ``path`` and fsync it (no renaming: see CacheWriter).
 
     Numeric datasets are chunked one video per chunk with Fletcher-32 checksums, so
-    a flipped byte is caught on read and a reader can fetch single videos.
+    a flipped byte is caught on read and a reader can fetch single videos; the sound
+    tracks are stored flat in fixed-size chunks, also with Fletcher-32.
 
-    The file is built in memory and written with plain file I/O: when HDF5 itself
-    meets a full disk it keeps the half-written file open inside the library and the
-    process crashes (SIGSEGV) at exit, whereas a failed ``write`` is an ordinary
-    OSError. The bytes are the same; the cost is one shard of memory (~100 MB for 64
-    videos with 224 px crops) and ~3 ms per video.
+    Raises
+    ------
+    OSError
+        The first write that failed (a full disk, a file size limit), after HDF5 has
+        closed the file (see ``_ShardFile``).
     """
-    image = io.BytesIO()
-    string_type = h5py.string_dtype("utf-8")
-    with h5py.File(image, "w") as shard:
-        for name in STRING_DATASETS:
-            values = [getattr(record, name) for record in records]
-            shard.create_dataset(name, data=np.array(values, dtype=object), dtype=string_type, track_times=False)
-        for name, (_, dtype) in NUMERIC_DATASETS.items():
-            data = np.stack([np.asarray(getattr(record, name), dtype=dtype) for record in records])
-            shard.create_dataset(name, data=data, chunks=(1, *data.shape[1:]), fletcher32=True, track_times=False)
-        # A source is stored when every record has it (records re-recorded from an older
-        # shard may lack one): a shard's rows either all have it or none.
-        for name in (CROPS_DATASET, FRAMES_DATASET):
-            if all(getattr(record, name) is not None for record in records):
-                images = np.stack([getattr(record, name) for record in records]).astype(np.uint8, copy=False)
-                shard.create_dataset(
-                    name, data=images, chunks=(1, *images.shape[1:]), fletcher32=True, track_times=False
-                )
-        if all(record.duration is not None for record in records):
-            durations = np.array([record.duration for record in records], dtype=np.float32)
-            shard.create_dataset(DURATION_DATASET, data=durations, track_times=False)
-        if all(record.sound_track is not None for record in records):
-            # HDF5 applies no filter (so no Fletcher-32) to variable-length data: the shard's
-            # SHA-256 in the index is what guards the sound track.
-            sound = shard.create_dataset(
-                SOUND_DATASET, (len(records),), dtype=h5py.vlen_dtype(np.int16), track_times=False
-            )
-            for row, record in enumerate(records):
-                sound[row] = np.asarray(record.sound_track, dtype=np.int16)
-        for key, value in attributes.items():
-            shard.attrs[key] = value
-    with open(path, "wb") as handle:
-        handle.write(image.getbuffer())
-        handle.flush()
-        os.fsync(handle.fileno())
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        target = _ShardFile(descriptor)
+        try:
+            with h5py.File(target, "w") as shard:
+                _write_datasets(shard, records)
+                for key, value in attributes.items():
+                    shard.attrs[key] = value
+        except Exception as failure:
+            # HDF5 may fail on reading back what was discarded: the write error is the cause.
+            if target.error is None:
+                raise
+            raise target.error from failure
+        if target.error is not None:
+            raise target.error
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class CacheWriter:

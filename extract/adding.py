@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from cache.lock import CacheLock
 from cache.manifest import plural
-from cache.reader import CacheReader
-from cache.schema import CROPS_DATASET, DURATION_DATASET, FRAMES_DATASET, SOUND_DATASET
+from cache.reader import CacheReader, holds, read_sounds
+from cache.schema import CROPS_DATASET, DURATION_DATASET, FRAMES_DATASET, SOUND_DATASET, SOURCE_DATASETS
 from cache.sets import SHARD_SETS, part_name, set_folder, write_descriptor, write_part
 from cache.writer import library_versions
 from common.errors import CacheError, OptionError
@@ -122,7 +122,7 @@ def _check_sources(reader: CacheReader, chosen: tuple[FeatureSet, ...]) -> None:
     live = [entry for entry, mask in zip(reader.index.shards, reader.index.live_masks()) if any(mask)]
     for entry in live:
         with h5py.File(reader.cache_dir / entry.name, "r") as shard:
-            held = set(shard)
+            held = {name for name in SOURCE_DATASETS if holds(shard, name)}
         for wanted in chosen:
             dataset, what, flag = NEEDS[wanted.source]
             if dataset not in held or (wanted.source == "audio" and DURATION_DATASET not in held):
@@ -141,7 +141,7 @@ def compute_part(cache_dir: Path, job: _Job, weights: str, extraction: ExtractOp
         if job.chosen.visual:
             images = shard[NEEDS[job.chosen.source][0]][rows]
         else:
-            sounds = shard[SOUND_DATASET][rows]
+            sounds = read_sounds(shard, rows)
             durations = shard[DURATION_DATASET][rows]
             has_audio = shard["has_audio"][rows]
     if job.chosen.visual:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -14,20 +16,38 @@ import cache
 from cache.labels import write_labels
 from cache.manifest import Index, config_hash, shard_entry
 from cache.reader import DEFAULT_DATASETS, CacheReader
-from cache.schema import CROPS_DATASET, LABEL_NAMES, NUMERIC_DATASETS, STRING_DATASETS
+from cache.schema import (
+    CROPS_DATASET,
+    DURATION_DATASET,
+    LABEL_NAMES,
+    NUMERIC_DATASETS,
+    SOUND_DATASET,
+    SOUND_OFFSETS,
+    SOUND_SAMPLES,
+    STRING_DATASETS,
+)
 from cache.synthetic import (
     IMAGENET_CONFIG,
     SMALL_CONFIG,
     SMALL_FRAMES,
     add_foreign_shard,
+    flip_chunk_byte,
     flip_embedding_byte,
     random_record,
+    sounding_record,
     write_random_cache,
 )
-from cache.writer import CacheWriter, shard_name
+from cache.verify import verify
+from cache.writer import SOUND_CHUNK, CacheWriter, shard_name
 from common.errors import CacheError
+from extract.adding import AddOptions, add_sets
+from extract.run import extract_to_cache
+from extract.smile import smile_features
 
 EVERY_DATASET = (*STRING_DATASETS, *NUMERIC_DATASETS, CROPS_DATASET)
+# Written by the extraction of release aad0591 (tiny flags): sound tracks in the variable-length
+# layout of schema 1; silent.mp4 has no sound, speaks0.mp4 and speaks1.mp4 about 1 s each at 16 kHz.
+VLEN_SOUND_FIXTURE = Path(__file__).parents[1] / "fixtures" / "cache-with-vlen-sound"
 SPLITS = ("train", "validation", "test")
 
 
@@ -107,6 +127,90 @@ def test_record_by_content_hash(cache_dir):
         assert reader.record(expected.content_hash, crops=False).face_crops is None
     with pytest.raises(KeyError, match="no cached video"):
         reader.record("f" * 64)
+
+
+# --- the sound track, in its flat layout and in the variable-length one of earlier releases -------
+
+
+def write_sounding_cache(cache_dir: Path, lengths, videos_per_shard: int) -> list:
+    records = [sounding_record(number, length) for number, length in enumerate(lengths)]
+    with CacheWriter(cache_dir, SMALL_CONFIG, videos_per_shard) as writer:
+        for record in records:
+            writer.add(record)
+    return records
+
+
+def test_sound_tracks_round_trip_with_videos_without_sound(tmp_path):
+    # Shards: tracks across chunk boundaries and an empty one; two of equal length; all empty.
+    lengths = (SOUND_CHUNK + 3, 0, 5, SOUND_CHUNK - 1, 7, 7, 0, 0, 0)
+    records = write_sounding_cache(tmp_path, lengths, videos_per_shard=3)
+    reader = CacheReader(tmp_path)
+    tracks = reader.read("train", ("video_id", SOUND_DATASET))[SOUND_DATASET]
+    assert tracks.shape == (len(records),)
+    for track, record in zip(tracks, records):
+        assert track.dtype == np.int16
+        np.testing.assert_array_equal(track, record.sound_track)
+    for record in records:
+        assert_same_record(reader.record(record.content_hash), record)
+
+
+def test_a_flipped_byte_in_the_sound_track_is_refused_when_read(tmp_path):
+    write_sounding_cache(tmp_path, (SOUND_CHUNK + 3, SOUND_CHUNK + 3), videos_per_shard=2)
+    path = tmp_path / shard_name(0)
+    flip_chunk_byte(path, SOUND_SAMPLES, 1)
+    reader = CacheReader(tmp_path)
+    assert len(reader.read("train", ("face_embeddings",))["face_embeddings"]) == 2  # other datasets read
+    with pytest.raises(CacheError, match="damaged") as caught:
+        reader.read("train", (SOUND_DATASET,))
+    assert_refusal(caught.value, path)
+
+
+def test_sound_tracks_of_an_earlier_release_read_and_move_to_the_flat_layout(tmp_path):
+    cache_dir = Path(shutil.copytree(VLEN_SOUND_FIXTURE, tmp_path / "cache"))
+    with h5py.File(cache_dir / shard_name(0), "r") as shard:
+        assert SOUND_OFFSETS not in shard and shard.attrs["schema_version"] == 1
+        stored = list(shard[SOUND_DATASET][()])  # as h5py reads the variable-length layout
+    reader = CacheReader(cache_dir)
+    old = reader.read("train", ("video_id", SOUND_DATASET, "has_audio"))
+    assert list(old["video_id"]) == ["silent.mp4", "speaks0.mp4", "speaks1.mp4"]
+    assert [len(track) for track in old[SOUND_DATASET]] == [0, 16347, 16347] and old["has_audio"].tolist() == [
+        False,
+        True,
+        True,
+    ]
+    # A renamed video is re-recorded from its cached record into a new shard, as extraction does.
+    entry = reader.index.shards[0]
+    with CacheWriter(cache_dir, reader.config) as writer:
+        for content_hash, video_id in zip(entry.content_hashes, entry.video_ids):
+            writer.add(dataclasses.replace(reader.record(content_hash), video_id=f"copy-{video_id}", split="copy"))
+    with h5py.File(cache_dir / shard_name(1), "r") as shard:
+        assert SOUND_DATASET not in shard and SOUND_OFFSETS in shard
+    reader = CacheReader(cache_dir)
+    for split in ("train", "copy"):
+        tracks = reader.read(split, (SOUND_DATASET,))[SOUND_DATASET]
+        for track, expected in zip(tracks, stored, strict=True):
+            assert track.dtype == np.int16
+            np.testing.assert_array_equal(track, expected)
+    assert verify(cache_dir) == []
+
+
+def test_an_earlier_release_cache_takes_new_videos_and_an_audio_set_over_both_layouts(
+    tmp_path, clip_folder, tiny_options
+):
+    cache_dir = Path(shutil.copytree(VLEN_SOUND_FIXTURE, tmp_path / "cache"))
+    extract_to_cache([f"train={clip_folder / 'train'}"], cache_dir, [], tiny_options, show_progress=False)
+    assert verify(cache_dir) == []
+    summary = add_sets(cache_dir, AddOptions(features="audio:egemaps"), show_progress=False)
+    assert summary.added == {"audio:egemaps": 6}
+    names = ("video_id", "audio:egemaps", SOUND_DATASET, DURATION_DATASET, "has_audio")
+    values = CacheReader(cache_dir).read("train", names)
+    assert sum(len(track) > 0 for track in values[SOUND_DATASET]) == 5  # all but silent.mp4
+    for egemaps, track, duration, present in zip(*(values[name] for name in names[1:])):
+        expected = smile_features(
+            track if present else None, 16000, float(duration), tiny_options.decode.frames, "egemaps"
+        )
+        np.testing.assert_array_equal(egemaps, expected)
+    assert verify(cache_dir) == []
 
 
 def test_labels_join_by_video_id_with_nan_where_unknown(cache_dir):

@@ -26,6 +26,9 @@ from cache.schema import (
     INDEX_FILE,
     NUMERIC_DATASETS,
     SCHEMA_VERSION,
+    SOUND_DATASET,
+    SOUND_OFFSETS,
+    SOUND_SAMPLES,
     STRING_DATASETS,
 )
 from cache.synthetic import (
@@ -35,9 +38,10 @@ from cache.synthetic import (
     SMALL_FRAMES,
     add_foreign_shard,
     random_record,
+    sounding_record,
     write_random_cache,
 )
-from cache.writer import TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number, write_shard
+from cache.writer import SOUND_CHUNK, TEMPORARY_SUFFIX, CacheWriter, shard_name, shard_number, write_shard
 from common.errors import CacheError
 
 
@@ -95,6 +99,22 @@ def test_shards_without_crops(tmp_path):
     write_random_cache(tmp_path, range(3), crops=False)
     with h5py.File(tmp_path / shard_name(0), "r") as shard:
         assert CROPS_DATASET not in shard
+
+
+def test_sound_tracks_are_stored_flat_in_checksummed_chunks_with_their_offsets(tmp_path):
+    lengths = (SOUND_CHUNK + 3, 0, 5, SOUND_CHUNK - 1)  # tracks across chunk boundaries, a video without sound
+    records = [sounding_record(number, length) for number, length in enumerate(lengths)]
+    with CacheWriter(tmp_path, SMALL_CONFIG, videos_per_shard=len(records)) as writer:
+        for record in records:
+            writer.add(record)
+    with h5py.File(tmp_path / shard_name(0), "r") as shard:
+        assert SOUND_DATASET not in shard and shard.attrs["schema_version"] == SCHEMA_VERSION
+        samples, offsets = shard[SOUND_SAMPLES], shard[SOUND_OFFSETS]
+        assert samples.dtype == np.int16 and samples.shape == (sum(lengths),) and samples.chunks == (SOUND_CHUNK,)
+        assert samples.fletcher32 and offsets.fletcher32 and offsets.dtype == np.int64
+        assert offsets[()].tolist() == np.cumsum([0, *lengths]).tolist()
+        for record, start, stop in zip(records, offsets[:-1], offsets[1:]):
+            np.testing.assert_array_equal(samples[start:stop], record.sound_track)
 
 
 def test_exit_writes_what_is_buffered_even_when_interrupted(tmp_path):

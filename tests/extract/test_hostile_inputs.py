@@ -37,10 +37,6 @@ LONG_FPS = 1  # frames per second of the long clip, so that it encodes in about 
 # The memory test's clips: frames large enough that keeping all 600 of the long clip (RGB:
 # 414 MiB) or 10 minutes of sound as float32 beside the int16 track (37 MiB) breaks the bound.
 MEMORY_CLIP_SIZE = (640, 360)
-# Keeping the sound track in the cache (the default) holds it 4 times while its shard is
-# written: the record's, h5py's variable-length conversion, and the in-memory shard image
-# the writer builds before it writes the file (measured 75 MiB for 18 MiB of track).
-SOUND_COPIES_WHEN_KEPT = 4
 # Peak resident memory the 10-minute clip may add over the 10-second one, beyond the sound
 # track held once as int16 (2 bytes a sample: 18 MiB at 16 kHz): decoder and resampler
 # buffers, the audio windows of one batch. Measured: 5-7 MiB.
@@ -438,14 +434,15 @@ def test_decoding_ten_minutes_keeps_memory_bounded(tmp_path):
         "1",
     ]
     sound_track = SOUND_SAMPLE_BYTES * RATE * (LONG_SECONDS - 10)
-    # Without the sound track in the cache: decoding and the audio features hold it once.
-    for keep, copies in (("--no-audio", 1), ("--keep-audio", SOUND_COPIES_WHEN_KEPT)):
+    # Decoding, the audio features and, when the track is kept, the record and its shard's
+    # writing all hold it once.
+    for keep in ("--no-audio", "--keep-audio"):
         work = tmp_path / keep.lstrip("-")
         work.mkdir()
         short_growth, long_growth = extraction_growths([warm_up, short, long], work, [*flags, keep])
-        assert long_growth - short_growth < copies * sound_track + LONG_MEMORY_BUDGET, (
+        assert long_growth - short_growth < sound_track + LONG_MEMORY_BUDGET, (
             f"{keep}: 10 minutes with sound took {(long_growth - short_growth) / 2**20:.0f} MiB more than 10 s "
-            f"(the int16 sound itself: {sound_track / 2**20:.0f} MiB, allowed {copies} of it"
+            f"(the int16 sound itself: {sound_track / 2**20:.0f} MiB, allowed once"
             f" and {LONG_MEMORY_BUDGET / 2**20:.0f} MiB beyond)"
         )
         assert CacheReader(work / "cache").splits() == {tmp_path.name: 3}

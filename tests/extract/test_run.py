@@ -21,7 +21,7 @@ from bench.extract_bench import extract_command
 from cache.labels import load_label_file
 from cache.manifest import Index, shard_entry
 from cache.reader import CacheReader
-from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, TRAITS
+from cache.schema import AUDIO_DIM, EMBEDDING_DIM, LABEL_NAMES, SCHEMA_VERSION, TRAITS
 from cache.verify import repair, verify
 from cache.writer import shard_name, shard_number
 from common.errors import CacheError, ExitCode
@@ -82,7 +82,7 @@ def test_shards_carry_schema_config_and_library_versions(built):
     cache_dir, options, _ = built
     reader = CacheReader(cache_dir)
     attributes = reader.shard_attributes()
-    assert attributes["schema_version"] == 1
+    assert attributes["schema_version"] == SCHEMA_VERSION
     assert attributes["config_hash"] == reader.config_hash
     assert {"tensorflow", "keras", "av", "h5py"} <= set(attributes["library_versions"])
     assert reader.config == options.feature_config()
