@@ -115,9 +115,11 @@ class _ShardFile(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        count = os.preadv(self.descriptor, [buffer], self.position)
-        self.position += count
-        return count
+        # os.pread rather than os.preadv, which some macOS builds of Python lack.
+        data = os.pread(self.descriptor, len(buffer), self.position)
+        memoryview(buffer).cast("B")[: len(data)] = data
+        self.position += len(data)
+        return len(data)
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
