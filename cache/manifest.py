@@ -7,6 +7,7 @@ can check ids and row counts against it and a crash never leaves it half written
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -115,6 +116,21 @@ def check_cache_folder(cache_dir: Path) -> None:
             f"{cache_dir}: holds Python source ({shown}), so it is a code folder, not a cache (deleting the cache would delete the code); "
             f"use a dedicated folder such as --cache features/ and move any {SHARD_PATTERN}, {INDEX_FILE}, {CONFIG_FILE} and {LABELS_FILE} there"
         )
+
+
+def missing_cache_advice(cache_dir: Path) -> str:
+    """What to do about a cache folder that does not exist: the caches beside it with a close
+    name (a typo), else how to build one."""
+    cache_dir = Path(cache_dir)
+    parent = cache_dir.parent
+    try:
+        beside = [path.name for path in parent.iterdir() if (path / CONFIG_FILE).is_file()]
+    except OSError:  # no parent folder, or one we may not list: nothing to suggest
+        beside = []
+    near = difflib.get_close_matches(cache_dir.name, beside, n=3)
+    if near:
+        return "did you mean " + " or ".join(str(parent / name) for name in near) + "?"
+    return "build one with `make features`"
 
 
 def foreign_folder(cache_dir: Path) -> Path:

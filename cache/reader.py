@@ -16,6 +16,7 @@ from cache.manifest import (
     config_hash,
     foreign_advice,
     foreign_problem,
+    missing_cache_advice,
     read_config,
     repair_advice,
     shard_file_problem,
@@ -96,7 +97,7 @@ class CacheReader:
         self.cache_dir = Path(cache_dir)
         check_cache_folder(self.cache_dir)
         if not self.cache_dir.is_dir():
-            raise CacheError(f"{self.cache_dir}: no such cache folder; build one with `make features`")
+            raise CacheError(f"{self.cache_dir}: no such cache folder; {missing_cache_advice(self.cache_dir)}")
         config = read_config(self.cache_dir)
         if config is None:
             raise CacheError(f"{self.cache_dir}: not a cache (no config.json); build one with `make features`")

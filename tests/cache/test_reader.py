@@ -278,7 +278,7 @@ def test_unknown_split_or_dataset(cache_dir):
 
 
 def test_a_folder_that_is_not_a_cache(tmp_path):
-    with pytest.raises(CacheError, match="no such cache folder"):
+    with pytest.raises(CacheError, match="no such cache folder; build one with `make features`"):
         CacheReader(tmp_path / "missing")
     with pytest.raises(CacheError, match="not a cache"):
         CacheReader(tmp_path)
@@ -383,3 +383,12 @@ def test_a_foreign_shard_adopted_by_an_older_version_is_refused_when_read(tmp_pa
     assert_same_record(
         reader.record(random_record(1).content_hash), random_record(1)
     )  # the cache's own shards still read
+
+
+def test_a_mistyped_cache_folder_names_the_cache_beside_it(tmp_path):
+    features = tmp_path / "features"
+    shutil.copytree(VLEN_SOUND_FIXTURE, features)
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(CacheError) as caught:
+        CacheReader(tmp_path / "featuers")
+    assert str(caught.value) == f"{tmp_path / 'featuers'}: no such cache folder; did you mean {features}?"
