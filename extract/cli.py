@@ -86,7 +86,7 @@ def add(
         summary = add_sets(cache, options, show_progress=not quiet)
     except KeyboardInterrupt as interrupt:
         typer.echo(
-            f"stopped at once by a second Ctrl-C: the part files in flight are lost, finished ones are kept in {cache}; "
+            f"stopped at once by Ctrl-C: the part files in flight are lost, finished ones are kept in {cache}; "
             "run the same command again to resume",
             err=True,
         )

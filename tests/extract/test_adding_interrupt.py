@@ -168,7 +168,9 @@ def test_a_second_ctrl_c_stops_within_the_bound_losing_only_the_part_in_flight(
     cache = Path(shutil.copytree(cache_of_four_shards, tmp_path / "cache"))
     process, output, errors, ended = _add_with_ctrl_c(cache, tmp_path, jobs=1, times=2)
     assert process.returncode == 130, errors[-2000:]
-    assert FIRST_STOP + "\n" in errors and "stopped at once by a second Ctrl-C" in errors, errors[-2000:]
+    assert FIRST_STOP + "\n" in errors and "stopped at once by Ctrl-C: the part files in flight are lost" in errors, (
+        errors[-2000:]
+    )
     assert "Traceback" not in errors and output == ""
     moment = json.loads((tmp_path / "marks.json").read_text())
     assert ended - moment["at"] < SECOND_CTRL_C_BOUND, f"{ended - moment['at']:.1f} s"
