@@ -8,8 +8,10 @@ finished parts and the same command resumes with the rest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,7 +32,7 @@ from common.files import TEMPORARY_SUFFIX
 from common.options import Role, option
 from extract.config import BACKENDS, ExtractOptions
 from extract.featuresets import FeatureSet, describe, feature_sets, identity, weights_identity
-from extract.interrupt import deferred_interrupt
+from extract.interrupt import deferred_interrupt, ignore_ctrl_c
 from extract.parallel import parallel_backend
 
 # Stored source of each feature-set source, and the extraction flag that stores it.
@@ -221,25 +223,55 @@ def add_sets(cache_dir: Path, options: AddOptions, show_progress: bool = True) -
             build_backbone(wanted_set.extractor, options.weights, extraction.faces.crop_size, extraction.seed)
     added = {wanted_set.name: 0 for wanted_set in chosen}
     with CacheLock(Path(cache_dir)):
-        jobs = []
+        jobs, folders = [], []
         for wanted_set, descriptor in descriptors.items():
-            folder = set_folder(cache_dir, wanted_set.name, descriptor["identity"])
-            for stale in folder.glob(f"*{TEMPORARY_SUFFIX}"):
-                stale.unlink()
-            write_descriptor(folder, descriptor)
-            jobs += _jobs(reader, wanted_set, folder)
+            folders.append(set_folder(cache_dir, wanted_set.name, descriptor["identity"]))
+            _remove_temporaries(folders[-1])
+            write_descriptor(folders[-1], descriptor)
+            jobs += _jobs(reader, wanted_set, folders[-1])
         total = sum(len(job.rows) for job in jobs)
-        with (
-            deferred_interrupt(show_progress) as stop,
-            tqdm(total=total, desc="adding sets", unit="video", disable=not show_progress, file=sys.stderr) as progress,
-            parallel_backend(options) as workers,
-        ):
-            run = joblib.Parallel(n_jobs=min(workers, max(len(jobs), 1)), return_as="generator")
-            calls = (joblib.delayed(compute_part)(cache_dir, job, options.weights, extraction) for job in jobs)
-            for job, count in zip(jobs, run(calls)):
-                added[job.chosen.name] += count
-                progress.update(count)
-                if stop.requested:
-                    break
-            interrupted = stop.requested
+        try:
+            with (
+                deferred_interrupt(show_progress) as stop,
+                tqdm(
+                    total=total, desc="adding sets", unit="video", disable=not show_progress, file=sys.stderr
+                ) as progress,
+                parallel_backend(options) as workers,
+                _workers_ignore_ctrl_c(options),
+            ):
+                run = joblib.Parallel(n_jobs=min(workers, max(len(jobs), 1)), return_as="generator")
+                results = run(joblib.delayed(compute_part)(cache_dir, job, options.weights, extraction) for job in jobs)
+                try:
+                    for job in jobs:
+                        if stop.requested:
+                            break
+                        stop.waiting = job.video_ids  # results come in job order: this part is the one awaited
+                        progress.update(next(results))
+                finally:
+                    # Abandoning the pool mid-run makes joblib warn about the tasks it drops;
+                    # a requested stop is expected, and the caller says what is left to do.
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)
+                        results.close()
+                interrupted = stop.requested
+        finally:
+            for folder in folders:  # a stop ends the workers, maybe mid-write
+                _remove_temporaries(folder)
+    for job in jobs:  # after a stop, workers may have finished parts whose results were not awaited
+        if (job.folder / part_name(job.shard)).is_file():
+            added[job.chosen.name] += len(job.rows)
     return AddSummary(added, already, interrupted)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Remove the half-written part files an ended run left in a set's folder (the cache lock is held)."""
+    for stale in folder.glob(f"*{TEMPORARY_SUFFIX}"):
+        stale.unlink()
+
+
+def _workers_ignore_ctrl_c(options: AddOptions) -> contextlib.AbstractContextManager:
+    """Make loky's worker processes ignore Ctrl-C, which a terminal sends to them too:
+    the first one would otherwise interrupt the parts they write instead of letting them finish."""
+    if options.backend != "loky":
+        return contextlib.nullcontext()
+    return joblib.parallel_config(backend="loky", initializer=ignore_ctrl_c)

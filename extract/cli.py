@@ -82,7 +82,15 @@ def add(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     options: AddOptions = None,
 ) -> None:
-    summary = add_sets(cache, options, show_progress=not quiet)
+    try:
+        summary = add_sets(cache, options, show_progress=not quiet)
+    except KeyboardInterrupt as interrupt:
+        typer.echo(
+            f"stopped at once by Ctrl-C: the part files in flight are lost, finished ones are kept in {cache}; "
+            "run the same command again to resume",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.INTERRUPTED) from interrupt
     typer.echo(summary.line())
     if summary.interrupted:
         typer.echo(

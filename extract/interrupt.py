@@ -22,7 +22,8 @@ class StopRequest:
     ``extract.parallel.featurize_jobs`` keeps ``waiting`` (the decoded videos waiting for
     their embeddings) and ``awaiting`` (whether it waits for the workers' next result)
     up to date: once ``requested``, it finishes the waiting videos and the result it
-    waits for, and drops the videos still in the workers.
+    waits for, and drops the videos still in the workers. ``extract.adding.add_sets``
+    keeps ``waiting`` as the videos of the part file it waits for, which it finishes.
     """
 
     requested: bool = False
@@ -65,3 +66,9 @@ def deferred_interrupt(show_progress: bool = True) -> Iterator[StopRequest]:
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def ignore_ctrl_c() -> None:
+    """Ignore Ctrl-C in this process: a worker's, whose parent decides what a Ctrl-C stops
+    (a terminal sends it to the worker processes too)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
