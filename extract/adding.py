@@ -8,7 +8,6 @@ finished parts and the same command resumes with the rest.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import warnings
@@ -32,7 +31,7 @@ from common.files import TEMPORARY_SUFFIX
 from common.options import Role, option
 from extract.config import BACKENDS, ExtractOptions
 from extract.featuresets import FeatureSet, describe, feature_sets, identity, weights_identity
-from extract.interrupt import deferred_interrupt, ignore_ctrl_c
+from extract.interrupt import deferred_interrupt
 from extract.parallel import parallel_backend
 
 # Stored source of each feature-set source, and the extraction flag that stores it.
@@ -237,7 +236,6 @@ def add_sets(cache_dir: Path, options: AddOptions, show_progress: bool = True) -
                     total=total, desc="adding sets", unit="video", disable=not show_progress, file=sys.stderr
                 ) as progress,
                 parallel_backend(options) as workers,
-                _workers_ignore_ctrl_c(options),
             ):
                 run = joblib.Parallel(n_jobs=min(workers, max(len(jobs), 1)), return_as="generator")
                 results = run(joblib.delayed(compute_part)(cache_dir, job, options.weights, extraction) for job in jobs)
@@ -267,11 +265,3 @@ def _remove_temporaries(folder: Path) -> None:
     """Remove the half-written part files an ended run left in a set's folder (the cache lock is held)."""
     for stale in folder.glob(f"*{TEMPORARY_SUFFIX}"):
         stale.unlink()
-
-
-def _workers_ignore_ctrl_c(options: AddOptions) -> contextlib.AbstractContextManager:
-    """Make loky's worker processes ignore Ctrl-C, which a terminal sends to them too:
-    the first one would otherwise interrupt the parts they write instead of letting them finish."""
-    if options.backend != "loky":
-        return contextlib.nullcontext()
-    return joblib.parallel_config(backend="loky", initializer=ignore_ctrl_c)

@@ -14,7 +14,7 @@ from cache.schema import VideoRecord
 from extract.batching import CropBatcher
 from extract.config import ExtractOptions
 from extract.inputs import Failure, VideoJob, discover, make_job
-from extract.interrupt import StopRequest
+from extract.interrupt import StopRequest, ignore_ctrl_c
 from extract.worker import PreparedVideo, prepare_video
 
 VIDEOS_PER_BLOCK_PER_WORKER = 8  # jobs handed to the pool at once: bounds memory, keeps workers busy
@@ -36,13 +36,18 @@ def parallel_backend(options: ExtractOptions) -> Iterator[int]:
     """joblib's backend for the run: loky processes, or a Dask cluster on loopback
     (started and stopped here) or at ``options.scheduler``.
 
+    Loky's worker processes ignore Ctrl-C, which a terminal sends to them too: what a
+    Ctrl-C stops is the parent's to decide (``extract.interrupt``), and a worker
+    interrupted mid-video or mid-part would lose it.
+
     Yields
     ------
     int
         Parallel workers the backend offers (cluster threads for Dask).
     """
     if options.backend == "loky":
-        yield options.workers
+        with joblib.parallel_config(backend="loky", initializer=ignore_ctrl_c):
+            yield options.workers
         return
     from dask.distributed import Client, LocalCluster
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 import extract.parallel as parallel
+from cache.manifest import read_failures
+from cache.reader import CacheReader
 from extract.config import ExtractOptions
 from extract.inputs import identify
 from extract.interrupt import StopRequest
@@ -58,3 +66,67 @@ def test_workers_that_embed_give_the_records_the_parent_would(clip_folder, tiny_
 def test_only_a_dask_run_embeds_in_its_workers():
     assert not parallel.embeds_in_workers(ExtractOptions())
     assert parallel.embeds_in_workers(ExtractOptions.from_dict({"backend": "dask"}))
+
+
+# Imported at start-up by the command and by loky's worker processes (through PYTHONPATH).
+# The first process to start records its pid, which the workers inherit through the
+# environment. When a worker starts decoding a video (seen by a profile function: PyAV
+# opens files in C, unseen by audit hooks), it sends SIGINT to the whole process group,
+# as a terminal's Ctrl-C does, and carries on.
+CTRL_C_IN_A_WORKER = """
+import os, signal, sys, threading
+
+os.environ.setdefault("CTRL_C_COMMAND_PID", str(os.getpid()))
+
+
+def profile(frame, event, argument):
+    code = frame.f_code
+    if event != "call" or code.co_name != "decode" or not code.co_filename.endswith("video.py"):
+        return
+    try:
+        os.close(os.open(os.environ["CTRL_C_MARKS"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # one Ctrl-C per run
+        return
+    os.killpg(os.getpgrp(), signal.SIGINT)
+
+
+if os.environ.get("CTRL_C_MARKS") and str(os.getpid()) != os.environ["CTRL_C_COMMAND_PID"]:
+    sys.setprofile(profile)
+    threading.setprofile(profile)
+"""
+CTRL_C_TIMEOUT = 300  # seconds for a tiny extraction on a busy 2-core machine, start-up included
+
+
+def test_a_terminal_ctrl_c_reaching_the_workers_loses_no_video_and_reports_none_failed(
+    clip_folder, tiny_flags, tmp_path
+):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(CTRL_C_IN_A_WORKER)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), str(site)]),
+        "CTRL_C_MARKS": str(tmp_path / "signalled"),
+    }
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "extract", str(clip_folder / "train"), "--cache", str(cache), *tiny_flags]
+    command += ["--jobs", "2", "--videos-per-shard", "1"]
+    # A session of its own: the Ctrl-C reaches the run's process group, not pytest.
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        output, errors = process.communicate(timeout=CTRL_C_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=CTRL_C_TIMEOUT)
+    assert (tmp_path / "signalled").exists()
+    assert process.returncode == 130, errors[-2000:]
+    assert "stopping: finishing" in errors and "Traceback" not in errors, errors[-2000:]
+    assert " 0 failed" in output and read_failures(cache) == [], output
+    environment.pop("CTRL_C_MARKS")
+    rerun = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=CTRL_C_TIMEOUT)
+    assert rerun.returncode == 0 and " 0 failed" in rerun.stdout, rerun.stderr[-2000:]
+    ids = CacheReader(cache).read("train", ("video_id",))["video_id"]
+    assert sorted(ids) == sorted(path.name for path in (clip_folder / "train").glob("*.mp4"))
