@@ -72,3 +72,9 @@ def ignore_ctrl_c() -> None:
     """Ignore Ctrl-C in this process: a worker's, whose parent decides what a Ctrl-C stops
     (a terminal sends it to the worker processes too)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def dask_setup(worker) -> None:
+    """Dask's hook for a worker preload module (``LocalCluster(preload=[__name__])``): the
+    worker ignores Ctrl-C, as loky's do (``ignore_ctrl_c``)."""
+    ignore_ctrl_c()

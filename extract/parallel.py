@@ -11,6 +11,7 @@ from pathlib import Path
 import joblib
 
 from cache.schema import VideoRecord
+from extract import interrupt
 from extract.batching import CropBatcher
 from extract.config import ExtractOptions
 from extract.inputs import Failure, VideoJob, discover, make_job
@@ -36,9 +37,10 @@ def parallel_backend(options: ExtractOptions) -> Iterator[int]:
     """joblib's backend for the run: loky processes, or a Dask cluster on loopback
     (started and stopped here) or at ``options.scheduler``.
 
-    Loky's worker processes ignore Ctrl-C, which a terminal sends to them too: what a
-    Ctrl-C stops is the parent's to decide (``extract.interrupt``), and a worker
-    interrupted mid-video or mid-part would lose it.
+    Loky's worker processes and a local cluster's ignore Ctrl-C, which a terminal sends
+    to them too: what a Ctrl-C stops is the parent's to decide (``extract.interrupt``);
+    a worker interrupted mid-video or mid-part would lose it, and a cluster whose
+    workers all died would leave the run waiting for ever.
 
     Yields
     ------
@@ -56,7 +58,13 @@ def parallel_backend(options: ExtractOptions) -> Iterator[int]:
             client = stack.enter_context(Client(options.scheduler))
         else:
             cluster = stack.enter_context(
-                LocalCluster(n_workers=options.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+                LocalCluster(
+                    n_workers=options.workers,
+                    threads_per_worker=1,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    preload=[interrupt.__name__],  # its dask_setup: the workers ignore Ctrl-C
+                )
             )
             client = stack.enter_context(Client(cluster))
         stack.enter_context(joblib.parallel_config(backend="dask"))

@@ -84,7 +84,9 @@ def uninterrupted(cache_of_four_shards, tmp_path_factory) -> dict[str, np.ndarra
     return {split: CacheReader(cache).read(split, (SET,))[SET] for split in SPLITS}
 
 
-def _add_with_ctrl_c(cache: Path, tmp_path: Path, jobs: int, times: int) -> tuple[subprocess.Popen, str, str, float]:
+def _add_with_ctrl_c(
+    cache: Path, tmp_path: Path, jobs: int, times: int, backend: str = "loky"
+) -> tuple[subprocess.Popen, str, str, float]:
     """Run ``python -m extract add`` with Ctrl-C (``times`` SIGINTs) as its second part file is renamed into place.
 
     Returns the process, its stdout and stderr, and the time it ended (``time.time()``).
@@ -100,7 +102,7 @@ def _add_with_ctrl_c(cache: Path, tmp_path: Path, jobs: int, times: int) -> tupl
         "CTRL_C_MARKS": str(tmp_path / "marks.json"),
     }
     command = [sys.executable, "-m", "extract", "add", str(cache), "--features", SET, "--weights", "none"]
-    command += ["--quiet", "--jobs", str(jobs)]
+    command += ["--quiet", "--jobs", str(jobs), "--backend", backend]
     # A session of its own: the Ctrl-C reaches the run's process group, not pytest.
     process = subprocess.Popen(
         command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -143,13 +145,14 @@ def _assert_the_rerun_adds_only_the_rest(cache: Path, parts: dict, expected: dic
 
 
 # One job: exactly the part finished before the signal and the one in flight. Two (loky
-# processes, which the Ctrl-C reaches too): those, and maybe parts the other worker finished.
-@pytest.mark.parametrize(("jobs", "most_parts"), [(1, 2), (2, 4)])
+# processes, or the worker processes of a local Dask cluster, which the Ctrl-C reaches too):
+# those, and maybe parts the other worker finished.
+@pytest.mark.parametrize(("jobs", "most_parts", "backend"), [(1, 2, "loky"), (2, 4, "loky"), (2, 4, "dask")])
 def test_the_first_ctrl_c_finishes_the_part_in_flight_and_the_same_command_adds_the_rest(
-    cache_of_four_shards, uninterrupted, tmp_path, jobs, most_parts
+    cache_of_four_shards, uninterrupted, tmp_path, jobs, most_parts, backend
 ):
     cache = Path(shutil.copytree(cache_of_four_shards, tmp_path / "cache"))
-    process, output, errors, _ = _add_with_ctrl_c(cache, tmp_path, jobs, times=1)
+    process, output, errors, _ = _add_with_ctrl_c(cache, tmp_path, jobs, times=1, backend=backend)
     assert process.returncode == 130, errors[-2000:]
     assert FIRST_STOP + "\n" in errors and "Traceback" not in errors, errors[-2000:]
     assert "interrupted: finished part files are kept" in errors and "run the same command again" in errors
