@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import extract.parallel as parallel
 from cache.manifest import read_failures
@@ -97,8 +98,9 @@ if os.environ.get("CTRL_C_MARKS") and str(os.getpid()) != os.environ["CTRL_C_COM
 CTRL_C_TIMEOUT = 300  # seconds for a tiny extraction on a busy 2-core machine, start-up included
 
 
+@pytest.mark.parametrize("backend", ["loky", "dask"])
 def test_a_terminal_ctrl_c_reaching_the_workers_loses_no_video_and_reports_none_failed(
-    clip_folder, tiny_flags, tmp_path
+    clip_folder, tiny_flags, tmp_path, backend
 ):
     site = tmp_path / "site"
     site.mkdir()
@@ -110,7 +112,7 @@ def test_a_terminal_ctrl_c_reaching_the_workers_loses_no_video_and_reports_none_
     }
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "extract", str(clip_folder / "train"), "--cache", str(cache), *tiny_flags]
-    command += ["--jobs", "2", "--videos-per-shard", "1"]
+    command += ["--jobs", "2", "--videos-per-shard", "1", "--backend", backend]
     # A session of its own: the Ctrl-C reaches the run's process group, not pytest.
     process = subprocess.Popen(
         command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
