@@ -7,7 +7,6 @@ can check ids and row counts against it and a crash never leaves it half written
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import io
 import json
@@ -20,6 +19,7 @@ import h5py
 from cache.schema import CONFIG_FILE, FAILURES_FILE, FOREIGN_FOLDER, INDEX_FILE, LABELS_FILE, SHARD_PATTERN
 from common.errors import CacheError
 from common.files import write_atomically
+from common.paths import close_siblings, did_you_mean
 
 
 def file_digest(path: Path) -> str:
@@ -121,16 +121,8 @@ def check_cache_folder(cache_dir: Path) -> None:
 def missing_cache_advice(cache_dir: Path) -> str:
     """What to do about a cache folder that does not exist: the caches beside it with a close
     name (a typo), else how to build one."""
-    cache_dir = Path(cache_dir)
-    parent = cache_dir.parent
-    try:
-        beside = [path.name for path in parent.iterdir() if (path / CONFIG_FILE).is_file()]
-    except OSError:  # no parent folder, or one we may not list: nothing to suggest
-        beside = []
-    near = difflib.get_close_matches(cache_dir.name, beside, n=3)
-    if near:
-        return "did you mean " + " or ".join(str(parent / name) for name in near) + "?"
-    return "build one with `make features`"
+    near = close_siblings(Path(cache_dir), accept=lambda entry: (entry / CONFIG_FILE).is_file())
+    return did_you_mean(near) or "build one with `make features`"
 
 
 def foreign_folder(cache_dir: Path) -> Path:

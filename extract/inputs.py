@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cache.manifest import file_digest
 from common.errors import TraitcacheError, command_line_text, via_make
+from common.paths import close_siblings, did_you_mean
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
@@ -236,8 +237,10 @@ def check_inputs(specs: list[str], one_split: bool = False) -> None:
     for spec in specs:
         _, path = parse_input(spec)
         if not path.exists() and not path.is_symlink():
+            near = did_you_mean(close_siblings(path))
             raise InputError(
-                f"{spec}: no such file or folder; expected a video file or a folder of videos (SPLIT=PATH names the split)"
+                f"{spec}: no such file or folder; "
+                + (near or "expected a video file or a folder of videos (SPLIT=PATH names the split)")
             )
         if path.is_dir() and not any(
             Path(root, name).suffix.lower() in VIDEO_SUFFIXES for root, _, names in os.walk(path) for name in names

@@ -100,6 +100,9 @@ def test_a_missing_input_or_an_empty_folder_is_refused_before_any_work(tmp_path)
         check_inputs([str(tmp_path / "data"), str(tmp_path / "absent")])
     with pytest.raises(InputError, match=r"empty: folder holds no videos \(looked for"):
         check_inputs([f"test={tmp_path / 'empty'}"])
+    with pytest.raises(InputError) as caught:
+        check_inputs([f"train={tmp_path / 'dta'}"])
+    assert str(caught.value) == f"train={tmp_path / 'dta'}: no such file or folder; did you mean {tmp_path / 'data'}?"
 
 
 def test_a_parent_of_split_folders_is_refused_with_the_split_form_unless_one_split(tmp_path, monkeypatch):
