@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cache.lock import CacheLock
-from cache.manifest import Index, check_cache_folder, plural
+from cache.manifest import Index, check_cache_exists, check_cache_folder, plural
 from cache.schema import CONFIG_FILE, LABEL_NAMES, LABELS_FILE
 from common.errors import CacheError, LabelError
 from common.files import write_atomically
@@ -263,6 +263,7 @@ def attach_labels(cache_dir: Path, files: list[Path], replace: bool = False) -> 
         their file extension, and the message says so).
     """
     check_cache_folder(cache_dir)
+    check_cache_exists(cache_dir)
     if not (cache_dir / CONFIG_FILE).exists():
         raise CacheError(f"{cache_dir}: not a cache (no {CONFIG_FILE})")
     table = merge_tables([load_label_file(path) for path in files])

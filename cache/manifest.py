@@ -118,11 +118,20 @@ def check_cache_folder(cache_dir: Path) -> None:
         )
 
 
-def missing_cache_advice(cache_dir: Path) -> str:
-    """What to do about a cache folder that does not exist: the caches beside it with a close
-    name (a typo), else how to build one."""
-    near = close_siblings(Path(cache_dir), accept=lambda entry: (entry / CONFIG_FILE).is_file())
-    return did_you_mean(near) or "build one with `make features`"
+def check_cache_exists(cache_dir: Path) -> None:
+    """Refuse a cache folder that does not exist, naming the caches beside it with a close
+    name (a typo), else how to build one.
+
+    Raises
+    ------
+    CacheError
+        One line naming the path.
+    """
+    cache_dir = Path(cache_dir)
+    if cache_dir.is_dir():
+        return
+    near = close_siblings(cache_dir, accept=lambda entry: (entry / CONFIG_FILE).is_file())
+    raise CacheError(f"{cache_dir}: no such cache folder; {did_you_mean(near) or 'build one with `make features`'}")
 
 
 def foreign_folder(cache_dir: Path) -> Path:

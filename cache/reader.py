@@ -12,11 +12,11 @@ import numpy as np
 from cache.labels import label_matrix, read_label_table
 from cache.manifest import (
     Index,
+    check_cache_exists,
     check_cache_folder,
     config_hash,
     foreign_advice,
     foreign_problem,
-    missing_cache_advice,
     read_config,
     repair_advice,
     shard_file_problem,
@@ -96,8 +96,7 @@ class CacheReader:
     def __init__(self, cache_dir: Path):
         self.cache_dir = Path(cache_dir)
         check_cache_folder(self.cache_dir)
-        if not self.cache_dir.is_dir():
-            raise CacheError(f"{self.cache_dir}: no such cache folder; {missing_cache_advice(self.cache_dir)}")
+        check_cache_exists(self.cache_dir)
         config = read_config(self.cache_dir)
         if config is None:
             raise CacheError(f"{self.cache_dir}: not a cache (no config.json); build one with `make features`")

@@ -10,6 +10,7 @@ import h5py
 from cache.lock import CacheLock, lock_holder
 from cache.manifest import (
     Index,
+    check_cache_exists,
     check_cache_folder,
     config_hash,
     file_digest,
@@ -93,6 +94,7 @@ def verify(cache_dir: Path) -> list[Problem]:
     """
     cache_dir = Path(cache_dir)
     check_cache_folder(cache_dir)
+    check_cache_exists(cache_dir)
     if not (cache_dir / INDEX_FILE).exists() and not (cache_dir / CONFIG_FILE).exists():
         raise CacheError(f"{cache_dir}: not a cache (no {INDEX_FILE} or {CONFIG_FILE})")
     holder = lock_holder(cache_dir)

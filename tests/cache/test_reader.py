@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import cache
-from cache.labels import write_labels
+from cache.labels import attach_labels, write_labels
 from cache.manifest import Index, config_hash, shard_entry
 from cache.reader import DEFAULT_DATASETS, CacheReader
 from cache.schema import (
@@ -389,6 +389,8 @@ def test_a_mistyped_cache_folder_names_the_cache_beside_it(tmp_path):
     features = tmp_path / "features"
     shutil.copytree(VLEN_SOUND_FIXTURE, features)
     (tmp_path / "notes").mkdir()
-    with pytest.raises(CacheError) as caught:
-        CacheReader(tmp_path / "featuers")
-    assert str(caught.value) == f"{tmp_path / 'featuers'}: no such cache folder; did you mean {features}?"
+    expected = f"{tmp_path / 'featuers'}: no such cache folder; did you mean {features}?"
+    for command in (CacheReader, verify, lambda path: attach_labels(path, [])):
+        with pytest.raises(CacheError) as caught:
+            command(tmp_path / "featuers")
+        assert str(caught.value) == expected
