@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,37 @@ def run_obeying_file_modes():
         )
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
+
+    return run
+
+
+@pytest.fixture
+def run_as_a_terminal_job(tmp_path):
+    """Run a command as a terminal runs a job: in a process group (session) of its own, so
+    that a Ctrl-C it sends to its group reaches its worker processes and no test process.
+    Every Python process of the run first imports ``hook`` (its ``sitecustomize``), which
+    reads its settings from ``environment``; the group is killed after ``timeout`` seconds."""
+
+    def run(command: list[str], hook: str, environment: dict[str, str], timeout: float):
+        site = tmp_path / "site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(hook)
+        search_path = os.pathsep.join([str(Path(__file__).parents[1]), str(site)])
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **environment, "PYTHONPATH": search_path},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output, errors = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout)
+        return subprocess.CompletedProcess(command, process.returncode, output, errors)
 
     return run
 

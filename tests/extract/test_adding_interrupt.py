@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,36 +81,16 @@ def uninterrupted(cache_of_four_shards, tmp_path_factory) -> dict[str, np.ndarra
     return {split: CacheReader(cache).read(split, (SET,))[SET] for split in SPLITS}
 
 
-def _add_with_ctrl_c(
-    cache: Path, tmp_path: Path, jobs: int, times: int, backend: str = "loky"
-) -> tuple[subprocess.Popen, str, str, float]:
-    """Run ``python -m extract add`` with Ctrl-C (``times`` SIGINTs) as its second part file is renamed into place.
+def _add_with_ctrl_c(run, cache: Path, tmp_path: Path, jobs: int, times: int, backend: str = "loky"):
+    """Run ``python -m extract add`` (``run_as_a_terminal_job``) with Ctrl-C (``times`` SIGINTs) as its
+    second part file is renamed into place.
 
-    Returns the process, its stdout and stderr, and the time it ended (``time.time()``).
+    Returns the completed process and the time it ended (``time.time()``).
     """
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(CTRL_C_AT_A_PART)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), str(site)]),
-        "CTRL_C_AT_PART": "2",
-        "CTRL_C_TIMES": str(times),
-        "CTRL_C_MARKS": str(tmp_path / "marks.json"),
-    }
+    environment = {"CTRL_C_AT_PART": "2", "CTRL_C_TIMES": str(times), "CTRL_C_MARKS": str(tmp_path / "marks.json")}
     command = [sys.executable, "-m", "extract", "add", str(cache), "--features", SET, "--weights", "none"]
     command += ["--quiet", "--jobs", str(jobs), "--backend", backend]
-    # A session of its own: the Ctrl-C reaches the run's process group, not pytest.
-    process = subprocess.Popen(
-        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        output, errors = process.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=RUN_TIMEOUT)
-    return process, output, errors, time.time()
+    return run(command, CTRL_C_AT_A_PART, environment, RUN_TIMEOUT), time.time()
 
 
 def _parts(cache: Path) -> dict[str, tuple[int, str]]:
@@ -149,10 +126,11 @@ def _assert_the_rerun_adds_only_the_rest(cache: Path, parts: dict, expected: dic
 # those, and maybe parts the other worker finished.
 @pytest.mark.parametrize(("jobs", "most_parts", "backend"), [(1, 2, "loky"), (2, 4, "loky"), (2, 4, "dask")])
 def test_the_first_ctrl_c_finishes_the_part_in_flight_and_the_same_command_adds_the_rest(
-    cache_of_four_shards, uninterrupted, tmp_path, jobs, most_parts, backend
+    cache_of_four_shards, uninterrupted, tmp_path, jobs, most_parts, backend, run_as_a_terminal_job
 ):
     cache = Path(shutil.copytree(cache_of_four_shards, tmp_path / "cache"))
-    process, output, errors, _ = _add_with_ctrl_c(cache, tmp_path, jobs, times=1, backend=backend)
+    process, _ = _add_with_ctrl_c(run_as_a_terminal_job, cache, tmp_path, jobs, times=1, backend=backend)
+    output, errors = process.stdout, process.stderr
     assert process.returncode == 130, errors[-2000:]
     assert FIRST_STOP + "\n" in errors and "Traceback" not in errors, errors[-2000:]
     assert "interrupted: finished part files are kept" in errors and "run the same command again" in errors
@@ -166,10 +144,11 @@ def test_the_first_ctrl_c_finishes_the_part_in_flight_and_the_same_command_adds_
 
 
 def test_a_second_ctrl_c_stops_within_the_bound_losing_only_the_part_in_flight(
-    cache_of_four_shards, uninterrupted, tmp_path
+    cache_of_four_shards, uninterrupted, tmp_path, run_as_a_terminal_job
 ):
     cache = Path(shutil.copytree(cache_of_four_shards, tmp_path / "cache"))
-    process, output, errors, ended = _add_with_ctrl_c(cache, tmp_path, jobs=1, times=2)
+    process, ended = _add_with_ctrl_c(run_as_a_terminal_job, cache, tmp_path, jobs=1, times=2)
+    output, errors = process.stdout, process.stderr
     assert process.returncode == 130, errors[-2000:]
     assert FIRST_STOP + "\n" in errors and "stopped at once by Ctrl-C: the part files in flight are lost" in errors, (
         errors[-2000:]

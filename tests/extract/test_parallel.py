@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,35 +96,20 @@ CTRL_C_TIMEOUT = 300  # seconds for a tiny extraction on a busy 2-core machine, 
 
 @pytest.mark.parametrize("backend", ["loky", "dask"])
 def test_a_terminal_ctrl_c_reaching_the_workers_loses_no_video_and_reports_none_failed(
-    clip_folder, tiny_flags, tmp_path, backend
+    clip_folder, tiny_flags, tmp_path, backend, run_as_a_terminal_job
 ):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(CTRL_C_IN_A_WORKER)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), str(site)]),
-        "CTRL_C_MARKS": str(tmp_path / "signalled"),
-    }
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "extract", str(clip_folder / "train"), "--cache", str(cache), *tiny_flags]
     command += ["--jobs", "2", "--videos-per-shard", "1", "--backend", backend]
-    # A session of its own: the Ctrl-C reaches the run's process group, not pytest.
-    process = subprocess.Popen(
-        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    stopped = run_as_a_terminal_job(
+        command, CTRL_C_IN_A_WORKER, {"CTRL_C_MARKS": str(tmp_path / "signalled")}, CTRL_C_TIMEOUT
     )
-    try:
-        output, errors = process.communicate(timeout=CTRL_C_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=CTRL_C_TIMEOUT)
+    output, errors = stopped.stdout, stopped.stderr
     assert (tmp_path / "signalled").exists()
-    assert process.returncode == 130, errors[-2000:]
+    assert stopped.returncode == 130, errors[-2000:]
     assert "stopping: finishing" in errors and "Traceback" not in errors, errors[-2000:]
     assert " 0 failed" in output and read_failures(cache) == [], output
-    environment.pop("CTRL_C_MARKS")
-    rerun = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=CTRL_C_TIMEOUT)
+    rerun = run_as_a_terminal_job(command, "", {}, CTRL_C_TIMEOUT)
     assert rerun.returncode == 0 and " 0 failed" in rerun.stdout, rerun.stderr[-2000:]
     ids = CacheReader(cache).read("train", ("video_id",))["video_id"]
     assert sorted(ids) == sorted(path.name for path in (clip_folder / "train").glob("*.mp4"))
