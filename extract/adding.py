@@ -8,9 +8,7 @@ finished parts and the same command resumes with the rest.
 
 from __future__ import annotations
 
-import os
 import sys
-import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,13 +24,13 @@ from cache.reader import CacheReader, holds, read_sounds
 from cache.schema import CROPS_DATASET, DURATION_DATASET, FRAMES_DATASET, SOUND_DATASET, SOURCE_DATASETS
 from cache.sets import SHARD_SETS, part_name, set_folder, write_descriptor, write_part
 from cache.writer import library_versions
-from common.errors import CacheError, OptionError
+from common.errors import CacheError
 from common.files import TEMPORARY_SUFFIX
 from common.options import Role, option
-from extract.config import BACKENDS, ExtractOptions
+from extract.config import ExtractOptions, check_parallelism, worker_count
 from extract.featuresets import FeatureSet, describe, feature_sets, identity, weights_identity
 from extract.interrupt import deferred_interrupt
-from extract.parallel import parallel_backend
+from extract.parallel import close_quietly, parallel_backend
 
 # Stored source of each feature-set source, and the extraction flag that stores it.
 NEEDS = {
@@ -56,14 +54,11 @@ class AddOptions:
     )
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise OptionError("backend", f"must be one of {BACKENDS}, got {self.backend!r}")
-        if self.jobs < 0:
-            raise OptionError("jobs", f"must be 0 (all cores) or more, got {self.jobs}")
+        check_parallelism(self.backend, self.jobs)
 
     @property
     def workers(self) -> int:
-        return self.jobs or os.cpu_count() or 1
+        return worker_count(self.jobs)
 
 
 @dataclass(frozen=True)
@@ -246,11 +241,7 @@ def add_sets(cache_dir: Path, options: AddOptions, show_progress: bool = True) -
                         stop.waiting = job.video_ids  # results come in job order: this part is the one awaited
                         progress.update(next(results))
                 finally:
-                    # Abandoning the pool mid-run makes joblib warn about the tasks it drops;
-                    # a requested stop is expected, and the caller says what is left to do.
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UserWarning)
-                        results.close()
+                    close_quietly(results)
                 interrupted = stop.requested
         finally:
             for folder in folders:  # a stop ends the workers, maybe mid-write

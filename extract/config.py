@@ -18,6 +18,19 @@ from extract.video import DecodeOptions
 BACKENDS = ("loky", "dask")
 
 
+def check_parallelism(backend: str, jobs: int) -> None:
+    """Refuse a ``--backend`` or ``--jobs`` that no run can use (extraction's and ``add``'s)."""
+    if backend not in BACKENDS:
+        raise OptionError("backend", f"must be one of {BACKENDS}, got {backend!r}")
+    if jobs < 0:
+        raise OptionError("jobs", f"must be 0 (all cores) or more, got {jobs}")
+
+
+def worker_count(jobs: int) -> int:
+    """Parallel workers ``--jobs`` asks for: 0 means all cores."""
+    return jobs or os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class ExtractOptions:
     """Everything that decides how a video becomes cached features, and how the run goes.
@@ -75,16 +88,13 @@ class ExtractOptions:
             flag, kept = stored[chosen.source]
             if chosen.name not in DEFAULT_SETS and not kept:
                 raise OptionError("features", f"names {chosen.name}, which is computed from what `{flag}` stores")
-        if self.backend not in BACKENDS:
-            raise OptionError("backend", f"must be one of {BACKENDS}, got {self.backend!r}")
-        if self.jobs < 0:
-            raise OptionError("jobs", f"must be 0 (all cores) or more, got {self.jobs}")
+        check_parallelism(self.backend, self.jobs)
         if self.videos_per_shard < 1:
             raise OptionError("videos_per_shard", f"must be at least 1, got {self.videos_per_shard}")
 
     @property
     def workers(self) -> int:
-        return self.jobs or os.cpu_count() or 1
+        return worker_count(self.jobs)
 
     def resolved(self) -> ExtractOptions:
         """Options with a weights file path made absolute (so it can be found again).

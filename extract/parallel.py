@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 
 import joblib
@@ -71,6 +71,17 @@ def parallel_backend(options: ExtractOptions) -> Iterator[int]:
         yield max(1, sum(client.ncores().values()))
 
 
+def close_quietly(results: Generator) -> None:
+    """End a generator of joblib results, maybe mid-run.
+
+    Abandoning the pool mid-run makes joblib warn about the tasks it drops; a
+    requested stop is expected, and the caller says what was dropped.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        results.close()
+
+
 def _results(
     jobs: list[VideoJob], options: ExtractOptions, embed_here: bool
 ) -> Iterator[PreparedVideo | VideoRecord | Failure]:
@@ -113,11 +124,7 @@ def featurize_jobs(
                 break
             stop.awaiting = remaining > 0
     finally:
-        # Abandoning the pool mid-run makes joblib warn about the tasks it drops;
-        # a requested stop is expected, and what was dropped is said by the caller.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            results.close()
+        close_quietly(results)
     yield from batcher.finish()
 
 
